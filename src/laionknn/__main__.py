@@ -1,0 +1,3 @@
+from laionknn.cli.main import main
+
+main()

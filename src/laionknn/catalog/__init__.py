@@ -1,0 +1,27 @@
+"""Catalog of official and synthetic files, and the one downloader.
+
+``resolve(name)`` returns a :class:`Record` (no I/O); ``dataset(name)`` bundles a database with its
+queries and gold standard; ``ensure(record)`` makes the file present locally (download and verify,
+or synthesise) and returns its path.
+"""
+
+from laionknn.catalog.datasets import DatasetSpec, dataset
+from laionknn.catalog.manifest import (Record, all_records, resolve, synthetic_database_name,
+                                       synthetic_gold_name, synthetic_queries_name)
+
+__all__ = ["DatasetSpec", "Record", "all_records", "dataset", "resolve", "synthetic_database_name",
+           "synthetic_gold_name", "synthetic_queries_name", "ensure", "local_path"]
+
+
+def local_path(record: Record):
+    """Where ``record``'s file lives in the workspace (whether or not it exists yet)."""
+    from laionknn import workspace
+
+    return workspace.data_path(record.filename)
+
+
+def ensure(record: Record, **kwargs):
+    """Make ``record``'s file present (download + verify, or synthesise) and return its path."""
+    from laionknn.catalog.ensure import ensure as _ensure
+
+    return _ensure(record, **kwargs)

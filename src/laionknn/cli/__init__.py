@@ -1,0 +1,1 @@
+"""The `laionknn` command line; each subcommand calls one library function."""

@@ -1,0 +1,90 @@
+"""Entry point: a click group whose subcommands are imported only when used.
+
+Errors of the package's own types become one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from laionknn import __version__
+from laionknn.errors import LaionKnnError
+
+# name -> (module, attribute); a module is imported only when its command runs or help lists it
+COMMANDS: dict[str, tuple[str, str]] = {
+    "datasets": ("laionknn.cli.datasets", "datasets"),
+    "synth": ("laionknn.cli.synth", "synth"),
+    "stats": ("laionknn.cli.synth", "stats"),
+    "prepare": ("laionknn.cli.prepare", "prepare"),
+    "gold": ("laionknn.cli.gold", "gold"),
+    "project": ("laionknn.cli.projections", "project"),
+    "baselines": ("laionknn.cli.projections", "baselines"),
+    "search": ("laionknn.cli.search", "search"),
+    "results": ("laionknn.cli.evaluation", "results"),
+    "eval": ("laionknn.cli.evaluation", "eval_cmd"),
+    "report": ("laionknn.cli.evaluation", "report"),
+    "run": ("laionknn.cli.run", "run"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if importlib.util.find_spec(COMMANDS[name][0]) is not None]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        if importlib.util.find_spec(module) is None:
+            return None
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="laionknn")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or chatter (for scripts).")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.option("--catalog", "catalogs", multiple=True, type=click.Path(dir_okay=False),
+              help="Extra catalog TSV (shared catalog columns); also $LAIONKNN_CATALOG.")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, verbose: int, catalogs: tuple[str, ...]) -> None:
+    """k-NN search on the LAION2B CLIP embeddings of the SISAP indexing challenges."""
+    from laionknn.progress import set_quiet
+
+    set_quiet(quiet)
+    level = logging.WARNING if quiet else (logging.INFO if verbose == 1 else logging.DEBUG if verbose > 1 else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+    ctx.obj["catalogs"] = list(catalogs)
+    ctx.obj["quiet"] = quiet
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="laionknn", standalone_mode=False)
+    except LaionKnnError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except OSError as exc:
+        # file-system problems users cause (permissions, disk full, missing folders)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
