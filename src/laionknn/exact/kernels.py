@@ -1,0 +1,188 @@
+"""Numba kernels of the exact engine (pynndescent style: nogil, cache, formula in the docstring).
+
+Vocabulary inside kernels (faiss style): ``xq`` queries (rows), ``xb`` a database block (rows), ``S``
+the float32 score matrix ``xq @ xb.T``. Every kernel is tested against a numpy oracle in
+tests/test_exact_kernels.py.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from llvmlite import ir
+from numba.extending import intrinsic
+
+from laionknn.exact.merge import compact_row, keep
+
+
+@intrinsic
+def _popcount64(typingctx, x):
+    """popcount of a uint64 (LLVM ``ctpop``; one POPCNT instruction on x86-64)."""
+    sig = nb.types.uint64(nb.types.uint64)
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(64)])
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@nb.njit(nogil=True, cache=True)
+def _push(out_lo, out_hi, out_id, cnt, lo, hi, idx, k, h, i):
+    """Append one entry to a row buffer, pruning the buffer with the merge rule when full.
+
+    Returns ``(cnt, h, i, ok)``; ``ok`` is False when pruning freed less than a quarter of the buffer
+    (too many overlapping intervals: the caller retries the row with a wider buffer).
+    """
+    w = out_lo.shape[0]
+    if cnt == w:
+        cnt, h, i = compact_row(out_lo, out_hi, out_id, cnt, k, h, i)
+        if cnt > w - w // 4 or cnt == w:
+            return cnt, h, i, False
+        if not keep(lo, idx, h, i):
+            return cnt, h, i, True
+    out_lo[cnt] = lo
+    out_hi[cnt] = hi
+    out_id[cnt] = idx
+    return cnt + 1, h, i, True
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def select_scores(S, a, b, w, h_col, g, c_row, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts):
+    """Certified candidate selection from a float32 score block.
+
+    For query ``q`` and block row ``j`` (global id ``id0 + j``), with ``s = S[q, j]`` the float32 dot
+    product: ``key = s * a[j] - b[j]`` estimates the true key to within
+    ``err = g[q] * w[j] + h_col[j] + c_row[q]``; the distance interval is ``[-key - err, -key + err]``.
+    An entry is kept unless ``k`` entries are certainly better (see :mod:`laionknn.exact.merge`),
+    starting from the bound ``(thr_h[q], thr_i[q])`` of earlier blocks. ``counts[q]`` gets the kept
+    number, or -1 when the row's buffer (width of ``out_*``) overflowed.
+    """
+    nq, nbk = S.shape
+    for q in nb.prange(nq):
+        hh = thr_h[q]
+        ii = thr_i[q]
+        gq = g[q]
+        cq = c_row[q]
+        cnt = 0
+        ok = True
+        for j in range(nbk):
+            key = np.float64(S[q, j]) * a[j] - b[j]
+            err = gq * w[j] + h_col[j] + cq
+            lo = -key - err
+            idx = id0 + j
+            if lo > hh or (lo == hh and idx > ii):
+                continue
+            cnt, hh, ii, ok = _push(out_lo[q], out_hi[q], out_id[q], cnt, lo, -key + err, idx, k, hh, ii)
+            if not ok:
+                break
+        if ok and cnt > k:
+            cnt, hh, ii = compact_row(out_lo[q], out_hi[q], out_id[q], cnt, k, hh, ii)
+        counts[q] = cnt if ok else -1
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def select_hamming(xq, xb, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts):
+    """Exact top-k selection by Hamming distance ``d(q, j) = sum_w popcount(xq[q, w] ^ xb[j, w])``.
+
+    xq: uint64 (nq, words); xb: uint64 (nb, words). Distances are exact integers stored as float64
+    intervals with ``lo == hi``; ids are ``id0 + j``. Same contract as :func:`select_scores`.
+    """
+    nq = xq.shape[0]
+    nbk, words = xb.shape
+    for q in nb.prange(nq):
+        hh = thr_h[q]
+        ii = thr_i[q]
+        cnt = 0
+        ok = True
+        for j in range(nbk):
+            d = 0
+            for t in range(words):
+                d += _popcount64(xq[q, t] ^ xb[j, t])
+            dist = np.float64(d)
+            idx = id0 + j
+            if dist > hh or (dist == hh and idx > ii):
+                continue
+            cnt, hh, ii, ok = _push(out_lo[q], out_hi[q], out_id[q], cnt, dist, dist, idx, k, hh, ii)
+            if not ok:
+                break
+        if ok and cnt > k:
+            cnt, hh, ii = compact_row(out_lo[q], out_hi[q], out_id[q], cnt, k, hh, ii)
+        counts[q] = cnt if ok else -1
+
+
+@nb.njit(nogil=True, cache=True)
+def _dot8(x, y):
+    """float64 dot product of two float vectors with 8 interleaved accumulators (fixed order)."""
+    n = x.shape[0]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    m = n - n % 8
+    for t in range(0, m, 8):
+        s0 += np.float64(x[t]) * np.float64(y[t])
+        s1 += np.float64(x[t + 1]) * np.float64(y[t + 1])
+        s2 += np.float64(x[t + 2]) * np.float64(y[t + 2])
+        s3 += np.float64(x[t + 3]) * np.float64(y[t + 3])
+        s4 += np.float64(x[t + 4]) * np.float64(y[t + 4])
+        s5 += np.float64(x[t + 5]) * np.float64(y[t + 5])
+        s6 += np.float64(x[t + 6]) * np.float64(y[t + 6])
+        s7 += np.float64(x[t + 7]) * np.float64(y[t + 7])
+    for t in range(m, n):
+        s0 += np.float64(x[t]) * np.float64(y[t])
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@nb.njit(nogil=True, cache=True)
+def _sqdist8(x, y):
+    """float64 squared Euclidean distance ``sum_t (x_t - y_t)^2`` with 8 accumulators."""
+    n = x.shape[0]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    m = n - n % 8
+    for t in range(0, m, 8):
+        d0 = np.float64(x[t]) - np.float64(y[t])
+        d1 = np.float64(x[t + 1]) - np.float64(y[t + 1])
+        d2 = np.float64(x[t + 2]) - np.float64(y[t + 2])
+        d3 = np.float64(x[t + 3]) - np.float64(y[t + 3])
+        d4 = np.float64(x[t + 4]) - np.float64(y[t + 4])
+        d5 = np.float64(x[t + 5]) - np.float64(y[t + 5])
+        d6 = np.float64(x[t + 6]) - np.float64(y[t + 6])
+        d7 = np.float64(x[t + 7]) - np.float64(y[t + 7])
+        s0 += d0 * d0
+        s1 += d1 * d1
+        s2 += d2 * d2
+        s3 += d3 * d3
+        s4 += d4 * d4
+        s5 += d5 * d5
+        s6 += d6 * d6
+        s7 += d7 * d7
+    for t in range(m, n):
+        d0 = np.float64(x[t]) - np.float64(y[t])
+        s0 += d0 * d0
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def norms64(x):
+    """Euclidean norms ``sqrt(sum_t x[r, t]^2)`` of every row, accumulated in float64. x: (n, d) float."""
+    out = np.empty(x.shape[0])
+    for r in nb.prange(x.shape[0]):
+        out[r] = np.sqrt(_dot8(x[r], x[r]))
+    return out
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def rescore_pairs(xb, xq, rows, qs, mode, qnorm, bnorm, out):
+    """float64 distance of pairs ``(xq[qs[p]], xb[rows[p]])`` into ``out[p]``.
+
+    mode 0 (dot): ``1 - <q, x>``; mode 1 (cosine): ``1 - <q, x> / (qnorm[q] * bnorm[row])``;
+    mode 2 (l2): ``sum_t (q_t - x_t)^2``. Products of float16/float32 values are exact in float64;
+    sums use :func:`_dot8`'s fixed order, so equal rows give equal distances.
+    """
+    for p in nb.prange(rows.shape[0]):
+        r = rows[p]
+        q = qs[p]
+        if mode == 2:
+            out[p] = _sqdist8(xq[q], xb[r])
+        elif mode == 1:
+            out[p] = 1.0 - _dot8(xq[q], xb[r]) / (qnorm[q] * bnorm[r])
+        else:
+            out[p] = 1.0 - _dot8(xq[q], xb[r])
