@@ -6,7 +6,8 @@ import numpy as np
 
 from laionknn.exact import gamma
 from laionknn.exact.kernels import norms64, rescore_pairs, select_hamming, select_scores
-from laionknn.exact.merge import INT64_MAX, Candidates
+from laionknn.exact.engine import _scan_tile
+from laionknn.exact.merge import INT64_MAX, Candidates, merge
 
 
 def test_norms64_matches_numpy():
@@ -52,24 +53,25 @@ def test_select_scores_keeps_every_row_the_bound_cannot_exclude():
     nq, nbk, k = 6, 400, 5
     S = rng.standard_normal((nq, nbk)).astype(np.float32)
     S[:, 100:130] = S[:, [99]]  # equal scores: intervals overlap, all must survive
-    a, b = np.ones(nbk), np.zeros(nbk)
-    w, h = np.full(nbk, 0.01), np.zeros(nbk)
+    cols = (np.ones(nbk), np.zeros(nbk), np.full(nbk, 0.01), np.zeros(nbk))
     g, c = np.ones(nq), np.zeros(nq)
-    for width in (12, 64, 400):  # small buffers overflow (-1) or compact repeatedly
-        out = Candidates.empty(nq, width)
-        counts = np.zeros(nq, dtype=np.int64)
-        select_scores(S, a, b, w, h, g, c, np.full(nq, np.inf), np.full(nq, INT64_MAX), 0, k,
-                      out.lo, out.hi, out.ids, counts)
+    for width in (6, 12, 64, 400):  # small buffers overflow and are widened, or compact repeatedly
+        buf = Candidates.empty(nq, width)
+        th, ti = np.full(nq, np.inf), np.full(nq, INT64_MAX)
+        counts, pos = np.zeros(nq, dtype=np.int64), np.zeros(nq, dtype=np.int64)
+        for t0 in range(0, nbk, 128):  # several tiles feeding one buffer
+            buf = _scan_tile(np.ascontiguousarray(S[:, t0:t0 + 128]), tuple(x[t0:t0 + 128] for x in cols), g, c,
+                             th, ti, t0, k, buf, counts, pos)
+        assert (counts == (buf.ids >= 0).sum(axis=1)).all()
+        pruned = merge(Candidates.empty(nq), buf, k)
         for q in range(nq):
             lo, hi = -S[q].astype(np.float64) - 0.01, -S[q].astype(np.float64) + 0.01
             keys = sorted(zip(hi.tolist(), range(nbk)))
             H, I = keys[k - 1]
             expect = {j for j in range(nbk) if (lo[j], j) <= (H, I)}
-            if counts[q] < 0:
-                assert len(expect) > width // 2
-                continue
-            got = set(out.ids[q, :counts[q]].tolist())
-            assert got == expect
+            assert set(pruned.ids[q][pruned.ids[q] >= 0].tolist()) == expect
+            sel = pruned.ids[q] >= 0
+            np.testing.assert_array_equal(pruned.lo[q][sel], lo[pruned.ids[q][sel]])
 
 
 def test_float32_dot_error_stays_within_gamma_bound():

@@ -40,9 +40,9 @@ import numpy as np
 from laionknn.errors import DataError, UsageError
 from laionknn.exact import checkpoint as ckpt
 from laionknn.exact.blas import resolve_backend, sgemm_nt
-from laionknn.exact.kernels import norms64, rescore_pairs, select_hamming, select_scores
+from laionknn.exact.kernels import norms64, rescore_pairs, select_hamming, select_scores, to_float32
 from laionknn.exact.merge import Candidates, exact_topk, kth_keys, merge
-from laionknn.exact.plan import plan_memory, plan_query_batches, plan_row_ranges
+from laionknn.exact.plan import SCORE_TILE, plan_memory, plan_query_batches, plan_row_ranges
 from laionknn.io.vectors import check_vectors, parse_memory
 from laionknn.progress import progress_bar
 from laionknn.types import KnnResult, Metric
@@ -255,6 +255,24 @@ def _metric_columns(metric: Metric, nx: np.ndarray):
     return np.ones_like(nx), zero, nx, zero
 
 
+# queries x rows per sgemm call (faiss's exhaustive search uses the same tile): the 16 MiB score tile
+# stays in cache while it is scanned, instead of a block-sized score matrix streaming through memory
+Q_TILE, R_TILE = SCORE_TILE
+
+
+def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos):
+    """Select from one score tile into ``buf`` (rows of this tile), widening it when a row overflows.
+    Returns the (possibly new) buffer."""
+    rows = np.arange(s.shape[0], dtype=np.int64)
+    pos[:] = 0
+    while rows.size:
+        select_scores(s, *cols, g, c, th, ti, row0, kk, buf.lo, buf.hi, buf.ids, counts, pos, rows)
+        rows = np.flatnonzero(pos < s.shape[1]).astype(np.int64)
+        if rows.size:
+            buf = buf.padded(buf.width * 4)
+    return buf
+
+
 def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint, fingerprint, every,
                  backend):
     xq = np.ascontiguousarray(q_in, dtype=np.float32)
@@ -262,30 +280,38 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     g = gamma(src.dim) * qn
     c = {Metric.DOT: np.full_like(qn, 1e-15), Metric.COSINE: np.zeros_like(qn),
          Metric.L2: 1e-12 * qn * qn}[metric]
-    qb = max(hi - lo for lo, hi in batches)
-    scores = np.empty(qb * min(block_rows, src.n), dtype=np.float32)
+    qt = min(Q_TILE, max(hi - lo for lo, hi in batches))
+    scores = np.empty(qt * min(R_TILE, block_rows, src.n), dtype=np.float32)
     last = time.monotonic()
     with progress_bar(f"exact {metric.value} (float32 filter)", src.n) as bar:
         bar.update(start_row)
         for task in plan_row_ranges(src.n, block_rows, start=start_row):
             block = src.read(task.start, task.stop)
             check_vectors(block, what="database", first_row=task.start, nonzero=metric is Metric.COSINE)
-            xb = np.ascontiguousarray(block, dtype=np.float32)
+            xb = to_float32(block)
             del block
+            nbk = xb.shape[0]
             nx = norms64(xb)
             a, b, w, h = _metric_columns(metric, nx)
             for bi, (lo, hi) in enumerate(batches):
-                s = scores[: (hi - lo) * xb.shape[0]].reshape(hi - lo, xb.shape[0])
-                sgemm_nt(xq[lo:hi], xb, s, backend)
                 th, ti = kth_keys(parts[bi], kk)
-                gb, cb = g[lo:hi], c[lo:hi]
-
-                def run(sel, o, cnt, s=s, gb=gb, cb=cb, th=th, ti=ti, cols=(a, b, w, h), row0=task.start):
-                    select_scores(np.ascontiguousarray(s[sel]), *cols, gb[sel], cb[sel], th[sel], ti[sel], row0, kk,
-                                  o.lo, o.hi, o.ids, cnt)
-
-                cands = _select(run, hi - lo, xb.shape[0], kk)
-                parts[bi] = merge(parts[bi], cands, kk)
+                buf = Candidates.empty(hi - lo, min(nbk, 2 * kk + 64))
+                counts = np.zeros(hi - lo, dtype=np.int64)
+                pos = np.zeros(hi - lo, dtype=np.int64)
+                for q0 in range(lo, hi, qt):
+                    q1 = min(hi, q0 + qt)
+                    sl = slice(q0 - lo, q1 - lo)
+                    for r0 in range(0, nbk, R_TILE):
+                        r1 = min(nbk, r0 + R_TILE)
+                        s = scores[: (q1 - q0) * (r1 - r0)].reshape(q1 - q0, r1 - r0)
+                        sgemm_nt(xq[q0:q1], xb[r0:r1], s, backend)
+                        part = Candidates(buf.lo[sl], buf.hi[sl], buf.ids[sl])
+                        part = _scan_tile(s, (a[r0:r1], b[r0:r1], w[r0:r1], h[r0:r1]), g[q0:q1], c[q0:q1],
+                                          th[sl], ti[sl], task.start + r0, kk, part, counts[sl], pos[sl])
+                        if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
+                            buf = buf.padded(part.width)
+                            buf.lo[sl], buf.hi[sl], buf.ids[sl] = part.lo, part.hi, part.ids
+                parts[bi] = merge(parts[bi], buf.trimmed(), kk)
             bar.advance(task.rows)
             last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every)
     return parts
@@ -306,7 +332,7 @@ def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_r
         for task in plan_row_ranges(src.n, block_rows):
             a0, a1 = np.searchsorted(rid_s, [task.start, task.stop])
             if a1 > a0:
-                xb = np.ascontiguousarray(src.read(task.start, task.stop), dtype=np.float32)
+                xb = to_float32(src.read(task.start, task.stop))
                 nx = norms64(xb) if mode == 1 else qn[:1]
                 out = np.empty(a1 - a0)
                 rescore_pairs(xb, xq, rid_s[a0:a1] - task.start, q_s[a0:a1], mode, qn, nx, out)

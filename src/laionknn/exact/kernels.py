@@ -15,6 +15,33 @@ from numba.extending import intrinsic
 from laionknn.exact.merge import compact_row, keep
 
 
+_CHUNK = 256
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def f16_to_f32(src, lut, out):
+    """Exact float16 -> float32 conversion through a 65536-entry table: ``out[r, t] = lut[src[r, t]]``.
+
+    src: uint16 view (n, d) of float16 data; lut: float32 (65536,) built by numpy; out: float32 (n, d).
+    """
+    for r in nb.prange(src.shape[0]):
+        for t in range(src.shape[1]):
+            out[r, t] = lut[src[r, t]]
+
+
+F16_LUT = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+
+
+def to_float32(block: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32 copy of a block (float16 converted exactly, in parallel)."""
+    if block.dtype == np.float16:
+        out = np.empty(block.shape, dtype=np.float32)
+        if block.size:
+            f16_to_f32(np.ascontiguousarray(block).view(np.uint16), F16_LUT, out)
+        return out
+    return np.ascontiguousarray(block, dtype=np.float32)
+
+
 @intrinsic
 def _popcount64(typingctx, x):
     """popcount of a uint64 (LLVM ``ctpop``; one POPCNT instruction on x86-64)."""
@@ -47,38 +74,61 @@ def _push(out_lo, out_hi, out_id, cnt, lo, hi, idx, k, h, i):
     return cnt + 1, h, i, True
 
 
-@nb.njit(parallel=True, nogil=True, cache=True)
-def select_scores(S, a, b, w, h_col, g, c_row, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts):
-    """Certified candidate selection from a float32 score block.
+@nb.njit(nogil=True, cache=True, fastmath=True)
+def _chunk_min_lo(S, q, a, b, w, h_col, gq, cq, j0, j1):
+    """Smallest interval start ``-(s a - b) - (gq w + h + cq)`` over ``[j0, j1)``; vectorised (fastmath
+    reorders it, changing it by a few ulps, far inside the bound's 1e-6 relative slack)."""
+    best = np.inf
+    for j in range(j0, j1):
+        best = min(best, -(np.float64(S[q, j]) * a[j] - b[j]) - (gq * w[j] + h_col[j] + cq))
+    return best
 
-    For query ``q`` and block row ``j`` (global id ``id0 + j``), with ``s = S[q, j]`` the float32 dot
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def select_scores(S, a, b, w, h_col, g, c_row, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts, pos, rows):
+    """Certified candidate selection from a float32 score tile, appending to per-query buffers.
+
+    For query ``q`` and tile row ``j`` (global id ``id0 + j``), with ``s = S[q, j]`` the float32 dot
     product: ``key = s * a[j] - b[j]`` estimates the true key to within
     ``err = g[q] * w[j] + h_col[j] + c_row[q]``; the distance interval is ``[-key - err, -key + err]``.
-    An entry is kept unless ``k`` entries are certainly better (see :mod:`laionknn.exact.merge`),
-    starting from the bound ``(thr_h[q], thr_i[q])`` of earlier blocks. ``counts[q]`` gets the kept
-    number, or -1 when the row's buffer (width of ``out_*``) overflowed.
+    An entry is appended to ``out_*[q]`` (after ``counts[q]`` existing ones) unless ``k`` entries are
+    certainly better (see :mod:`laionknn.exact.merge`); ``(thr_h[q], thr_i[q])`` carries that bound in
+    and out. Only queries ``rows`` are processed, each from column ``pos[q]``; ``pos[q]`` ends at the
+    tile width, or at the first column not appended when the buffer could not be pruned enough (the
+    caller widens the buffers and calls again for those rows).
     """
-    nq, nbk = S.shape
-    for q in nb.prange(nq):
+    nbk = S.shape[1]
+    for r in nb.prange(rows.shape[0]):
+        q = rows[r]
         hh = thr_h[q]
         ii = thr_i[q]
         gq = g[q]
         cq = c_row[q]
-        cnt = 0
+        cnt = counts[q]
         ok = True
-        for j in range(nbk):
-            key = np.float64(S[q, j]) * a[j] - b[j]
-            err = gq * w[j] + h_col[j] + cq
-            lo = -key - err
-            idx = id0 + j
-            if lo > hh or (lo == hh and idx > ii):
+        stop = nbk
+        for j0 in range(pos[q], nbk, _CHUNK):
+            j1 = min(nbk, j0 + _CHUNK)
+            # branch-free scan of a chunk (vectorised); most chunks hold no candidate once the bound is tight
+            if _chunk_min_lo(S, q, a, b, w, h_col, gq, cq, j0, j1) > hh:
                 continue
-            cnt, hh, ii, ok = _push(out_lo[q], out_hi[q], out_id[q], cnt, lo, -key + err, idx, k, hh, ii)
+            for j in range(j0, j1):
+                key = np.float64(S[q, j]) * a[j] - b[j]
+                err = gq * w[j] + h_col[j] + cq
+                lo = -key - err
+                idx = id0 + j
+                if lo > hh or (lo == hh and idx > ii):
+                    continue
+                cnt, hh, ii, ok = _push(out_lo[q], out_hi[q], out_id[q], cnt, lo, -key + err, idx, k, hh, ii)
+                if not ok:
+                    stop = j
+                    break
             if not ok:
                 break
-        if ok and cnt > k:
-            cnt, hh, ii = compact_row(out_lo[q], out_hi[q], out_id[q], cnt, k, hh, ii)
-        counts[q] = cnt if ok else -1
+        counts[q] = cnt
+        thr_h[q] = hh
+        thr_i[q] = ii
+        pos[q] = stop
 
 
 @nb.njit(parallel=True, nogil=True, cache=True)

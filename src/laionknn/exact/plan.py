@@ -78,6 +78,7 @@ BASE_RESERVE = 640 * 1024**2
 STATE_ENTRY_BYTES = 3 * 8  # lo, hi (float64) and id (int64) of one candidate
 STATE_WIDTH_FACTOR = 2  # state width expected ~K; merging holds old + new + output at once
 DEFAULT_BUDGET = 4 * 1024**3
+SCORE_TILE = (4096, 1024)  # (queries, rows) of one float32 score tile; see laionknn.exact.engine
 
 
 def estimate_block_bytes(block_rows: int, query_batch: int, dim: int, db_itemsize: int, k: int,
@@ -85,7 +86,7 @@ def estimate_block_bytes(block_rows: int, query_batch: int, dim: int, db_itemsiz
     """Bytes held while one block is processed (see :func:`plan_memory`)."""
     buf = block_rows * dim * db_itemsize
     f32 = block_rows * dim * 4 if gemm else 0
-    scores = query_batch * block_rows * 4 if gemm else 0
+    scores = min(query_batch, SCORE_TILE[0]) * min(block_rows, SCORE_TILE[1]) * 4 if gemm else 0
     cand = query_batch * STATE_WIDTH_FACTOR * (k + 1) * STATE_ENTRY_BYTES
     return buf + f32 + scores + cand + block_rows * 8 * 4  # + per-row norms/scales
 
@@ -99,9 +100,11 @@ def plan_memory(budget: int | None, n_rows: int, n_queries: int, dim: int, db_it
     float32 and float64, the candidate state of every query (``~2 (k+1)`` entries of 24 bytes, twice
     while merging), and per block: the read buffer (``block_rows x dim`` in the file's dtype, float16
     stays float16), its float32 copy, the float32 score matrix ``query_batch x block_rows`` and the
-    block's candidates. ``gemm=False`` (Hamming) needs no float copy and no score matrix.
+    block's candidates. ``gemm=False`` (Hamming) needs no float copy and no score matrix. Scores are
+    computed tile by tile (:data:`SCORE_TILE`), so the score matrix is small and fixed.
 
-    Queries are batched only when a full score matrix of a reasonable block (4096 rows) would not fit.
+    Queries are batched only when the candidate buffers of all queries would not fit beside a block of
+    4096 rows.
     Raises :class:`UsageError` when even one row per block does not fit.
     """
     budget = DEFAULT_BUDGET if budget is None else int(budget)
