@@ -19,7 +19,9 @@ import statistics
 import sys
 import time
 
-import numpy as np
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as laionknn.exact sets it; applies to faiss too
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
@@ -85,7 +87,7 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
     limits = threadpool_limits(args.threads)
     backend = resolve_backend(args.blas)
-    print(f"# OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')}"
+    print(f"# OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')}"
           f" threads={args.threads} blas={backend} load={os.getloadavg()[0]:.1f}")
     for info in threadpool_info():
         if info["internal_api"] == "openblas":

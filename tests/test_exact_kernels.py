@@ -54,13 +54,15 @@ def test_select_scores_keeps_every_row_the_bound_cannot_exclude():
     S = rng.standard_normal((nq, nbk)).astype(np.float32)
     S[:, 100:130] = S[:, [99]]  # equal scores: intervals overlap, all must survive
     cols = (np.ones(nbk), np.zeros(nbk), np.full(nbk, 0.01), np.zeros(nbk))
+    from laionknn.exact.kernels import _CHUNK, chunk_bounds
     g, c = np.ones(nq), np.zeros(nq)
     for width in (6, 12, 64, 400):  # small buffers overflow and are widened, or compact repeatedly
         buf = Candidates.empty(nq, width)
         th, ti = np.full(nq, np.inf), np.full(nq, INT64_MAX)
         counts, pos = np.zeros(nq, dtype=np.int64), np.zeros(nq, dtype=np.int64)
         for t0 in range(0, nbk, 128):  # several tiles feeding one buffer
-            buf = _scan_tile(np.ascontiguousarray(S[:, t0:t0 + 128]), tuple(x[t0:t0 + 128] for x in cols), g, c,
+            tc = tuple(x[t0:t0 + 128] for x in cols)
+            buf = _scan_tile(np.ascontiguousarray(S[:, t0:t0 + 128]), tc + (chunk_bounds(*tc, _CHUNK),), g, c,
                              th, ti, t0, k, buf, counts, pos)
         assert (counts == (buf.ids >= 0).sum(axis=1)).all()
         pruned = merge(Candidates.empty(nq), buf, k)

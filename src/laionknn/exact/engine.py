@@ -40,7 +40,7 @@ import numpy as np
 from laionknn.errors import DataError, UsageError
 from laionknn.exact import checkpoint as ckpt
 from laionknn.exact.blas import resolve_backend, sgemm_nt
-from laionknn.exact.kernels import norms64, rescore_pairs, select_hamming, select_scores, to_float32
+from laionknn.exact.kernels import _CHUNK, chunk_bounds, norms64, rescore_pairs, select_hamming, select_scores, to_float32
 from laionknn.exact.merge import Candidates, exact_topk, kth_keys, merge
 from laionknn.exact.plan import SCORE_TILE, plan_memory, plan_query_batches, plan_row_ranges
 from laionknn.io.vectors import check_vectors, parse_memory
@@ -260,6 +260,19 @@ def _metric_columns(metric: Metric, nx: np.ndarray):
 Q_TILE, R_TILE = SCORE_TILE
 
 
+def _check_norms(nx: np.ndarray, first_row: int, nonzero: bool) -> None:
+    """NaN/inf rows have a non-finite float64 norm (no float16/float32 value overflows x^2 in float64);
+    zero rows have norm 0. Raises DataError naming the first bad row."""
+    bad = ~np.isfinite(nx)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + first_row
+        raise DataError(f"database: row {row} contains NaN or infinite values; clean or drop that row")
+    if nonzero and not nx.all():
+        row = int(np.flatnonzero(nx == 0)[0]) + first_row
+        raise DataError(f"database: row {row} has zero norm and cannot be L2-normalised; drop that row "
+                        f"or run without normalisation")
+
+
 def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos):
     """Select from one score tile into ``buf`` (rows of this tile), widening it when a row overflows.
     Returns the (possibly new) buffer."""
@@ -286,12 +299,10 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     with progress_bar(f"exact {metric.value} (float32 filter)", src.n) as bar:
         bar.update(start_row)
         for task in plan_row_ranges(src.n, block_rows, start=start_row):
-            block = src.read(task.start, task.stop)
-            check_vectors(block, what="database", first_row=task.start, nonzero=metric is Metric.COSINE)
-            xb = to_float32(block)
-            del block
+            xb = to_float32(src.read(task.start, task.stop))
             nbk = xb.shape[0]
             nx = norms64(xb)
+            _check_norms(nx, task.start, metric is Metric.COSINE)
             a, b, w, h = _metric_columns(metric, nx)
             for bi, (lo, hi) in enumerate(batches):
                 th, ti = kth_keys(parts[bi], kk)
@@ -306,7 +317,8 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                         s = scores[: (q1 - q0) * (r1 - r0)].reshape(q1 - q0, r1 - r0)
                         sgemm_nt(xq[q0:q1], xb[r0:r1], s, backend)
                         part = Candidates(buf.lo[sl], buf.hi[sl], buf.ids[sl])
-                        part = _scan_tile(s, (a[r0:r1], b[r0:r1], w[r0:r1], h[r0:r1]), g[q0:q1], c[q0:q1],
+                        cols = (a[r0:r1], b[r0:r1], w[r0:r1], h[r0:r1])
+                        part = _scan_tile(s, cols + (chunk_bounds(*cols, _CHUNK),), g[q0:q1], c[q0:q1],
                                           th[sl], ti[sl], task.start + r0, kk, part, counts[sl], pos[sl])
                         if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
                             buf = buf.padded(part.width)

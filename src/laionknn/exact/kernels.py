@@ -75,17 +75,37 @@ def _push(out_lo, out_hi, out_id, cnt, lo, hi, idx, k, h, i):
 
 
 @nb.njit(nogil=True, cache=True, fastmath=True)
-def _chunk_min_lo(S, q, a, b, w, h_col, gq, cq, j0, j1):
-    """Smallest interval start ``-(s a - b) - (gq w + h + cq)`` over ``[j0, j1)``; vectorised (fastmath
-    reorders it, changing it by a few ulps, far inside the bound's 1e-6 relative slack)."""
-    best = np.inf
+def _chunk_max(S, q, j0, j1):
+    """max of ``S[q, j0:j1]`` in float32 (vectorised; the data hold no NaN)."""
+    m = np.float32(-np.inf)
     for j in range(j0, j1):
-        best = min(best, -(np.float64(S[q, j]) * a[j] - b[j]) - (gq * w[j] + h_col[j] + cq))
-    return best
+        m = max(m, S[q, j])
+    return m
+
+
+@nb.njit(nogil=True, cache=True)
+def chunk_bounds(a, b, w, h_col, chunk):
+    """Per chunk of ``chunk`` columns: ``(max a, min b, max w, max h)`` for the cheap chunk test.
+
+    With ``a >= 0``: ``lo_j = -s_j a_j + b_j - g w_j - h_j - c >= -max(s, 0) max(a) + min(b) - g max(w)
+    - max(h) - c``, so a chunk whose bound exceeds the running threshold holds no candidate.
+    """
+    n = a.shape[0]
+    m = (n + chunk - 1) // chunk
+    out = np.empty((m, 4))
+    for t in range(m):
+        j0 = t * chunk
+        j1 = min(n, j0 + chunk)
+        out[t, 0] = a[j0:j1].max()
+        out[t, 1] = b[j0:j1].min()
+        out[t, 2] = w[j0:j1].max()
+        out[t, 3] = h_col[j0:j1].max()
+    return out
 
 
 @nb.njit(parallel=True, nogil=True, cache=True)
-def select_scores(S, a, b, w, h_col, g, c_row, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts, pos, rows):
+def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts, pos,
+                  rows):
     """Certified candidate selection from a float32 score tile, appending to per-query buffers.
 
     For query ``q`` and tile row ``j`` (global id ``id0 + j``), with ``s = S[q, j]`` the float32 dot
@@ -95,7 +115,8 @@ def select_scores(S, a, b, w, h_col, g, c_row, thr_h, thr_i, id0, k, out_lo, out
     certainly better (see :mod:`laionknn.exact.merge`); ``(thr_h[q], thr_i[q])`` carries that bound in
     and out. Only queries ``rows`` are processed, each from column ``pos[q]``; ``pos[q]`` ends at the
     tile width, or at the first column not appended when the buffer could not be pruned enough (the
-    caller widens the buffers and calls again for those rows).
+    caller widens the buffers and calls again for those rows). ``bounds`` = :func:`chunk_bounds` of the
+    columns skips whole chunks with one float32 max.
     """
     nbk = S.shape[1]
     for r in nb.prange(rows.shape[0]):
@@ -107,10 +128,13 @@ def select_scores(S, a, b, w, h_col, g, c_row, thr_h, thr_i, id0, k, out_lo, out
         cnt = counts[q]
         ok = True
         stop = nbk
-        for j0 in range(pos[q], nbk, _CHUNK):
-            j1 = min(nbk, j0 + _CHUNK)
-            # branch-free scan of a chunk (vectorised); most chunks hold no candidate once the bound is tight
-            if _chunk_min_lo(S, q, a, b, w, h_col, gq, cq, j0, j1) > hh:
+        j_first = pos[q]
+        for t in range(j_first // _CHUNK, (nbk + _CHUNK - 1) // _CHUNK):
+            j0 = max(j_first, t * _CHUNK)
+            j1 = min(nbk, (t + 1) * _CHUNK)
+            # one vectorised float32 max per chunk; most chunks hold no candidate once the bound is tight
+            smax = max(np.float64(_chunk_max(S, q, j0, j1)), 0.0)
+            if -smax * bounds[t, 0] + bounds[t, 1] - gq * bounds[t, 2] - bounds[t, 3] - cq > hh:
                 continue
             for j in range(j0, j1):
                 key = np.float64(S[q, j]) * a[j] - b[j]
