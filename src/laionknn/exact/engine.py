@@ -306,7 +306,7 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
             a, b, w, h = _metric_columns(metric, nx)
             for bi, (lo, hi) in enumerate(batches):
                 th, ti = kth_keys(parts[bi], kk)
-                buf = Candidates.empty(hi - lo, min(nbk, 2 * kk + 64))
+                buf = Candidates.empty(hi - lo, min(nbk, 4 * kk + 256))
                 counts = np.zeros(hi - lo, dtype=np.int64)
                 pos = np.zeros(hi - lo, dtype=np.int64)
                 for q0 in range(lo, hi, qt):
@@ -337,7 +337,10 @@ def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_r
     order = np.argsort(rid, kind="stable")
     rid_s, q_s, pos_s = rid[order], qidx[order].astype(np.int64), pos[order]
     d_s = np.empty(rid_s.size)
-    xq = np.ascontiguousarray(q_in, dtype=np.float64)
+    # float16/float32 queries stay float32 (their products with the database are exact in float64
+    # either way) so that all queries fit in cache while pairs stream by database row
+    exact32 = q_in.dtype in (np.float16, np.float32) or (q_in.dtype.kind in "iu" and q_in.dtype.itemsize <= 2)
+    xq = np.ascontiguousarray(q_in, dtype=np.float32 if exact32 else np.float64)
     qn = norms64(xq)
     mode = {Metric.DOT: 0, Metric.COSINE: 1, Metric.L2: 2}[metric]
     with progress_bar("exact rescoring (float64)", src.n) as bar:

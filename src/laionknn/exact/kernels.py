@@ -120,6 +120,8 @@ def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out
     """
     nbk = S.shape[1]
     for r in nb.prange(rows.shape[0]):
+        tmp_lo = np.empty(_CHUNK)
+        tmp_j = np.empty(_CHUNK, dtype=np.int64)
         q = rows[r]
         hh = thr_h[q]
         ii = thr_i[q]
@@ -136,7 +138,15 @@ def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out
             smax = max(np.float64(_chunk_max(S, q, j0, j1)), 0.0)
             if -smax * bounds[t, 0] + bounds[t, 1] - gq * bounds[t, 2] - bounds[t, 3] - cq > hh:
                 continue
+            # branch-free gather of the columns that may pass (few mispredicted branches when ~10% pass)
+            m = 0
             for j in range(j0, j1):
+                lo = -(np.float64(S[q, j]) * a[j] - b[j]) - (gq * w[j] + h_col[j] + cq)
+                tmp_lo[m] = lo
+                tmp_j[m] = j
+                m += lo <= hh
+            for e in range(m):
+                j = tmp_j[e]
                 key = np.float64(S[q, j]) * a[j] - b[j]
                 err = gq * w[j] + h_col[j] + cq
                 lo = -key - err
@@ -185,53 +195,29 @@ def select_hamming(xq, xb, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts)
         counts[q] = cnt if ok else -1
 
 
-@nb.njit(nogil=True, cache=True)
+# Reassociation lets LLVM vectorise the float64 sums (a fixed order per compiled kernel, so equal rows
+# still give equal sums); contraction allows FMA, which only reduces rounding.
+_FM = {"reassoc", "contract"}
+
+
+@nb.njit(nogil=True, cache=True, fastmath=_FM)
 def _dot8(x, y):
-    """float64 dot product of two float vectors with 8 interleaved accumulators (fixed order)."""
-    n = x.shape[0]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    m = n - n % 8
-    for t in range(0, m, 8):
-        s0 += np.float64(x[t]) * np.float64(y[t])
-        s1 += np.float64(x[t + 1]) * np.float64(y[t + 1])
-        s2 += np.float64(x[t + 2]) * np.float64(y[t + 2])
-        s3 += np.float64(x[t + 3]) * np.float64(y[t + 3])
-        s4 += np.float64(x[t + 4]) * np.float64(y[t + 4])
-        s5 += np.float64(x[t + 5]) * np.float64(y[t + 5])
-        s6 += np.float64(x[t + 6]) * np.float64(y[t + 6])
-        s7 += np.float64(x[t + 7]) * np.float64(y[t + 7])
-    for t in range(m, n):
-        s0 += np.float64(x[t]) * np.float64(y[t])
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """float64 dot product ``sum_t x_t y_t`` of two float vectors (products of float16/float32 values are
+    exact in float64; the sum has relative error below ``d 2^-53``)."""
+    s = 0.0
+    for t in range(x.shape[0]):
+        s += np.float64(x[t]) * np.float64(y[t])
+    return s
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(nogil=True, cache=True, fastmath=_FM)
 def _sqdist8(x, y):
-    """float64 squared Euclidean distance ``sum_t (x_t - y_t)^2`` with 8 accumulators."""
-    n = x.shape[0]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    m = n - n % 8
-    for t in range(0, m, 8):
-        d0 = np.float64(x[t]) - np.float64(y[t])
-        d1 = np.float64(x[t + 1]) - np.float64(y[t + 1])
-        d2 = np.float64(x[t + 2]) - np.float64(y[t + 2])
-        d3 = np.float64(x[t + 3]) - np.float64(y[t + 3])
-        d4 = np.float64(x[t + 4]) - np.float64(y[t + 4])
-        d5 = np.float64(x[t + 5]) - np.float64(y[t + 5])
-        d6 = np.float64(x[t + 6]) - np.float64(y[t + 6])
-        d7 = np.float64(x[t + 7]) - np.float64(y[t + 7])
-        s0 += d0 * d0
-        s1 += d1 * d1
-        s2 += d2 * d2
-        s3 += d3 * d3
-        s4 += d4 * d4
-        s5 += d5 * d5
-        s6 += d6 * d6
-        s7 += d7 * d7
-    for t in range(m, n):
-        d0 = np.float64(x[t]) - np.float64(y[t])
-        s0 += d0 * d0
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """float64 squared Euclidean distance ``sum_t (x_t - y_t)^2``."""
+    s = 0.0
+    for t in range(x.shape[0]):
+        d = np.float64(x[t]) - np.float64(y[t])
+        s += d * d
+    return s
 
 
 @nb.njit(parallel=True, nogil=True, cache=True)
