@@ -95,4 +95,4 @@ def report(ctx: click.Context, csvs: tuple[str, ...], out_dir: str | None) -> No
     paths = write_report(csvs, out_dir or workspace.runs_dir() / "report")
     if not quiet(ctx):
         for key, path in paths.items():
-            console.print(f"{key:>28}  {path}", highlight=False)
+            click.echo(f"{key:>28}  {path}")

@@ -11,6 +11,7 @@ import io as _io
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Iterable, TextIO
 
@@ -30,6 +31,11 @@ OFFICIAL_COLUMNS = ("data", "size", "algo", "buildtime", "querytime", "params", 
 EVAL_COLUMNS = OFFICIAL_COLUMNS + ("k", "qps", "recall_tie_aware", "file")
 
 
+def _natural_key(path: Path) -> list:
+    """Sort key in which ef=16 comes before ef=128."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
 def find_result_files(paths: "Iterable[str | os.PathLike[str]]", *, exclude: Iterable[Path] = ()) -> list[Path]:
     """Every ``.h5`` file named, or found recursively under a named folder (sorted, no duplicates).
 
@@ -43,7 +49,8 @@ def find_result_files(paths: "Iterable[str | os.PathLike[str]]", *, exclude: Ite
         raise UsageError("no result files or folders given; pass --results DIR or FILE")
     for p in map(Path, paths):
         if p.is_dir():
-            candidates = sorted(q for q in p.rglob("*.h5") if q.is_file() and not q.name.startswith(".tmp-"))
+            candidates = sorted((q for q in p.rglob("*.h5") if q.is_file() and not q.name.startswith(".tmp-")),
+                                key=_natural_key)
         elif p.is_file():
             candidates = [p]
         else:

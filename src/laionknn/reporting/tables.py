@@ -192,12 +192,12 @@ def markdown_table(columns: Iterable[str], rows: list[list[str]]) -> str:
 
 def markdown_report(rows: list[dict], plots: "dict[tuple[str, str, int], str] | None" = None) -> str:
     """The whole Markdown report: operating points, Pareto frontiers, and links to the plots."""
-    parts = ["# k-NN search results\n",
+    parts = ["# k-NN search results\n\n",
              "Operating points: per data, size and k, the fastest run of each algorithm with recall above "
              "the threshold (0.9 for k = 10; 0.8 and 0.4 for k = 30); algorithms that never reach it show "
-             "their best recall. QPS = queries / querytime.\n",
-             "## Operating points\n", markdown_table(OP_COLUMNS, operating_rows(operating_points(rows))),
-             "\n## Pareto frontier (recall vs QPS, per algorithm)\n",
+             "their best recall. QPS = queries / querytime.\n\n",
+             "## Operating points\n\n", markdown_table(OP_COLUMNS, operating_rows(operating_points(rows))),
+             "\n## Pareto frontier (recall vs QPS, per algorithm)\n\n",
              markdown_table(FRONT_COLUMNS, frontier_rows(rows))]
     if plots:
         parts.append("\n## Plots\n")
