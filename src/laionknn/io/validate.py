@@ -52,10 +52,7 @@ def _orientation_problem(shape: tuple[int, int], k: int | None, n_queries: int |
             return (f"knns has shape {shape}: looks transposed (k, n); expected (n_queries={n_queries}, k) "
                     f"as h5py sees the official files (write the transpose)")
         return f"knns has {rows} rows but there are {n_queries} queries"
-    if k is not None and rows == k and cols != k and cols > rows:
-        return (f"knns has shape {shape}: looks transposed (k={k}, n); expected (n_queries, k) as h5py "
-                f"sees the official files (write the transpose)")
-    if k is None and rows < cols:
+    if rows < cols or (k is not None and rows == k and cols > rows):
         return (f"knns has shape {shape}: fewer rows than columns, looks transposed (k, n); expected "
                 f"(n_queries, k) as h5py sees the official files (write the transpose)")
     return None
@@ -116,8 +113,8 @@ def result_file_problems(path: "str | os.PathLike[str]", *, n_database: int | No
     negatives), at most ``n_database``; no repeated id within a row; at least ``k`` columns; no NaN
     distances; distances sorted (ascending, or a file whose every row is descending similarities).
 
-    Without ``n_queries`` and ``k`` the orientation check uses "fewer rows than columns", since query
-    sets are far larger than k in every official setting.
+    Without ``n_queries`` the orientation check uses "fewer rows than columns" (query sets are far
+    larger than k in every official setting); a transposed file is checked further as its transpose.
     """
     path = Path(path)
     if not path.exists():
@@ -163,7 +160,11 @@ def result_file_problems(path: "str | os.PathLike[str]", *, n_database: int | No
         orient = _orientation_problem(knns.shape, k, n_queries)
         if orient:
             problems.append(orient)
-        if k is not None and knns.shape[1] < k and not (orient and knns.shape[0] >= k):
+            if "transposed" in orient:  # check the rest as the writer meant it, one query per row
+                if dists is not None and dists.shape == knns.shape:
+                    dists = dists.T
+                knns = knns.T
+        if k is not None and knns.shape[1] < k:
             problems.append(f"knns has {knns.shape[1]} columns, fewer than k={k}")
         problems += _id_problems(knns, n_database)
     if dists is not None:
