@@ -124,3 +124,12 @@ def test_run_records_roundtrip(tmp_path, suffix):
     assert rows[1]["params"] == "nprobe=8|x,y"
     assert rows[2]["qps"] is None
     assert rows[0].get("params") is None
+
+
+def test_transposed_wide_file_checked_as_its_transpose(tmp_path, rng):
+    ids, d = _valid(rng, n=40, k=30)
+    path = write_raw_result(tmp_path / "t.h5", ids.T.copy(), d.T.copy(), META)
+    problems = check_result_file(path, n_database=1000, k=10)
+    assert len(problems) == 1 and "looks transposed" in problems[0]
+    problems = check_result_file(path, n_database=1000, k=10, n_queries=40)
+    assert len(problems) == 1 and "n_queries=40" in problems[0]
