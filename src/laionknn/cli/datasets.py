@@ -87,10 +87,7 @@ def list_cmd(ctx: click.Context, role: str | None, family: str | None, tsv: bool
         md5 = _md5_text(r)
         rows.append([r.name, r.role, r.family, r.subset, r.listed_size or "-", md5, _status(local_path(r)) or "-"])
     if tsv:
-        out = click.get_text_stream("stdout")
-        out.write("\t".join(LIST_COLUMNS) + "\n")
-        for row in rows:
-            out.write("\t".join(row) + "\n")
+        click.echo("\n".join("\t".join(row) for row in [LIST_COLUMNS, *rows]))
         return
     _print_wide_table(LIST_COLUMNS, rows)
     official = [r for r in picked if not r.synthetic and r.source == "builtin"]
