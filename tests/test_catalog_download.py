@@ -72,7 +72,10 @@ class FaultServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                self.wfile.write(rest)
+                try:
+                    self.wfile.write(rest)
+                except (BrokenPipeError, ConnectionResetError):  # the client refused the file early
+                    self.close_connection = True
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -320,6 +323,33 @@ def test_synthetic_records_are_materialised_not_downloaded(monkeypatch, tmp_path
     rec = resolve("synthetic-clip768v2-n=100K-seed=3")
     assert ensure(rec) == tmp_path / rec.filename
     assert calls == ["synthetic-clip768v2-n=100K-seed=3"]
+
+
+def test_record_without_url_and_full_disk(tmp_path, server, monkeypatch):
+    with pytest.raises(DownloadError, match=r"laion2B-en-clip768v2-n=3M.h5: the catalog gives no URL"):
+        ensure(resolve("laion2B-en-clip768v2-n=3M"), quiet=True)
+    data = h5_bytes(tmp_path)
+    server.files["/d/f.h5"] = data
+    cat = write_catalog(tmp_path / "c.tsv", [{"file": "f.h5", "md5": md5(data), "listed_size": "15GB",
+                                              "urls": f"{server.base}/d/f.h5"}])
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(100 * 2**30, 90 * 2**30, 10 * 2**30))
+    with pytest.raises(DownloadError, match=r"f.h5: needs about .* more on .*, only 10.0 GiB .* free"):
+        ensure(resolve("f", [str(cat)]), quiet=True)
+    assert server.requests == []
+
+
+def test_concurrent_fetch_of_one_file_is_refused(published, home):
+    import fcntl
+
+    _, rec = published
+    (home / "data").mkdir(exist_ok=True)
+    with open(home / "data" / "test-pca96-n=1000.h5.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        with pytest.raises(DownloadError, match="another process is downloading it now"):
+            ensure(rec, policy=FAST, quiet=True)
+    assert ensure(rec, policy=FAST, quiet=True).exists()
 
 
 # --- CLI ---------------------------------------------------------------------------------------

@@ -16,9 +16,11 @@ run would resume, looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -145,9 +147,9 @@ class _State:
     length: int
 
     @classmethod
-    def load(cls, part: Path) -> "_State":
+    def load(cls, part: Path, bar=None) -> "_State":
         h = hashlib.md5()
-        n = _hash_into(h, part, CHUNK) if part.exists() else 0
+        n = _hash_into(h, part, CHUNK, bar) if part.exists() else 0
         if n:
             log.info("resuming %s from byte %d (md5 of the existing part re-derived)", part.name, n)
         return cls(part, h, n)
@@ -252,6 +254,39 @@ def _attempt(url: str, st: _State, listed: int | None, exact: bool, timeout: flo
 
 
 # --- the downloader ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def _exclusive(target: Path, name: str):
+    """Hold ``target.lock`` (an advisory ``flock``) so that two processes never append to one ``.part``."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    lock = target.with_name(target.name + ".lock")
+    with open(lock, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DownloadError(f"{name}: another process is downloading it now ({lock} is locked); wait for "
+                                f"it to finish, or stop it and fetch again") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            lock.unlink(missing_ok=True)
+
+
+def _check_space(target: Path, name: str, size: int | None, exact: bool, have: int) -> None:
+    """Refuse to start when the disk obviously cannot hold the rest of the file."""
+    if size is None:
+        return
+    need = (size if exact else int(size * (1 - SIZE_TOLERANCE))) - have
+    free = shutil.disk_usage(target.parent).free
+    if need > free:
+        raise DownloadError(f"{name}: needs {describe_size(need, exact)} more on {target.parent}, only "
+                            f"{describe_size(free)} free; free some space or fetch with --dest elsewhere")
+
+
 def download(urls: "list[str] | tuple[str, ...]", target: "str | os.PathLike[str]", *, md5s=(),
              size: int | None = None, size_exact: bool = False, policy: RetryPolicy | None = None,
              name: str | None = None, progress: bool = True) -> Path:
@@ -262,8 +297,6 @@ def download(urls: "list[str] | tuple[str, ...]", target: "str | os.PathLike[str
     :class:`ChecksumError` when the content had the wrong md5 (the file is moved to ``.bad``),
     :class:`DownloadError` when no URL gave a complete file. Memory use is constant.
     """
-    from laionknn.progress import progress_bar
-
     target = Path(target)
     name = name or target.name
     policy = policy or RetryPolicy.from_env()
@@ -271,11 +304,26 @@ def download(urls: "list[str] | tuple[str, ...]", target: "str | os.PathLike[str
     if not urls:
         raise DownloadError(f"{name}: the catalog gives no URL to download it from; add one with a user "
                             f"catalog (--catalog) or copy the file to {target}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target, name):
+        return _download(list(urls), target, md5s, size, size_exact, policy, name, progress)
+
+
+def _download(urls: list[str], target: Path, md5s: tuple[str, ...], size: int | None, size_exact: bool,
+              policy: RetryPolicy, name: str, progress: bool) -> Path:
+    from laionknn.progress import progress_bar
+
     part = target.with_name(target.name + ".part")
     bad = target.with_name(target.name + ".bad")
     failures: list[str] = []
     checksum_failure: str | None = None
-    st = _State.load(part)
+    have = part.stat().st_size if part.exists() else 0
+    _check_space(target, name, size, size_exact, have)
+    if have and progress:
+        with progress_bar("md5 of the .part", have, bytes_mode=True) as bar:
+            st = _State.load(part, bar)
+    else:
+        st = _State.load(part)
     desc = name if len(name) <= 40 else name[:37] + "..."
     for url in urls:
         with (progress_bar(desc, size, bytes_mode=True) if progress else _null_bar()) as bar:

@@ -81,7 +81,11 @@ def _check_layout(path: Path, record: Record) -> None:
 
 def _synthesise(record: Record, path: Path, dest) -> Path:
     if record.kind in ("database", "queries"):
-        from laionknn import synthetic
+        try:
+            from laionknn import synthetic
+        except ImportError as exc:
+            raise CatalogError(f"{record.name} is generated locally, but the synthetic generator cannot be "
+                               f"imported ({exc}); reinstall laionknn") from None
 
         out = Path(synthetic.materialize(record))
         if dest is not None and out.resolve() != path.resolve():
