@@ -339,7 +339,7 @@ def _download(urls: list[str], target: Path, md5s: tuple[str, ...], size: int | 
                     break
                 except _Transient as exc:
                     if attempt >= policy.retries:
-                        failures.append(f"{url}: {exc} (gave up after {attempt + 1} attempts)")
+                        failures.append(f"{url}: {exc} (gave up after {attempt + 1} attempt{'s' if attempt else ''})")
                         log.info("%s: %s: %s; giving up on this URL", name, url, exc)
                         attempt = -1
                         break
