@@ -91,6 +91,15 @@ def test_wrong_dimension_and_transposed(tmp_path, pca32_record):
         check_against_record(t, pca32_record)
 
 
+def test_official_subset_rows_are_advisory(tmp_path, caplog):
+    # built-in records state no row count; the subset name suggests one, the md5 is what decides
+    rec = resolve("laion2B-en-hammingv2-n=100K")
+    p = h5(tmp_path / "h.h5", hamming=np.zeros((99_999, 16), np.uint64))
+    assert check_against_record(p, rec).rows == 99_999
+    assert "suggests 100000" in caplog.text
+    assert not expected_layout(rec).rows_strict and expected_layout(resolve("public-queries-10k-pca32v2")).rows_strict
+
+
 def test_wrong_row_count(tmp_path, pca32_record):
     p = h5(tmp_path / "r.h5", pca32=np.zeros((6, 32), np.float32))
     with pytest.raises(FormatError, match=r"r\.h5: 'pca32' has 6 rows, expected 5 \(tiny-pca32v2-n=5\); is this file for another subset"):

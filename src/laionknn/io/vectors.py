@@ -76,7 +76,8 @@ class VectorFile:
             key = key or want.keys[0]
             expect_dtype = expect_dtype if expect_dtype is not None else want.dtypes[0]
             expect_dim = expect_dim if expect_dim is not None else want.cols
-            expect_rows = expect_rows if expect_rows is not None else want.rows
+            if expect_rows is None and want.rows_strict:
+                expect_rows = want.rows
         self._f = open_h5(self.path)
         try:
             self.key = key or self._detect_key()
