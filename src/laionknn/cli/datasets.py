@@ -35,18 +35,17 @@ def _status(path) -> str:
 
 
 def _print_wide_table(columns: list[str], rows: list[list[str]]) -> None:
-    """A rich table whose cells never wrap: on a terminal it may crop, elsewhere (pipes, files) the
-    console is made as wide as the widest row so that every name and md5 stays on one line."""
+    """A rich table whose cells never wrap or fold: the console is made as wide as the widest row,
+    so every name and md5 stays whole on one line (a narrow terminal wraps the line, copy-paste
+    still gives whole names; pipes and files get one record per line)."""
     table = Table(show_lines=False, pad_edge=False, box=box.SIMPLE_HEAD, show_edge=False)
     for c in columns:
-        table.add_column(c, no_wrap=True, overflow="fold" if console.is_terminal else "ignore")
+        table.add_column(c, no_wrap=True, overflow="ignore")
     for r in rows:
         table.add_row(*r)
-    if console.is_terminal:
-        console.print(table)
-        return
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    wide = Console(width=sum(widths) + 3 * len(columns) + 4, soft_wrap=False, highlight=False)
+    wide = Console(width=sum(widths) + 3 * len(columns) + 4, soft_wrap=False, highlight=False,
+                   force_terminal=console.is_terminal, no_color=not console.is_terminal)
     wide.print(table)
 
 
