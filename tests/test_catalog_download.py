@@ -50,6 +50,10 @@ class FaultServer:
                 body = server.files[self.path]
                 if fault == "wrong":
                     body = bytes(255 - b for b in body)
+                if fault == "garbage":  # not HTTP at all
+                    self.wfile.write(b"SSH-2.0-nonsense\r\n\r\n")
+                    self.close_connection = True
+                    return
                 start = 0
                 if rng and fault != "norange":
                     start = int(rng.split("=")[1].split("-")[0])
@@ -65,7 +69,7 @@ class FaultServer:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
-                rest = body[start:]
+                rest = memoryview(body)[start:]  # no copy: the memory test traces this thread too
                 if fault == "drop":
                     self.wfile.write(rest[: len(rest) // 2])
                     self.wfile.flush()
@@ -351,6 +355,31 @@ def test_concurrent_fetch_of_one_file_is_refused(published, home):
         with pytest.raises(DownloadError, match="another process is downloading it now"):
             ensure(rec, policy=FAST, quiet=True)
     assert ensure(rec, policy=FAST, quiet=True).exists()
+
+
+def test_memory_stays_constant_for_a_large_file(tmp_path, server, monkeypatch):
+    import tracemalloc
+
+    data = np.random.default_rng(1).integers(0, 256, 24 * 2**20, dtype=np.uint8).tobytes()
+    server.files["/d/big.bin"] = data
+    cat = write_catalog(tmp_path / "c.tsv", [{"file": "big.bin", "md5": md5(data), "listed_size": "24M",
+                                              "urls": f"{server.base}/d/big.bin"}])
+    rec = resolve("big.bin", [str(cat)])  # not .h5: no layout check, only size and md5
+    server.faults["/d/big.bin"] = ["drop"]  # the resume re-derives the md5 of 12 MiB from disk
+    tracemalloc.start()
+    try:
+        path = ensure(rec, policy=FAST, quiet=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert md5(path.read_bytes()) == md5(data)
+    assert peak < 4 * 2**20, f"peak traced memory {peak} bytes for a 24 MiB download"
+
+
+def test_garbage_response_is_retried_not_a_crash(published, server):
+    data, rec = published
+    server.faults["/d/test-pca96-n=1000.h5"] = ["garbage"]
+    assert ensure(rec, policy=FAST, quiet=True).read_bytes() == data
 
 
 # --- CLI ---------------------------------------------------------------------------------------

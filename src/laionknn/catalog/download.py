@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -191,7 +192,7 @@ def _open(url: str, start: int, timeout: float):
         if code >= 500 or code in (408, 429):
             raise _Transient(f"HTTP {code} {exc.reason}") from None
         raise _Permanent(f"HTTP {code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, FileNotFoundError) or (isinstance(reason, str) and "No such file" in reason):
             raise _Permanent(f"not found ({reason})") from None
@@ -239,7 +240,7 @@ def _attempt(url: str, st: _State, listed: int | None, exact: bool, timeout: flo
             while True:
                 try:
                     buf = resp.read(CHUNK)
-                except (OSError, ValueError) as exc:  # reset, timeout, IncompleteRead
+                except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
                     out.flush()
                     raise _Transient(f"connection lost after {st.length} bytes: {exc.__class__.__name__}") from None
                 if not buf:
