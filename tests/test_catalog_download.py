@@ -403,6 +403,9 @@ def test_cli_fetch_verify_and_errors(tmp_path, server, home):
     assert ok.returncode == 0, ok.stderr
     assert (home / "data" / "f.h5").read_bytes() == data and "f.h5  ok" in ok.stdout
 
+    elsewhere = run_cli("--catalog", str(cat), "datasets", "fetch", "f", "--dest", str(tmp_path / "x"))
+    assert elsewhere.returncode == 0 and (tmp_path / "x" / "f.h5").read_bytes() == data
+
     gone = run_cli("--catalog", str(cat), "datasets", "fetch", "g.h5")
     assert gone.returncode == 2
     assert gone.stderr.count("\n") == 1 and gone.stderr.startswith("error: g.h5: could not download")
