@@ -120,3 +120,20 @@ def test_tie_aware_with_database_matches_python(rng):
     assert recall_tie_aware(res, gold, k) == pytest.approx(got)
     with pytest.raises(UsageError):
         recall_tie_aware(res, gold, k, database=db)
+
+
+def test_tie_aware_from_gold_matches_python_with_many_ties(rng):
+    n, cols, k = 30, 50, 10
+    ids = np.stack([rng.choice(1000, cols, replace=False) for _ in range(n)])
+    d = np.sort(rng.integers(0, 8, (n, cols)) / 8, axis=1).astype(np.float32)  # heavy ties
+    gold = KnnResult(ids, d)
+    res = np.where(rng.random((n, k)) < 0.5, ids[np.arange(n)[:, None], rng.integers(0, cols, (n, k))],
+                   rng.integers(0, 1000, (n, k)))
+    hits = 0
+    for i in range(n):
+        row = ids[i].tolist()
+        kth = float(d[i, k - 1]) + 1e-6
+        for j in set(res[i].tolist()):
+            hits += j in row[:k] or (j in row and float(d[i, row.index(j)]) <= kth)
+    assert recall_tie_aware(res, gold, k) == pytest.approx(hits / (n * k))
+    assert recall_tie_aware(res, gold, k) >= recall(res, gold, k)

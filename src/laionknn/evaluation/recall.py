@@ -122,13 +122,16 @@ def tie_hits_from_gold(ids: np.ndarray, gold: KnnResult, k: int, tol: float = TI
     """
     ids = np.asarray(ids)[:, :k]
     check_shapes(ids, gold.ids, k)
-    kth = gold.dists[:, k - 1].astype(np.float64) + tol
-    found, pos = membership(ids, gold.ids)
-    d = np.take_along_axis(gold.dists.astype(np.float64), np.maximum(pos, 0), axis=1)
+    gd = gold.dists.astype(np.float64)
+    kth = gd[:, k - 1] + tol
+    # rows are ascending, so no column past the widest run of ties can hold a tie: search only those
+    width = max(k, int((gd <= kth[:, None]).sum(axis=1).max(initial=k)))
+    found, pos = membership(ids, gold.ids[:, :width])
+    d = np.take_along_axis(gd[:, :width], np.maximum(pos, 0), axis=1)
     in_top = found & (pos < k)
     tied = found & (d <= kth[:, None])
     hits = ((in_top | tied) & first_occurrence(ids)).sum(axis=1)
-    undecided_rows = (gold.dists[:, -1].astype(np.float64) <= kth) & (~found).any(axis=1)
+    undecided_rows = (gd[:, -1] <= kth) & (~found).any(axis=1)
     return hits, int(undecided_rows.sum())
 
 
