@@ -186,3 +186,13 @@ def test_cli_eval_bad_input_exit_2(tmp_path, rng, capsys):
     assert [r["recall"] for r in rows] == [1.0]
     with pytest.raises(FormatError):
         evaluate([tmp_path / "tr"], tmp_path / G23)
+
+
+def test_catalog_name_2024_gold_defaults_to_30(tmp_path, rng, home):
+    from laionknn.catalog import local_path, resolve
+
+    name = "gold-standard-dbsize=300K--public-queries-2024-laion2B-en-clip768v2-n=10k"
+    rec = resolve(name)
+    _gold(local_path(rec).parent, rng, rec.filename, n=20, cols=40)
+    src = locate_gold(name)
+    assert (src.year, src.default_k, src.subset) == (2024, 30, "300K")
