@@ -137,7 +137,7 @@ def lookup(metadata: "str | Path", ids: list[int], columns: list[str] | None = N
     bad = [i for i in ids if i < 0 or i >= n]
     if bad:
         raise UsageError(f"id {bad[0]} is outside the metadata file's 0..{n - 1} (ids are 0-based database rows; "
-                         f"subtract 1 from the 1-based ids of official result files)")
+                         f"official knns and result files hold 1-based ids)")
     # row-group offsets, so only the groups holding the ids are read
     starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
     out: dict[int, dict] = {}

@@ -167,7 +167,7 @@ def prepare_subsets(parts_dir: "str | os.PathLike[str]", out_dir: "str | os.Path
         job.load(parts)
     else:
         existing = [subset_filename(n) for n, _ in spec if (out_dir / subset_filename(n)).exists()]
-        if existing:
+        if existing and not restart:
             raise UsageError(f"{out_dir} already holds {', '.join(existing)} and no checkpoint; remove them, choose "
                              f"another --out, or pass --restart to rebuild them")
         job.clear()
