@@ -199,3 +199,51 @@ def test_bad_subsets_spec(tmp_path):
     for spec in ("10M", "a=0", "a=1,a=2", "a=1,b=1", "a=x"):
         with pytest.raises(UsageError, match="--subsets"):
             prepare_subsets(tmp_path, tmp_path / "o", spec)
+
+
+def test_parts_with_differing_columns_concatenate(tmp_path):
+    truth = make_parts(tmp_path / "p", [200, 150, 100], seed=3)
+    # part 2: NSFW all missing (stored as type null), no url; part 3: lower-case license, no caption
+    pq.write_table(pa.table({"NSFW": pa.nulls(150), "caption": ["x"] * 150}), tmp_path / "p" / "metadata_0002.parquet")
+    t3 = pq.read_table(tmp_path / "p" / "metadata_0003.parquet").drop(["caption"]).rename_columns(
+        ["url", "license", "NSFW", "similarity", "status"])
+    pq.write_table(t3, tmp_path / "p" / "metadata_0003.parquet")
+    prepare_subsets(tmp_path / "p", tmp_path / "o", "a=3")
+    x, meta = read_subset(tmp_path / "o", "a")
+    truth[2] = (truth[2][0], [None] * 150, truth[2][2])
+    x_exp, origin = expected(truth, 3)
+    np.testing.assert_array_equal(x, x_exp)
+    assert [(m["part"], m["row"], m["NSFW"]) for m in meta] == origin
+    assert {m["part"] for m in meta} == {1, 3}
+    assert all(m["caption"] is None and m["license"] == "?" for m in meta if m["part"] == 3)
+
+
+def test_appendable_file_cuts_back_to_checkpoint(tmp_path, rng):
+    from laionknn.io.appendable import AppendableVectorFile
+
+    x = rng.standard_normal((50, 768)).astype(np.float16)
+    w = AppendableVectorFile(tmp_path / "v.h5", "emb", 768, np.float16)
+    w.append(x[:30])
+    w.flush()
+    w.append(x[30:])  # written after the "checkpoint" at 30 rows
+    w.close()
+    w = AppendableVectorFile(tmp_path / "v.h5", "emb", 768, np.float16, rows=30)
+    assert w.n == 30
+    w.append(x[40:])
+    w.finish()
+    with h5py.File(tmp_path / "v.h5", "r") as f:
+        np.testing.assert_array_equal(f["emb"][()], np.concatenate([x[:30], x[40:]]))
+    with pytest.raises(CheckpointError, match="work file is missing"):
+        AppendableVectorFile(tmp_path / "w.h5", "emb", 768, np.float16, rows=5)
+
+
+def test_show_rejects_ids_outside(parts, tmp_path, capsys):
+    folder, _ = parts
+    prepare_subsets(folder, tmp_path, "a=1")
+    meta = tmp_path / "laion2B-en-clip768v2-n=a.metadata.parquet"
+    n = pq.ParquetFile(meta).metadata.num_rows
+    with pytest.raises(SystemExit) as exc:
+        main(["prepare", "show", "--metadata", str(meta), "--ids", f"{n}"])
+    assert exc.value.code == 2 and f"0..{n - 1}" in capsys.readouterr().err
+    main(["prepare", "show", "--metadata", str(meta), "--ids", f"{n}", "--one-based"])
+    assert f"│ {n - 1} " in capsys.readouterr().out
