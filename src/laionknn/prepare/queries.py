@@ -32,6 +32,7 @@ import numpy as np
 
 from laionknn.errors import DataError, UsageError
 from laionknn.fsutil import atomic_path
+from laionknn.progress import progress_bar
 from laionknn.types import KnnResult, Metric
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,6 @@ def select_queries(source: "str | os.PathLike[str]", database: "str | os.PathLik
     summary. Metric of the gold standard and the filters: cosine for 2023, dot for 2024 by default.
     """
     from laionknn import workspace
-    from laionknn.exact import knn
     from laionknn.io import VectorFile, write_gold, write_vectors
 
     rule = str(rule)
@@ -199,21 +199,61 @@ def select_queries(source: "str | os.PathLike[str]", database: "str | os.PathLik
             raise UsageError(f"the {rule} rule needs {need} neighbours (and the gold k={k_gold}) but the database "
                              f"has {db.n} rows")
         order = candidate_order(src.n, seed)
-        names = FILTERS[rule]
-        removed = dict.fromkeys(names, 0)
-        dedup = _Dedup(src.dim, epsilon) if rule == "2024" else None
-        kept_q, kept_ids, kept_d, kept_rows = [], [], [], []
-        statuses: list[str] = []
-        pos = accepted = batches = 0
-        while accepted < n:
+        drawn = _draw(src, db, order, n, rule, metric, k_search, k_gold, oversample, epsilon, gap, min_top10)
+        n_db = db.n
+    finally:
+        db.close()
+
+    out_dir = Path(out_dir) if out_dir is not None else workspace.data_dir()
+    stem = f"laionknn-queries-rule={rule}-n={n}-seed={seed}-clip768v2"
+    q_path = write_vectors(out_dir / f"{stem}.h5", np.stack(drawn.queries), "emb", np.float32,
+                           attrs={"rule": rule, "seed": seed, "source": src_path.name})
+    gold = KnnResult(ids=np.stack(drawn.ids), dists=np.stack(drawn.dists))
+    g_path = write_gold(out_dir / f"laionknn-gold-standard-dbfile={db_path.stem}--queries-rule={rule}-n={n}-seed={seed}"
+                        f"-k={k_gold}.h5", gold,
+                        attrs={"metric": metric.value, "database": db_path.name, "queries": q_path.name})
+    summary = {"rule": rule, "seed": seed, "n": n, "source": str(src_path), "source_rows": src.n,
+               "database": str(db_path), "database_rows": n_db, "metric": metric.value, "k": k_gold,
+               "epsilon": epsilon if rule == "2024" else None, "gap": gap if rule == "2024" else None,
+               "min_top10": min_top10 if rule == "2023" else None, "oversample": oversample,
+               "batches": drawn.batches, "candidates": len(drawn.statuses), "removed": drawn.removed,
+               "passed_unused": drawn.statuses.count("passed_unused"), "kept": len(drawn.rows),
+               "queries": str(q_path), "gold": str(g_path), "kept_source_rows": drawn.rows}
+    s_path = out_dir / f"{stem}.summary.json"
+    with atomic_path(s_path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    return QueriesReport(q_path, g_path, s_path, summary, order[:len(drawn.statuses)], drawn.statuses)
+
+
+@dataclass
+class _Drawn:
+    queries: list = field(default_factory=list)  # float32 (768,) rows
+    ids: list = field(default_factory=list)  # int64 (k_gold,) 0-based
+    dists: list = field(default_factory=list)  # float32 (k_gold,) ascending
+    rows: list = field(default_factory=list)  # source row of each query
+    statuses: list = field(default_factory=list)  # per examined candidate, sample order
+    removed: dict = field(default_factory=dict)
+    batches: int = 0
+
+
+def _draw(src: _Source, db, order: np.ndarray, n: int, rule: str, metric: Metric, k_search: int, k_gold: int,
+          oversample: float, epsilon: float, gap: float, min_top10: float) -> _Drawn:
+    """Examine candidates in sample order, batch by batch, until ``n`` pass every filter."""
+    from laionknn.exact import knn
+
+    out = _Drawn(removed=dict.fromkeys(FILTERS[rule], 0))
+    dedup = _Dedup(src.dim, epsilon) if rule == "2024" else None
+    pos = 0
+    with progress_bar("select queries", total=n, unit="queries") as bar:
+        while len(out.rows) < n:
+            accepted = len(out.rows)
             if pos >= src.n:
-                raise DataError(f"{src_path.name}: only {accepted} of its {src.n} rows pass the {rule} filters "
-                                f"(removed: {removed}); ask for fewer queries (--n) or use a larger source")
+                raise DataError(f"{src.path.name}: only {accepted} of its {src.n} rows pass the {rule} filters "
+                                f"(removed: {out.removed}); ask for fewer queries (--n) or use a larger source")
             rate = accepted / pos if pos else 1.0
-            size = math.ceil((n - accepted) / max(rate, 0.05) * oversample)
-            rows = order[pos:pos + size]
+            rows = order[pos:pos + math.ceil((n - accepted) / max(rate, 0.05) * oversample)]
             pos += len(rows)
-            batches += 1
+            out.batches += 1
             q, valid = normalise(src.take(rows))
             st = np.where(valid, "", "invalid").astype(object)
             q_rows = rows[valid]
@@ -221,47 +261,24 @@ def select_queries(source: "str | os.PathLike[str]", database: "str | os.PathLik
                 keep = dedup.keep(q)
                 st[np.flatnonzero(valid)[~keep]] = "near_duplicate"
                 q, q_rows = q[keep], q_rows[keep]
-            log.info("batch %d: %d candidates, exact %d-NN of %d", batches, len(rows), k_search, len(q))
+            log.info("batch %d: %d candidates, exact %d-NN of %d", out.batches, len(rows), k_search, len(q))
             res = knn(db, q, k_search, metric) if len(q) else KnnResult(np.zeros((0, k_search), np.int64),
                                                                          np.zeros((0, k_search), np.float32))
-            code = _knn_filter(rule, res.dists, min_top10, gap)
             live = np.flatnonzero(st == "")
-            for j, c in enumerate(code):
+            for j, c in enumerate(_knn_filter(rule, res.dists, min_top10, gap)):
                 if c:
                     st[live[j]] = KNN_FILTERS[rule][c - 1]
-                elif accepted < n:
+                elif len(out.rows) < n:
                     st[live[j]] = "kept"
-                    kept_q.append(q[j])
-                    kept_ids.append(res.ids[j, :k_gold])
-                    kept_d.append(res.dists[j, :k_gold])
-                    kept_rows.append(int(q_rows[j]))
-                    accepted += 1
+                    out.queries.append(q[j])
+                    out.ids.append(res.ids[j, :k_gold])
+                    out.dists.append(res.dists[j, :k_gold])
+                    out.rows.append(int(q_rows[j]))
                 else:
                     st[live[j]] = "passed_unused"
-            for s in st:
-                if s in removed:
-                    removed[s] += 1
-            statuses.extend(st.tolist())
-        n_db = db.n
-    finally:
-        db.close()
-
-    out_dir = Path(out_dir) if out_dir is not None else workspace.data_dir()
-    stem = f"laionknn-queries-rule={rule}-n={n}-seed={seed}-clip768v2"
-    q_path = write_vectors(out_dir / f"{stem}.h5", np.stack(kept_q), "emb", np.float32,
-                           attrs={"rule": rule, "seed": seed, "source": src_path.name})
-    gold = KnnResult(ids=np.stack(kept_ids), dists=np.stack(kept_d))
-    g_path = write_gold(out_dir / f"laionknn-gold-standard-dbfile={db_path.stem}--queries-rule={rule}-n={n}-seed={seed}"
-                        f"-k={k_gold}.h5", gold,
-                        attrs={"metric": metric.value, "database": db_path.name, "queries": q_path.name})
-    summary = {"rule": rule, "seed": seed, "n": n, "source": str(src_path), "source_rows": src.n,
-               "database": str(db_path), "database_rows": n_db, "metric": metric.value, "k": k_gold,
-               "epsilon": epsilon if rule == "2024" else None, "gap": gap if rule == "2024" else None,
-               "min_top10": min_top10 if rule == "2023" else None, "oversample": oversample, "batches": batches,
-               "candidates": len(statuses), "removed": removed,
-               "passed_unused": statuses.count("passed_unused"), "kept": accepted,
-               "queries": str(q_path), "gold": str(g_path), "kept_source_rows": kept_rows}
-    s_path = out_dir / f"{stem}.summary.json"
-    with atomic_path(s_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
-    return QueriesReport(q_path, g_path, s_path, summary, order[:len(statuses)], statuses)
+            for status in st:
+                if status in out.removed:
+                    out.removed[status] += 1
+            out.statuses.extend(st.tolist())
+            bar.update(len(out.rows))
+    return out

@@ -172,6 +172,7 @@ def prepare_subsets(parts_dir: "str | os.PathLike[str]", out_dir: "str | os.Path
                              f"another --out, or pass --restart to rebuild them")
         job.clear()
     report = SubsetsReport(resumed_from=len(job.done))
+    _warn_disk(out_dir, spec, n_rows, len(job.done))
     hook = _kill_hook()
     writers: dict[str, AppendableVectorFile] = {}
     try:
@@ -211,6 +212,16 @@ def prepare_subsets(parts_dir: "str | os.PathLike[str]", out_dir: "str | os.Path
     if not keep_work:
         shutil.rmtree(job.work, ignore_errors=True)
     return report
+
+
+def _warn_disk(out_dir: Path, spec: list[tuple[str, int]], n_rows: list[int], done: int) -> None:
+    """Log a warning when the free disk is below the (upper-bound) size of what is left to write."""
+    row_bytes = DIM * 2
+    need = sum(sum(n_rows[done:count]) * row_bytes for _, count in spec if count > done)
+    free = shutil.disk_usage(out_dir).free
+    if need > free:
+        log.warning("%s: %.1f GB free, up to %.1f GB still to write (before NSFW removal); the run may fail "
+                    "for lack of space", out_dir, free / 1e9, need / 1e9)
 
 
 def _finish_reached(job: _Job, writers: dict[str, AppendableVectorFile]) -> None:
