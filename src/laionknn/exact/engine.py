@@ -181,8 +181,10 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
         return KnnResult(np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
                          {"n_rescored": 0, "tie_at_k": np.zeros(0, np.uint8)})
 
-    fingerprint = {"database": src.identity(), "queries": ckpt.array_identity(q_in), "k": k,
-                   "metric": metric.value, "n_queries": nq, "n_rows": n, "dim": src.dim}
+    fingerprint = None
+    if checkpoint is not None:  # hashing an in-memory database costs a pass over it: only when needed
+        fingerprint = {"database": src.identity(), "queries": ckpt.array_identity(q_in), "k": k,
+                       "metric": metric.value, "n_queries": nq, "n_rows": n, "dim": src.dim}
     parts: list[Candidates] = []
     batches = plan_query_batches(nq, query_batch)
     start_row = 0
