@@ -30,11 +30,13 @@ def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_bas
     outcome = run_pipeline(size=size, data=data, out_dir=out_dir, k=k, quick=quick, threads=threads,
                            backends=list(backends) or None, n_queries=n_queries, catalogs=catalogs(ctx),
                            baselines=not no_baselines)
-    rows = [[p["algo"], f"{p['qps']:.0f}" if p["qps"] else "—", f"{p['recall']:.4f}" if p["recall"] else "—",
-             f"{p['best_recall']:.4f}", f"{p['buildtime']:.1f}", p["params"]] for p in outcome.operating_points]
-    threshold = outcome.operating_points[0]["threshold"] if outcome.operating_points else 0.9
-    print_table(f"operating points: best QPS at recall ≥ {threshold}", 
-                ["algo", "QPS", "recall", "best recall", "build s", "params"], rows)
+    from laionknn.reporting.tables import fmt_qps, fmt_recall
+
+    rows = [[f"{p.threshold:g}", p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),
+             fmt_recall(p.run["recall"]), fmt_recall(p.run.get("recall_tie_aware", float("nan"))),
+             f"{p.run['buildtime']:.1f}", p.run["params"]] for p in outcome.operating_points]
+    print_table(f"operating points on {outcome.dataset}, k={outcome.k}: fastest run with recall > threshold",
+                ["recall >", "algo", "reached", "QPS", "recall", "tie-aware", "build s", "params"], rows)
     for kind, path in outcome.report.items():
         console.print(f"{kind}: {path}")
     console.print(f"evaluation: {outcome.eval_csv}\nfolder: {outcome.out_dir}  ({time.perf_counter() - t0:.0f} s)")

@@ -32,6 +32,7 @@ from laionknn.indexes.base import Index, dir_size, source_shape
 from laionknn.indexes.grids import Grid, load_grid
 from laionknn.indexes.registry import create, get_backend
 from laionknn.progress import progress_bar
+from laionknn.results import append_run_records
 from laionknn.types import KnnResult, Metric
 
 log = logging.getLogger(__name__)
@@ -149,27 +150,10 @@ def _safe(text: str) -> str:
 
 
 def recall_at(ids: np.ndarray, gold_ids: np.ndarray, k: int) -> float:
-    """Official id-only recall@k (via laionknn.evaluation when present)."""
-    try:
-        from laionknn.evaluation import recall
-    except ImportError:
-        hits = sum(len(set(a[:k].tolist()) & set(b[:k].tolist())) for a, b in zip(ids, gold_ids))
-        return hits / (len(ids) * k)
-    return float(recall(ids, KnnResult(ids=gold_ids, dists=np.zeros(gold_ids.shape, np.float32)), k))
+    """Official id-only recall@k of ``ids`` against the first k gold columns."""
+    from laionknn.evaluation import recall
 
-
-def append_records(path: Path, records: list[dict]) -> Path:
-    """Append run records through laionknn.results (JSONL) when present."""
-    try:
-        from laionknn.results import append_run_records
-    except ImportError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec, sort_keys=True) + "\n")
-        return path
-    append_run_records(path, records)
-    return path
+    return float(recall(ids, gold_ids, k))
 
 
 def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *,
@@ -226,5 +210,5 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                          f" recall {rec['recall']:.4f}" if "recall" in rec else "")
                 bar.advance(1)
             del index
-    append_records(out_dir / "runs.jsonl", records)
+    append_run_records(out_dir / "runs.jsonl", records)
     return records
