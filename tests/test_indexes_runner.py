@@ -77,7 +77,12 @@ def test_run_main_job_report_lists_every_backend(tiny, tmp_path):
     for r in rows:
         assert 0.0 <= float(r["recall"]) <= 1.0 and float(r["qps"]) > 0
     assert any(float(r["recall"]) == 1.0 for r in rows if r["algo"] == "exact")
-    assert any(p.suffix == ".md" for p in out.iterdir())
+    assert (out / "report.html").is_file() and list(out.glob("*.png"))
+    md = (out / "report.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert table, "no Markdown table in the report"
+    for backend in available_backends("cosine"):
+        assert any(f" {backend} " in line for line in table), f"{backend} missing from the report"
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -21,7 +21,7 @@ class ScannIndex(Index):
     name = "scann"
     library = "scann"
     build_defaults = {"num_leaves": 1000, "training_sample": 100_000, "dims_per_block": 2,
-                      "anisotropic_threshold": 0.2, "reorder": 100}
+                      "anisotropic_threshold": 0.2}
     query_defaults = {"leaves_to_search": 32, "reorder": 100}
 
     def _build(self, database) -> None:
@@ -40,7 +40,7 @@ class ScannIndex(Index):
                          training_sample_size=min(self.n, int(self.build_params["training_sample"])))
                    .score_ah(int(self.build_params["dims_per_block"]),
                              anisotropic_quantization_threshold=threshold if measure == "dot_product" else float("nan"))
-                   .reorder(int(self.build_params["reorder"])))
+                   .reorder(int(self.query_params["reorder"])))
         builder.set_n_training_threads(self.threads)
         self.searcher = builder.build()
         del data
