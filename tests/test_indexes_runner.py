@@ -16,7 +16,8 @@ from laionknn import catalog
 from laionknn.cli.main import main
 from laionknn.errors import UsageError
 from laionknn.indexes import available_backends, load_grid
-from laionknn.io import read_gold, read_result, write_vectors
+from laionknn.io import read_gold, read_result, write_gold, write_vectors
+from laionknn.types import KnnResult
 
 DB = "synthetic-clip768v2-n=2K"
 HAM = "synthetic-hammingv2-n=2K"
@@ -36,6 +37,10 @@ def tiny(home):
     spec = catalog.dataset(DB, n_queries=NQ)
     write_vectors(catalog.local_path(spec.database), db, "emb", np.float16)
     write_vectors(catalog.local_path(spec.queries), q, "emb", np.float32)
+    # the gold standard, by plain numpy (float64 cosine, ties to the lower id), top 100
+    sims = _unit(q.astype(np.float32).astype(np.float64)) @ _unit(db.astype(np.float16).astype(np.float64)).T
+    order = np.lexsort((np.broadcast_to(np.arange(2000), sims.shape), -sims), axis=1)[:, :100]
+    write_gold(catalog.local_path(spec.gold), KnnResult(ids=order, dists=(1 - np.take_along_axis(sims, order, 1)).astype(np.float32)))
     ham = catalog.dataset(HAM, n_queries=NQ)
     write_vectors(catalog.local_path(ham.database), rng.integers(0, 2**63, (2000, 16), dtype=np.uint64), "hamming")
     write_vectors(catalog.local_path(ham.queries), rng.integers(0, 2**63, (NQ, 16), dtype=np.uint64), "hamming")

@@ -37,7 +37,7 @@ def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick,
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         gold_ids = None
         try:
-            gold_ids = gold_for(spec, catalogs=catalogs(ctx))[1].ids
+            gold_ids = gold_for(spec)[1].ids
         except Exception as exc:  # recall in the records is a convenience; the sweep does not need it
             console.print(f"[yellow]no gold standard ({exc}); recall not recorded[/yellow]")
         records = sweep(backend, target, k, out, grid_file=grid_file, threads=threads, quick=quick,

@@ -1,5 +1,6 @@
-"""From a catalog name to what the runner searches: files made present, database opened as a block
-source, queries read, gold standard loaded or computed."""
+"""From a catalog name to what the runner searches: files made present (downloaded and verified, or
+synthesised), the database opened as a block source, the queries read, the gold standard loaded or
+computed."""
 
 from __future__ import annotations
 
@@ -9,28 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from laionknn import catalog
+# the function itself: after its first call, `catalog.ensure` names the submodule (import side effect)
+from laionknn.catalog.ensure import ensure as ensure_file
 from laionknn.errors import CatalogError
 from laionknn.indexes.runner import SweepTarget
 from laionknn.types import KnnResult, Metric
 
 log = logging.getLogger(__name__)
-GOLD_K = 100
-
-
-def ensure_file(record) -> Path:
-    """Local path of ``record``'s file, synthesised or downloaded (and verified) when needed.
-
-    A synthetic file already present is used as is (it has no published checksum to verify)."""
-    local = catalog.local_path(record)
-    if record.synthetic and local.is_file():
-        return local
-    try:
-        return Path(catalog.ensure(record))
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("laionknn"):
-            raise CatalogError(f"{record.name}: not present at {local}, and this build cannot fetch or synthesise "
-                               f"it ({exc.name} is missing); put the file there or install the full package") from None
-        raise
 
 
 def open_target(name: str, *, n_queries: int = 10_000, catalogs=None):
@@ -39,8 +25,7 @@ def open_target(name: str, *, n_queries: int = 10_000, catalogs=None):
 
     spec = catalog.dataset(name, n_queries=n_queries, extra_catalogs=catalogs)
     db_path = ensure_file(spec.database)
-    q_path = ensure_file(spec.queries)
-    queries = read_vectors(q_path)
+    queries = read_vectors(ensure_file(spec.queries))
     if spec.metric is not Metric.HAMMING:
         queries = queries.astype(np.float32, copy=False)
     database = VectorFile(db_path)
@@ -49,37 +34,12 @@ def open_target(name: str, *, n_queries: int = 10_000, catalogs=None):
     return spec, target, database
 
 
-def gold_for(spec, *, k: int = GOLD_K, catalogs=None) -> tuple[Path, KnnResult]:
-    """The gold standard of ``spec``: loaded when present (downloaded for official data), computed by
-    the exact engine for synthetic data (against the clip768v2 database of the same subset)."""
+def gold_for(spec) -> tuple[Path, KnnResult]:
+    """The gold standard of ``spec`` (0-based ids): downloaded for official data, computed by the
+    exact engine (``catalog.ensure`` → ``exact.gold_standard``) for synthetic data."""
     from laionknn.io import read_gold
 
     if spec.gold is None:
         raise CatalogError(f"{spec.name}: the catalog lists no gold standard for this database")
-    path = catalog.local_path(spec.gold)
-    if not path.is_file():
-        if spec.gold.synthetic:
-            path = _compute_synthetic_gold(spec, path, k, catalogs)
-        else:
-            path = ensure_file(spec.gold)
+    path = Path(ensure_file(spec.gold))
     return path, read_gold(path)
-
-
-def _compute_synthetic_gold(spec, path: Path, k: int, catalogs) -> Path:
-    from laionknn import exact
-    from laionknn.io import VectorFile, read_vectors, write_gold
-
-    seed = spec.database.seed or 0
-    clip = spec
-    if spec.family != "clip768v2":  # projections are scored against the clip768v2 gold of their subset
-        name = f"synthetic-clip768v2-n={spec.subset}" + (f"-seed={seed}" if seed else "")
-        clip = catalog.dataset(name, n_queries=spec.gold.extra.get("n_queries", 10_000), extra_catalogs=catalogs)
-    db_path, q_path = ensure_file(clip.database), ensure_file(clip.queries)
-    with VectorFile(db_path) as vf:
-        k = min(k, vf.n)
-    log.info("computing the gold standard of %s (k=%d)", spec.name, k)
-    if hasattr(exact, "gold_standard"):
-        return Path(exact.gold_standard(db_path, q_path, k, normalize=True, out=path, memory=None, resume=True))
-    with VectorFile(db_path) as vf:
-        res = exact.knn(vf, read_vectors(q_path), k, Metric.COSINE)
-    return write_gold(path, res, attrs={"algo": "laionknn.exact", "metric": "cosine"})

@@ -48,7 +48,7 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
         k = int(k or spec.default_k)
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         out.mkdir(parents=True, exist_ok=True)
-        gold_path, gold = gold_for(spec, catalogs=catalogs)
+        gold_path, gold = gold_for(spec)
         baselines_csv = _baselines(spec.name, k, out) if baselines else None
         chosen = backends or available_backends(spec.metric)
         log.info("sweeping %s on %s", ", ".join(chosen), spec.name)
