@@ -135,3 +135,13 @@ def test_grid_products_and_overrides(tmp_path):
     grid.write_text("[bulid]\nM = 3\n")
     with pytest.raises(UsageError, match="unknown section"):
         load_grid("hnswlib", grid)
+
+
+def test_missing_library_marks_backend_unavailable(monkeypatch):
+    from laionknn.indexes import registry
+
+    monkeypatch.setitem(registry.BACKENDS, "ghost", ("laionknn.indexes.hnswlib_index:HnswlibIndex", "no_such_lib_xyz"))
+    assert "ghost" not in registry.available_backends()
+    assert "hnswlib" in registry.available_backends()
+    with pytest.raises(UsageError, match="ghost.*unavailable.*no_such_lib_xyz"):
+        registry.get_backend("ghost")
