@@ -123,12 +123,12 @@ def test_grid_key_not_accepted(tiny, tmp_path, capsys):
 def test_grid_products_and_overrides(tmp_path):
     grid = tmp_path / "g.toml"
     grid.write_text(
-        "[[build]]\nM = [8, 16]\nef_construction = 50\n[query]\nef = [10, 20, 40, 80, 160]\n"
+        "repeats = 2\n[[build]]\nM = [8, 16]\nef_construction = 50\n[query]\nef = [10, 20, 40, 80, 160]\n"
         "[[override]]\nmatch = '*n=300K*'\nquery = { ef = [99] }\n"
         "[[override]]\nmax_rows = 1000\nbuild = [{ M = 4 }]\n")
     g = load_grid("hnswlib", grid, dataset="synthetic-clip768v2-n=100K", n_rows=100_000)
     assert g.build == [{"M": 8, "ef_construction": 50}, {"M": 16, "ef_construction": 50}]
-    assert [p["ef"] for p in g.query] == [10, 20, 40, 80, 160]
+    assert [p["ef"] for p in g.query] == [10, 20, 40, 80, 160] and g.repeats == 2
     assert [p["ef"] for p in g.quick().query] == [10, 40, 160] and len(g.quick().build) == 1
     g = load_grid("hnswlib", grid, dataset="synthetic-clip768v2-n=300K", n_rows=500)
     assert g.query == [{"ef": 99}] and g.build == [{"M": 4}]

@@ -20,7 +20,8 @@ from laionknn.cli.common import catalogs, console, print_table
               help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="First build configuration and at most 3 query points.")
 @click.option("--no-cache", is_flag=True, help="Always build; do not read or write the index cache.")
-@click.option("--repeats", type=int, default=3, show_default=True, help="Timed searches after the warm-up.")
+@click.option("--repeats", type=int, default=None,
+              help="Timed searches after the warm-up (default: the grid's, else 3).")
 @click.pass_context
 def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache, repeats):
     """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one

@@ -2,6 +2,7 @@
 
 Layout of a grid file::
 
+    repeats = 3               # optional: timed searches after the warm-up (default 3)
     [[build]]                 # one table per build configuration; a list value expands into
     M = 16                    # one configuration per element (cartesian product)
     ef_construction = 100
@@ -32,7 +33,7 @@ from typing import Any
 
 from laionknn.errors import UsageError
 
-TOP_KEYS = {"build", "query", "override", "description"}
+TOP_KEYS = {"build", "query", "override", "description", "repeats"}
 OVERRIDE_KEYS = {"match", "max_rows", "build", "query"}
 
 
@@ -45,13 +46,14 @@ class Grid:
     query: list[dict[str, Any]]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    repeats: int | None = None  # timed searches after the warm-up (None: the runner's default, 3)
 
     def quick(self) -> "Grid":
         """The first build configuration and at most three query points (lowest, middle, highest)."""
         q = self.query
         if len(q) > 3:
             q = [q[0], q[len(q) // 2], q[-1]]
-        return Grid(self.backend, self.build[:1], q, self.source, self.notes + ["quick"])
+        return Grid(self.backend, self.build[:1], q, self.source, self.notes + ["quick"], self.repeats)
 
 
 def default_grid_path(backend: str) -> Path | None:
@@ -122,7 +124,10 @@ def load_grid(backend: str, path: "str | os.PathLike[str] | None" = None, *, dat
     query = _expand(query_table) or [{}]
     _validate(backend, "build", build, cls.build_defaults, source)
     _validate(backend, "query", query, cls.query_defaults, source)
-    return Grid(backend, build, query, source, notes)
+    repeats = raw.get("repeats")
+    if repeats is not None and (not isinstance(repeats, int) or repeats < 1):
+        raise UsageError(f"{source}: repeats must be a positive whole number, found {repeats!r}")
+    return Grid(backend, build, query, source, notes, repeats)
 
 
 def _validate(backend: str, kind: str, configs: list[dict], accepted: dict, source: str) -> None:

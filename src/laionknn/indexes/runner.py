@@ -158,7 +158,7 @@ def recall_at(ids: np.ndarray, gold_ids: np.ndarray, k: int) -> float:
 
 def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *,
           grid: Grid | None = None, grid_file: "str | os.PathLike[str] | None" = None, threads: int | None = None,
-          repeats: int = 3, use_cache: bool = True, quick: bool = False,
+          repeats: int | None = None, use_cache: bool = True, quick: bool = False,
           gold_ids: np.ndarray | None = None) -> list[dict]:
     """Run ``backend`` over its grid on ``target``; returns the run records (also appended to
     ``out_dir/runs.jsonl``). Result files go to ``out_dir/results/<backend>/``."""
@@ -175,6 +175,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n)
     if quick:
         grid = grid.quick()
+    repeats = int(repeats or grid.repeats or 3)
     out_dir = Path(out_dir)
     fingerprint = data_fingerprint(target.database) if use_cache and cls.supports_save else None
     records: list[dict] = []
@@ -199,7 +200,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                        "params": params, "build_params": json.dumps(index.build_params, sort_keys=True),
                        "query_params": json.dumps(index.query_params, sort_keys=True), "k": k,
                        "threads": threads, "n_queries": int(len(target.queries)), "buildtime": buildtime,
-                       "querytime": querytime, "querytimes": json.dumps([round(t, 6) for t in times]),
+                       "querytime": querytime, "repeats": repeats, "querytimes": json.dumps([round(t, 6) for t in times]),
                        "qps": len(target.queries) / querytime if querytime > 0 else float("inf"),
                        "peak_rss_bytes": peak_rss_bytes(), "index_bytes": index_bytes, "cached": cached,
                        "file": str(path)}
