@@ -31,12 +31,13 @@ def worker(args) -> None:
     from laionknn.indexes.grids import load_grid
     from laionknn.indexes.runner import build_or_load, peak_rss_bytes, recall_at, timed_search
 
+    backend = args.backend[0]
     spec, target, database = open_target(args.data, n_queries=args.queries)
     _, gold = gold_for(spec)
-    grid = load_grid(args.backend, dataset=spec.name, n_rows=database.n)
+    grid = load_grid(backend, dataset=spec.name, n_rows=database.n)
     out = []
     for build_params in grid.build:
-        index, buildtime, _, index_bytes = build_or_load(args.backend, target, build_params,
+        index, buildtime, _, index_bytes = build_or_load(backend, target, build_params,
                                                          threads=max(args.threads), use_cache=False)
         for threads in args.threads:
             index.set_threads(threads)
@@ -45,7 +46,7 @@ def worker(args) -> None:
                     index.set_query_params(**query_params)
                     res, times = timed_search(index, target.queries, k, 3)
                     qt = statistics.median(times)
-                    out.append({"backend": args.backend, "threads": threads, "k": k, "params": index.params_string(),
+                    out.append({"backend": backend, "threads": threads, "k": k, "params": index.params_string(),
                                 "recall": recall_at(res.ids, gold.ids, k), "qps": len(target.queries) / qt,
                                 "buildtime": buildtime, "build_threads": max(args.threads),
                                 "index_bytes": index_bytes, "peak_rss_bytes": peak_rss_bytes()})
@@ -116,7 +117,8 @@ def main() -> None:
                  "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in summarise(rows)]
         sections.append("\n".join(lines))
-        Path(f"peers-{size}.json").write_text(json.dumps(rows, indent=1)) if args.markdown else None
+        if args.markdown:  # the raw points beside the table
+            args.markdown.with_name(f"{args.markdown.stem}-{size}.json").write_text(json.dumps(rows, indent=1))
     text = "\n\n".join(sections)
     print(text)
     if args.markdown:
