@@ -62,8 +62,8 @@ class Params:
     mean_loading_sd: float = 0.25  # per-point spread of the loading on the mean direction
     point_scale_sigma: float = 0.25  # log-normal spread of per-point noise scale
     group_zipf: float = 0.6  # group popularity ∝ rank^-group_zipf
-    dup_rate: float = 0.01  # share of database rows that are near-duplicates of another row
-    dup_noise: float = 0.02  # norm of the perturbation added to a duplicate (cosine ≈ 1 - dup_noise²/2)
+    dup_rate: float = 0.02  # share of database rows that are near-duplicates of another row
+    dup_noise: float = 0.15  # largest norm of the perturbation added to a duplicate
 
 
 DEFAULT_PARAMS = Params()
@@ -160,7 +160,9 @@ class Universe:
             originals = np.flatnonzero(~dup)
             targets = np.flatnonzero(dup)
             src = originals[rng.integers(0, originals.size, size=targets.size)]
-            noise = rng.standard_normal((targets.size, DIM), dtype=np.float32) * np.float32(p.dup_noise / np.sqrt(DIM))
+            # perturbation norms uniform in [0, dup_noise): from exact copies to cosine ≈ 1 - dup_noise²/2
+            size = (p.dup_noise / np.sqrt(DIM)) * rng.random(targets.size, dtype=np.float32)
+            noise = rng.standard_normal((targets.size, DIM), dtype=np.float32) * size[:, None]
             x[targets] = x[src] / np.linalg.norm(x[src], axis=1, keepdims=True) + noise
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         return x
