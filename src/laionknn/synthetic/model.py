@@ -51,7 +51,7 @@ class Params:
     n_bases: int = 16  # local bases; group g uses basis g % n_bases
     n_sub: int = 32  # sub-clusters per group
     rank: int = 192  # rank of each group's local basis
-    alpha: float = 1.6  # global spectrum exponent
+    alpha: float = 1.75  # global spectrum exponent
     i0: float = 8.0  # global spectrum offset
     beta: float = 0.0  # local-basis spectrum exponent over frame coordinates
     j0: float = 4.0  # local-basis spectrum offset
@@ -60,7 +60,7 @@ class Params:
     f_sub: float = 0.2  # share between sub-clusters of a group
     f_point: float = 0.4  # share within a sub-cluster
     mean_loading_sd: float = 0.25  # per-point spread of the loading on the mean direction
-    point_scale_sigma: float = 0.25  # log-normal spread of per-point noise scale
+    point_scale_sigma: float = 0.1  # log-normal spread of per-point noise scale
     group_zipf: float = 0.6  # group popularity ∝ rank^-group_zipf
     dup_rate: float = 0.02  # share of database rows that are near-duplicates of another row
     dup_noise: float = 0.15  # largest norm of the perturbation added to a duplicate

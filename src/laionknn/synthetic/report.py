@@ -46,17 +46,9 @@ def resolve_file(target: str, catalogs=None) -> tuple[Path, object | None]:
     if p.exists():
         return p, None
     from laionknn import catalog
-    from laionknn.catalog import local_path, resolve
 
-    record = resolve(target, catalogs)
-    path = Path(local_path(record))
-    if path.exists():
-        return path, record
-    if record.synthetic and record.family == "clip768v2" and record.kind in ("database", "queries"):
-        from laionknn.synthetic.writer import materialize
-
-        return materialize(record), record
-    return Path(catalog.ensure(record)), record
+    record = catalog.resolve(target, catalogs)
+    return Path(catalog.ensure(record)), record  # present, downloaded and verified, or synthesised
 
 
 def sample_rows(vf, size: int, rng: np.random.Generator) -> np.ndarray:
