@@ -45,10 +45,12 @@ def resolve_file(target: str, catalogs=None) -> tuple[Path, object | None]:
     p = Path(target)
     if p.exists():
         return p, None
-    from laionknn import catalog
+    from laionknn.catalog import resolve
+    # the module, not the package attribute: importing catalog/ensure.py rebinds ``laionknn.catalog.ensure``
+    from laionknn.catalog.ensure import ensure
 
-    record = catalog.resolve(target, catalogs)
-    return Path(catalog.ensure(record)), record  # present, downloaded and verified, or synthesised
+    record = resolve(target, catalogs)
+    return Path(ensure(record)), record  # present, downloaded and verified, or synthesised
 
 
 def sample_rows(vf, size: int, rng: np.random.Generator) -> np.ndarray:
