@@ -39,7 +39,7 @@ def synth(ctx: click.Context, size: str, n_queries: str, seed: str, force: bool)
         status = "kept (already present; --force rewrites)" if existed and not force else "written"
         dtype = record.dtype_shape.split()[0]
         console.print(f"{record.kind:8s} [bold]{record.name}[/bold]  {record.n_rows:,} x 768 {dtype}  {status}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
         console.print(f"         {path}", highlight=False, soft_wrap=True)
 
 
