@@ -36,7 +36,7 @@ def test_deterministic_for_a_seed(database):
     np.testing.assert_array_equal(again, database[:3000])
     other = generate_database(3000, seed=1)
     assert not np.array_equal(other, again)
-    np.testing.assert_array_equal(generate_queries(50, seed=3), generate_queries(50, seed=3))
+    np.testing.assert_array_equal(generate_queries(50, seed=1), generate_queries(50, seed=1))
 
 
 def test_smaller_size_is_a_prefix(database):
@@ -102,9 +102,9 @@ def test_materialize_writes_official_layout(database):
 
 
 def test_materialize_seeded_name(tmp_path):
-    rec = resolve("synthetic-clip768v2-n=1000-seed=5")
+    rec = resolve("synthetic-clip768v2-n=1000-seed=1")
     with h5py.File(materialize(rec)) as f:
-        np.testing.assert_array_equal(f["emb"][()], generate_database(1000, seed=5))
+        np.testing.assert_array_equal(f["emb"][()], generate_database(1000, seed=1))
 
 
 @pytest.mark.parametrize("name", ["synthetic-gold-standard-clip768v2-n=100K-q=10k", "synthetic-pca32v2-n=100K",
