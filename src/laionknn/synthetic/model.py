@@ -5,15 +5,17 @@ organisers' BinWalk model: the mean vector (norm 0.62) and the leading real prin
 The frame B is an orthonormal 768 x 768 basis (rows = directions) whose first rows are those real
 directions and whose remaining rows are a fixed random orthonormal completion.
 
-Model (coordinates z in the frame; a vector is ``x = mean + z @ B``, then L2-normalised):
+Model (coordinates z in the frame; a vector is ``x = a * mean + z @ B``, then L2-normalised, with a
+per-point loading a ~ N(1, mean_loading_sd^2) because real vectors vary along their mean direction):
 
 * ``n_groups`` top-level clusters with centres ~ N(0, diag(lambda)), lambda_i ∝ (i + i0)^-alpha (the
-  global spectrum that makes the PCA curve of a 1024-sample match the real one);
-* every top-level cluster owns a random local basis L_g (rank r) whose rows are Gaussian in the frame
-  with per-coordinate variance w_i ∝ (i + j0)^-beta: the local manifold spreads into many global
-  dimensions, so a low-dimensional PCA loses neighbours the way it does on real CLIP vectors;
-* ``n_sub`` sub-clusters per group, offset from the group centre inside L_g;
-* a point = sub-cluster centre + noise inside L_g, with a per-point log-normal scale (density varies);
+  global spectrum that makes the PCA curve of a 1024-sample match the real one), popularity Zipf-like;
+* ``n_bases`` random local bases L_b of rank r (group g uses L_{g mod n_bases}); their rows are
+  Gaussian in the frame with per-coordinate variance w_i ∝ (i + j0)^-beta, scaled by j^-gamma over
+  the r components: the local manifold spreads into many global dimensions, so a low-dimensional PCA
+  loses neighbours the way it does on real CLIP vectors, while the local dimension stays moderate;
+* ``n_sub`` sub-clusters per group, offset from the group centre inside its local basis;
+* a point = sub-cluster centre + noise inside the same basis, with a per-point log-normal scale;
 * a fraction of database rows are near-duplicates of another row of the same chunk.
 
 Variance shares ``f_group``, ``f_sub``, ``f_point`` of the total 1 - |mean|^2 keep norms close to 1
@@ -50,7 +52,7 @@ class Params:
     n_groups: int = 512  # top-level clusters
     n_bases: int = 16  # local bases; group g uses basis g % n_bases
     n_sub: int = 32  # sub-clusters per group
-    rank: int = 192  # rank of each group's local basis
+    rank: int = 192  # rank of each local basis
     alpha: float = 1.75  # global spectrum exponent
     i0: float = 8.0  # global spectrum offset
     beta: float = 0.0  # local-basis spectrum exponent over frame coordinates
