@@ -56,6 +56,7 @@ def test_stats_on_a_plain_file_uses_held_out_rows(tmp_path, rng):
     (["synth", "--size", "1K", "--seed", "-3"], "--seed must be a non-negative integer"),
     (["synth", "--size", "1K", "--seed", "abc"], "--seed must be a non-negative integer"),
     (["stats", "no-such-dataset"], "no catalog entry named"),
+    (["stats", "synthetic-gold-standard-clip768v2-n=100K-q=10k"], "is a gold standard"),
     (["stats", "synthetic-clip768v2-n=1000", "--sample", "5"], "--sample must be at least"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):

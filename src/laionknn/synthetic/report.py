@@ -50,6 +50,9 @@ def resolve_file(target: str, catalogs=None) -> tuple[Path, object | None]:
     from laionknn.catalog.ensure import ensure
 
     record = resolve(target, catalogs)
+    if record.kind == "gold":
+        raise UsageError(f"{record.name} is a gold standard (neighbour ids), not a vector file; give a database "
+                         f"or query file or name, e.g. synthetic-clip768v2-n=100K")
     return Path(ensure(record)), record  # present, downloaded and verified, or synthesised
 
 
