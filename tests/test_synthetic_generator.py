@@ -119,3 +119,13 @@ def test_bad_arguments():
         generate_database(10, seed=-1)
     with pytest.raises(UsageError, match="cannot read size"):
         generate_database("12X")
+
+
+def test_catalog_ensure_synthesises_and_checks_layout():
+    from laionknn.catalog.ensure import ensure
+
+    rec = resolve("synthetic-clip768v2-n=2000")
+    path = ensure(rec)
+    with h5py.File(path) as f:
+        np.testing.assert_array_equal(f["emb"][()], generate_database(2000, seed=0))
+    assert ensure(rec) == path  # present: kept, layout re-checked
