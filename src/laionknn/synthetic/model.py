@@ -62,6 +62,7 @@ class Params:
     f_sub: float = 0.2  # share between sub-clusters of a group
     f_point: float = 0.4  # share within a sub-cluster
     mean_loading_sd: float = 0.25  # per-point spread of the loading on the mean direction
+    mean_scale: float = 1.015  # length of the mean relative to the real one (normalisation shortens it)
     point_scale_sigma: float = 0.1  # log-normal spread of per-point noise scale
     group_zipf: float = 0.6  # group popularity ∝ rank^-group_zipf
     dup_rate: float = 0.02  # share of database rows that are near-duplicates of another row
@@ -107,7 +108,7 @@ class Universe:
         self.seed = seed
         self.params = p
         frame = load_frame()
-        self.mean = frame["mean"].astype(np.float32)
+        self.mean = (frame["mean"] * p.mean_scale).astype(np.float32)
         mean_sq = float(self.mean.astype(np.float64) @ self.mean)
         total = 1.0 - mean_sq * (1.0 + p.mean_loading_sd**2)
         basis = frame_basis()
