@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-import sys
+
 
 import numpy as np
 

@@ -97,7 +97,7 @@ def dataset_stats(target: str, *, sample: int = 1024, queries: str | None = None
     database for the neighbour figures and the pca32/pca96 recall@30, with ``recall_queries`` queries
     taken from ``queries`` (a name or file), else the dataset's companion query file, else held-out
     rows at the end of that range."""
-    from laionknn.io import VectorFile, read_vectors
+    from laionknn.io import VectorFile
 
     if sample < LID_K + 2:
         raise UsageError(f"--sample must be at least {LID_K + 2}, got {sample}")
