@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import time
 
-
 import numpy as np
 
 from laionknn.synthetic.model import DEFAULT_PARAMS, Params, iter_chunks, load_frame
