@@ -142,3 +142,18 @@ def test_cli_bad_inputs_exit_2(home, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert _run_main([*base, "--k", "5", "--metric", "l2", "--normalize"]) == 2
     assert "--normalize" in capsys.readouterr().err
+
+
+def test_cli_resolves_catalog_names(home, tmp_path):
+    out = tmp_path / "named.h5"
+    main(["--quiet", "gold", "--database", "synthetic-clip768v2-n=2K", "--queries", "synthetic-queries-20-clip768v2",
+          "--k", "5", "--normalize", "--out", str(out)])
+    from laionknn.catalog import local_path, resolve
+    from laionknn.io import read_vectors
+
+    X = read_vectors(local_path(resolve("synthetic-clip768v2-n=2K"))).astype(np.float64)
+    Q = read_vectors(local_path(resolve("synthetic-queries-20-clip768v2"))).astype(np.float64)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    expect = np.stack([np.lexsort((np.arange(len(X)), 1 - (X * q).sum(axis=1)))[:5] for q in Q])
+    np.testing.assert_array_equal(read_gold(out).ids, expect)
