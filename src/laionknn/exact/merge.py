@@ -137,40 +137,38 @@ def compact_row(lo, hi, ids, n, k, h, i):
     return c, h, i
 
 
+@nb.njit(nogil=True, cache=True)
+def _collect(hi_x, id_x, q, his, idx, n):
+    """Append row ``q``'s used slots' ``(hi, id)`` to ``his``/``idx`` from position ``n``; returns the new n."""
+    for e in range(id_x.shape[1]):
+        if id_x[q, e] >= 0:
+            his[n] = hi_x[q, e]
+            idx[n] = id_x[q, e]
+            n += 1
+    return n
+
+
+@nb.njit(nogil=True, cache=True)
+def _keep_into(lo_x, hi_x, id_x, q, h, i, out_lo, out_hi, out_id, c):
+    """Copy row ``q``'s entries that survive the bound ``(h, i)`` to ``out_*[q]`` from slot ``c``."""
+    for e in range(id_x.shape[1]):
+        if id_x[q, e] >= 0 and keep(lo_x[q, e], id_x[q, e], h, i):
+            out_lo[q, c] = lo_x[q, e]
+            out_hi[q, c] = hi_x[q, e]
+            out_id[q, c] = id_x[q, e]
+            c += 1
+    return c
+
+
 @nb.njit(parallel=True, nogil=True, cache=True)
 def _merge_kernel(lo_a, hi_a, id_a, lo_b, hi_b, id_b, k, out_lo, out_hi, out_id, counts):
-    nq = lo_a.shape[0]
-    wa = lo_a.shape[1]
-    wb = lo_b.shape[1]
-    for q in nb.prange(nq):
-        his = np.empty(wa + wb)
-        idx = np.empty(wa + wb, dtype=np.int64)
-        n = 0
-        for e in range(wa):
-            if id_a[q, e] >= 0:
-                his[n] = hi_a[q, e]
-                idx[n] = id_a[q, e]
-                n += 1
-        for e in range(wb):
-            if id_b[q, e] >= 0:
-                his[n] = hi_b[q, e]
-                idx[n] = id_b[q, e]
-                n += 1
+    for q in nb.prange(lo_a.shape[0]):
+        his = np.empty(lo_a.shape[1] + lo_b.shape[1])
+        idx = np.empty(lo_a.shape[1] + lo_b.shape[1], dtype=np.int64)
+        n = _collect(hi_b, id_b, q, his, idx, _collect(hi_a, id_a, q, his, idx, 0))
         h, i = kth_key(his, idx, n, k)
-        c = 0
-        for e in range(wa):
-            if id_a[q, e] >= 0 and keep(lo_a[q, e], id_a[q, e], h, i):
-                out_lo[q, c] = lo_a[q, e]
-                out_hi[q, c] = hi_a[q, e]
-                out_id[q, c] = id_a[q, e]
-                c += 1
-        for e in range(wb):
-            if id_b[q, e] >= 0 and keep(lo_b[q, e], id_b[q, e], h, i):
-                out_lo[q, c] = lo_b[q, e]
-                out_hi[q, c] = hi_b[q, e]
-                out_id[q, c] = id_b[q, e]
-                c += 1
-        counts[q] = c
+        c = _keep_into(lo_a, hi_a, id_a, q, h, i, out_lo, out_hi, out_id, 0)
+        counts[q] = _keep_into(lo_b, hi_b, id_b, q, h, i, out_lo, out_hi, out_id, c)
 
 
 def merge(a: Candidates, b: Candidates, k: int) -> Candidates:
