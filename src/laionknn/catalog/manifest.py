@@ -112,12 +112,14 @@ def _parse_row(row: dict, source: str) -> Record:
     filename = row["file"].strip()
     if not filename:
         raise CatalogError(f"catalog {source}: a row has an empty 'file' column")
-    md5s = []
+    md5s, labels = [], []
     for part in (row["md5"] or "").split(";"):
         part = part.strip()
+        label = ""
         if ":" in part:
-            part = part.split(":", 1)[1]
+            label, part = (s.strip() for s in part.split(":", 1))
         if part:
+            labels.append(label)
             if not re.fullmatch(r"[0-9a-fA-F]{32}", part):
                 raise CatalogError(f"catalog {source}: {filename}: md5 {part!r} is not 32 hex digits")
             md5s.append(part.lower())
@@ -128,7 +130,7 @@ def _parse_row(row: dict, source: str) -> Record:
         subset=row["subset"].strip(), keys=tuple(k.strip() for k in row["h5_keys"].split(",") if k.strip()),
         dtype_shape=row["dtype_shape_as_h5py_sees_it"].strip(), md5s=tuple(md5s),
         listed_size=(row["listed_size"] or "").strip(), listed_in=(row["listed_in"] or "").strip(),
-        urls=urls, source=source,
+        urls=urls, source=source, extra={"md5_labels": tuple(labels)} if any(labels) else {},
     )
 
 

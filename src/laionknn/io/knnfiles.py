@@ -62,7 +62,9 @@ def _raw_knn(path: Path, f: h5py.File) -> tuple[np.ndarray, np.ndarray]:
     if knns.shape != dists.shape:
         raise FormatError(f"{path}: knns {knns.shape} and dists {dists.shape} have different shapes")
     if knns.dtype.kind not in "iu":
-        raise FormatError(f"{path}: knns is {knns.dtype}, expected integer ids (int32)")
+        raise FormatError(f"{path}: knns is {knns.dtype}, expected integer ids (int32, 1-based)")
+    if dists.dtype.kind != "f":
+        raise FormatError(f"{path}: dists is {dists.dtype}, expected floating-point distances (float32)")
     return knns, dists
 
 
@@ -92,10 +94,11 @@ def _check_orientation(path: Path, shape: tuple[int, int], n_queries: int | None
 def ascending_dists(path: Path, dists: np.ndarray) -> np.ndarray:
     """Return ``1 - dot`` ascending distances, converting a descending similarity matrix."""
     d = dists.astype(np.float32, copy=True)
+    if np.isnan(d).any():
+        row = int(np.flatnonzero(np.isnan(d).any(axis=1))[0])
+        raise FormatError(f"{path}: dists contains NaN values (first in row {row}); the file is damaged")
     if d.shape[1] < 2 or d.size == 0:
         return d
-    if np.isnan(d).any():
-        raise FormatError(f"{path}: dists contains NaN values")
     diffs = np.diff(d, axis=1)
     tol = 1e-6
     if (diffs >= -tol).all():
@@ -107,9 +110,15 @@ def ascending_dists(path: Path, dists: np.ndarray) -> np.ndarray:
 
 
 def read_gold(path: "str | os.PathLike[str]", *, n_database: int | None = None,
-              n_queries: int | None = None) -> KnnResult:
-    """Read an official gold-standard file as 0-based ids and ascending ``1 - dot`` distances."""
+              n_queries: int | None = None, record=None) -> KnnResult:
+    """Read an official gold-standard file as 0-based int64 ids and ascending ``1 - dot`` float32
+    distances, shape (n_queries, k). ``n_database`` bounds the ids; ``record`` (a catalog record)
+    checks keys, dtypes and shape first."""
     path = Path(path)
+    if record is not None:
+        from laionknn.io.check import check_against_record
+
+        check_against_record(path, record)
     with open_h5(path) as f:
         knns, dists = _raw_knn(path, f)
         attrs = read_meta(f)

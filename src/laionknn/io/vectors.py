@@ -62,8 +62,22 @@ class VectorFile:
     """
 
     def __init__(self, path: "str | os.PathLike[str]", key: str | None = None, *,
-                 expect_dim: int | None = None, expect_dtype=None, expect_rows: int | None = None) -> None:
+                 expect_dim: int | None = None, expect_dtype=None, expect_rows: int | None = None,
+                 record=None) -> None:
         self.path = Path(path)
+        if record is not None:
+            # the catalog record fixes the key, dtype, dimension and (for database subsets) rows
+            from laionknn.io.check import expected_layout
+
+            want = expected_layout(record)
+            if len(want.keys) != 1:
+                raise FormatError(f"{self.path}: catalog entry {record.name} is not a vector file "
+                                  f"(keys {', '.join(want.keys)}); read it with read_gold")
+            key = key or want.keys[0]
+            expect_dtype = expect_dtype if expect_dtype is not None else want.dtypes[0]
+            expect_dim = expect_dim if expect_dim is not None else want.cols
+            if expect_rows is None and want.rows_strict:
+                expect_rows = want.rows
         self._f = open_h5(self.path)
         try:
             self.key = key or self._detect_key()
@@ -124,9 +138,12 @@ class VectorFile:
         return max(1, int(memory_bytes // max(1, copies * item * self.dim)))
 
     def blocks(self, rows: int | None = None, *, memory: "int | str | None" = None, start: int = 0,
-               stop: int | None = None, dtype=None) -> Iterator[tuple[int, np.ndarray]]:
+               stop: int | None = None, dtype=None, check: bool = False,
+               nonzero: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_row, block)`` over rows [start, stop) in blocks of ``rows`` rows, or as many
-        as fit in ``memory`` bytes (default 256 MiB), aligned to the dataset's chunks when possible."""
+        as fit in ``memory`` bytes (default 256 MiB), aligned to the dataset's chunks when possible.
+        ``check``: raise :class:`DataError` naming the file and row at the first NaN/inf value
+        (``nonzero``: also at the first all-zero row, which cannot be normalised)."""
         stop = self.n if stop is None else min(stop, self.n)
         if rows is None:
             rows = self.rows_for_budget(parse_memory(memory) or 256 * 1024**2, dtype=dtype)
@@ -135,7 +152,10 @@ class VectorFile:
                 rows -= rows % chunk
         rows = max(1, int(rows))
         for lo in range(start, stop, rows):
-            yield lo, self.read(lo, min(lo + rows, stop), dtype=dtype)
+            block = self.read(lo, min(lo + rows, stop), dtype=dtype)
+            if check or nonzero:
+                check_vectors(block, what=f"{self.path} ({self.key!r})", first_row=lo, nonzero=nonzero)
+            yield lo, block
 
     def __len__(self) -> int:
         return self.n
@@ -153,10 +173,18 @@ class VectorFile:
         return f"VectorFile({str(self.path)!r}, key={self.key!r}, n={self.n}, dim={self.dim}, dtype={self.dtype})"
 
 
-def read_vectors(path: "str | os.PathLike[str]", key: str | None = None, *, dtype=None, **expect) -> np.ndarray:
-    """Read a whole (small) vector file, e.g. a query file, as an (n, dim) array."""
+def read_vectors(path: "str | os.PathLike[str]", key: str | None = None, *, dtype=None, check: bool = False,
+                 nonzero: bool = False, **expect) -> np.ndarray:
+    """Read a whole (small) vector file, e.g. a query file, as an (n, dim) array (one vector per row).
+
+    ``expect``: ``expect_dim``, ``expect_dtype``, ``expect_rows`` or ``record`` (a catalog record).
+    ``check``/``nonzero``: refuse NaN/inf values / all-zero rows (:class:`DataError` naming the row).
+    """
     with VectorFile(path, key, **expect) as vf:
-        return vf.read(dtype=dtype)
+        block = vf.read(dtype=dtype)
+        if check or nonzero:
+            check_vectors(block, what=f"{vf.path} ({vf.key!r})", nonzero=nonzero)
+        return block
 
 
 def check_vectors(block: np.ndarray, *, what: str = "vectors", first_row: int = 0, nonzero: bool = False) -> None:

@@ -1,0 +1,204 @@
+"""Score result files against a gold standard: one row per file, in the official CSV columns plus ours.
+
+Columns (:data:`EVAL_COLUMNS`): the organisers' ``data, size, algo, buildtime, querytime, params,
+recall`` followed by ``k``, ``qps`` (n_queries / querytime), ``recall_tie_aware`` and ``file``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Iterable, TextIO
+
+import numpy as np
+
+from laionknn.errors import LaionKnnError, UsageError
+from laionknn.evaluation.gold import GoldSource, locate_gold
+from laionknn.evaluation.recall import TIE_TOL, recall_hits, tie_hits_from_distances, tie_hits_from_gold
+from laionknn.fsutil import atomic_path
+from laionknn.io import VectorFile, read_gold, read_result, read_vectors
+from laionknn.progress import progress_bar
+from laionknn.types import parse_size
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_COLUMNS = ("data", "size", "algo", "buildtime", "querytime", "params", "recall")
+EVAL_COLUMNS = OFFICIAL_COLUMNS + ("k", "qps", "recall_tie_aware", "file")
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key in which ef=16 comes before ef=128."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def find_result_files(paths: "Iterable[str | os.PathLike[str]]", *, exclude: Iterable[Path] = ()) -> list[Path]:
+    """Every ``.h5`` file named, or found recursively under a named folder (sorted, no duplicates).
+
+    Raises :class:`UsageError` for a missing path or when nothing is found.
+    """
+    skip = {Path(p).resolve() for p in exclude}
+    found: list[Path] = []
+    seen: set[Path] = set()
+    paths = list(paths)
+    if not paths:
+        raise UsageError("no result files or folders given; pass --results DIR or FILE")
+    for p in map(Path, paths):
+        if p.is_dir():
+            candidates = sorted((q for q in p.rglob("*.h5") if q.is_file() and not q.name.startswith(".tmp-")),
+                                key=_natural_key)
+        elif p.is_file():
+            candidates = [p]
+        else:
+            raise UsageError(f"--results {p}: no such file or folder")
+        for q in candidates:
+            r = q.resolve()
+            if r not in seen and r not in skip:
+                seen.add(r)
+                found.append(q)
+    if not found:
+        raise UsageError(f"no result files (*.h5) found in {', '.join(map(str, paths))}; "
+                         f"point --results at the folder the search runs wrote")
+    return found
+
+
+def _open_database(name_or_path, catalogs) -> VectorFile:
+    return VectorFile(_locate(name_or_path, catalogs))
+
+
+def _locate(name_or_path, catalogs) -> Path:
+    path = Path(str(name_or_path)).expanduser()
+    if path.exists():
+        return path
+    from laionknn.catalog import local_path, resolve
+
+    record = resolve(str(name_or_path), catalogs)
+    path = local_path(record)
+    if not path.exists():
+        raise UsageError(f"{record.name} is not present locally; fetch or make it first "
+                         f"(`laionknn datasets fetch {record.name}`)")
+    return path
+
+
+def _same_size(a: str, b: str) -> bool:
+    try:
+        return parse_size(a) == parse_size(b)
+    except LaionKnnError:
+        return str(a).strip().lower() == str(b).strip().lower()
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def evaluate(paths: "Iterable[str | os.PathLike[str]]", gold: "str | os.PathLike[str] | GoldSource",
+             k: int | None = None, *, database=None, queries=None, metric: str = "cosine",
+             all_columns: bool = False, skip_bad: bool = False, tol: float = TIE_TOL,
+             catalogs=None) -> list[dict]:
+    """Score every result file under ``paths`` against ``gold``; one dict per file (:data:`EVAL_COLUMNS`).
+
+    gold: a gold file, a catalog name, or a :class:`GoldSource`; ``k`` defaults to the gold's year
+    (10 for 2023/synthetic, 30 for 2024). ``recall`` is the official id-only recall@k (with
+    ``all_columns`` every returned column is intersected with gold[:k], as the organisers' scripts
+    do). ``recall_tie_aware`` uses true distances when ``database`` and ``queries`` (paths or catalog
+    names of the clip768 files the gold was computed from) are given, else the full gold row's
+    distances. ``qps`` = n_queries / querytime (NaN when querytime is missing or not positive).
+    ``skip_bad`` logs and skips files that cannot be scored instead of raising.
+    """
+    src = gold if isinstance(gold, GoldSource) else locate_gold(gold, catalogs)
+    files = find_result_files(paths, exclude=[src.path])
+    g = read_gold(src.path)
+    k = int(k or src.default_k)
+    if k > g.k:
+        raise UsageError(f"k={k} is larger than the gold standard's {g.k} columns ({src.path.name}); "
+                         f"use --k {g.k} or less")
+    if k < 1:
+        raise UsageError(f"k={k}: expected a positive number of neighbours")
+    if (database is None) != (queries is None):
+        raise UsageError("--database and --queries go together (tie-aware recall from true distances)")
+    db = q = None
+    try:
+        if database is not None:
+            db = _open_database(database, catalogs)
+            q = read_vectors(_locate(queries, catalogs))
+            if q.shape[0] != g.n_queries:
+                raise UsageError(f"--queries has {q.shape[0]} rows but the gold standard has {g.n_queries} queries")
+            if g.ids.size and int(g.ids.max()) >= db.n:
+                raise UsageError(f"the gold standard refers to row {int(g.ids.max()) + 1} but --database has "
+                                 f"{db.n} rows; pass the database the gold was computed on")
+        rows = []
+        with progress_bar("scoring result files", len(files), unit="files") as bar:
+            for path in files:
+                try:
+                    rows.append(_score_one(path, g, src, k, db, q, metric, all_columns, tol))
+                except LaionKnnError as exc:
+                    if not skip_bad:
+                        raise
+                    log.warning("skipped %s: %s", path, exc)
+                bar.advance()
+    finally:
+        if db is not None:
+            db.close()
+    if not rows:
+        raise UsageError(f"none of the {len(files)} result files could be scored (see the warnings above)")
+    return rows
+
+
+def _score_one(path, g, src, k, db, q, metric, all_columns, tol) -> dict:
+    res = read_result(path, n_queries=g.n_queries, n_database=db.n if db is not None else None)
+    size = str(res.meta.get("size", ""))
+    if src.subset and size and not _same_size(size, src.subset):
+        log.warning("%s: result size %s but the gold standard is for %s", path, size, src.subset)
+    hits = recall_hits(res.ids, g, k, all_columns=all_columns)
+    n = hits.shape[0]
+    if db is not None:
+        from laionknn.evaluation.truedist import tie_distances
+
+        true_d, kth_d = tie_distances(db, q, res.ids[:, :k], g.ids[:, k - 1], metric)
+        tie = tie_hits_from_distances(res.ids, g, k, true_d, kth_d, tol)
+    else:
+        tie, undecided = tie_hits_from_gold(res.ids, g, k, tol)
+        if undecided:
+            log.info("%s: %d queries have ties reaching the gold's last column", path, undecided)
+    querytime = _number(res.meta.get("querytime"))
+    qps = n / querytime if querytime > 0 and math.isfinite(querytime) else float("nan")
+    meta = res.meta
+    return {
+        "data": str(meta.get("data", "")), "size": size, "algo": str(meta.get("algo", "")),
+        "buildtime": _number(meta.get("buildtime")), "querytime": querytime, "params": str(meta.get("params", "")),
+        "recall": float(hits.sum()) / (n * k), "k": k, "qps": qps,
+        "recall_tie_aware": float(np.asarray(tie).sum()) / (n * k), "file": str(path),
+    }
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+def write_eval_csv(rows: list[dict], out: "str | os.PathLike[str] | TextIO | None" = None) -> "Path | str":
+    """Write rows in :data:`EVAL_COLUMNS` order: to ``out`` (atomically) when it is a path, into an open
+    text stream, or return the CSV text when ``out`` is None. NaN is written as an empty field."""
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(EVAL_COLUMNS), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _format(row.get(c, "")) for c in EVAL_COLUMNS})
+    text = buf.getvalue()
+    if out is None:
+        return text
+    if hasattr(out, "write"):
+        out.write(text)
+        return text
+    path = Path(out)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,109 @@
+"""Run records: one flat record (dict of scalars) per run, appended to a CSV or JSONL file.
+
+The format follows the file's suffix: ``.jsonl`` (or ``.json``) writes one JSON object per line;
+anything else is CSV with a header. A CSV whose header lacks a key of new records is rewritten
+atomically with the union of the columns (old rows get empty fields), so no field is ever lost.
+Reading gives back dicts; CSV fields are turned into int/float where they parse, empty fields into None.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterable
+
+from laionknn.errors import FormatError
+from laionknn.fsutil import atomic_path
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+
+
+def _plain(value):
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _parse(text: str):
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _csv_text(columns: list[str], rows: Iterable[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return buf.getvalue()
+
+
+def append_run_records(path: "str | os.PathLike[str]", records: "dict | Iterable[dict]") -> Path:
+    """Append ``records`` (a dict or dicts of scalars) to the CSV or JSONL file at ``path``."""
+    path = Path(path)
+    records = [records] if isinstance(records, dict) else list(records)
+    clean = [{str(k): _plain(v) for k, v in r.items()} for r in records]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _is_jsonl(path):
+        text = "".join(json.dumps(r, sort_keys=False) + "\n" for r in clean)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+        return path
+    keys: list[str] = []
+    for r in clean:
+        keys += [k for k in r if k not in keys]
+    if not path.exists() or path.stat().st_size == 0:
+        with atomic_path(path) as tmp:
+            tmp.write_text(_csv_text(keys, clean), encoding="utf-8")
+        return path
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
+    new = [k for k in keys if k not in header]
+    if new:
+        old = _read_csv(path, parse=False)
+        with atomic_path(path) as tmp:
+            tmp.write_text(_csv_text(header + new, old + clean), encoding="utf-8")
+        return path
+    body = _csv_text(header, clean).split("\n", 1)[1]
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        f.write(body)
+    return path
+
+
+def _read_csv(path: Path, *, parse: bool = True) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: (_parse(v) if parse else v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def read_run_records(path: "str | os.PathLike[str]") -> list[dict]:
+    """All records of a CSV or JSONL run-record file (missing file: empty list)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    if not _is_jsonl(path):
+        return _read_csv(path)
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise FormatError(f"{path}: line {i} is not JSON ({exc.msg}); a JSONL record file holds one "
+                                  f"object per line") from None
+    return out
