@@ -10,9 +10,10 @@ Methods (all fitted on L2-normalised, mean-centred rows):
 - ``srp``: sign of random projections (Charikar's SimHash) through the mean; the baseline.
 - ``itq``: PCA + iterative quantisation (Gong & Lazebnik 2011): rotate the top-``bits`` principal
   axes by R minimising ``|sign(VR) - VR|²`` (alternating sign / orthogonal Procrustes). When ``bits``
-  exceeds the dimension (e.g. 1024 > 768) there are not enough axes: the PCA-projected data is first
-  spread into ``bits`` coordinates by a random frame G (``bits × bits`` random orthogonal matrix, its
-  first ``dim`` rows), and ITQ learns a ``bits × bits`` rotation of that expanded data.
+  exceeds the dimension (e.g. 1024 > 768) there are not enough axes for a rotation: R becomes a
+  ``dim × bits`` matrix with orthonormal rows (a tight frame, started from rows of a random
+  ``bits × bits`` rotation), i.e. ITQ on the PCA data spread over ``bits`` coordinates; the Procrustes
+  step is then the polar factor ``(M Mᵀ)^(-1/2) M`` of ``M = Vᵀ B``.
 - ``hiob``: iterative hyperplane optimisation in the spirit of HIOB (Thordsen & Schubert, SISAP
   2022/2023): start from random hyperplanes; repeatedly set each offset to the median projection (each
   bit set for half the rows) and push every hyperplane away from the hyperplanes whose bits agree with
@@ -136,28 +137,45 @@ def _pca_axes(xc: np.ndarray, k: int) -> np.ndarray:
     return evecs[:, np.argsort(evals)[::-1][:k]]
 
 
-def _fit_itq(xc: np.ndarray, bits: int, rng: np.random.Generator, iterations: int = 50, **_) -> tuple[np.ndarray, np.ndarray]:
+def _polar_rows(M: np.ndarray) -> np.ndarray:
+    """The (c, b) matrix with orthonormal rows nearest to M (c ≤ b): ``(M Mᵀ)^(-1/2) M``.
+    Equal to U Wᵀ from the SVD M = U Σ Wᵀ, via a c×c eigendecomposition (much cheaper here)."""
+    M = M.astype(np.float64)
+    evals, evecs = np.linalg.eigh(M @ M.T)
+    inv_sqrt = evecs / np.sqrt(np.clip(evals, 1e-12 * max(evals.max(), 1e-300), None))
+    return (inv_sqrt @ evecs.T) @ M
+
+
+def _fit_itq(xc: np.ndarray, bits: int, rng: np.random.Generator, iterations: int = 30, **_) -> tuple[np.ndarray, np.ndarray]:
     d = xc.shape[1]
-    P = _pca_axes(xc, min(bits, d))                       # (d, c)
-    if bits > d:
-        P = P @ _random_orthogonal(bits, rng)[:d]          # (d, bits): frame spreading d axes over bits coords
-    V = (xc @ P.astype(np.float32)).astype(np.float32)   # (n, bits)
-    R = _random_orthogonal(bits, rng).astype(np.float32)
+    c = min(bits, d)
+    P = _pca_axes(xc, c).astype(np.float32)             # (d, c) top principal axes
+    V = xc @ P                                           # (n, c)
+    # R (c, bits) with orthonormal rows: a rotation when bits <= d, otherwise a random frame spreading
+    # the d axes over ``bits`` coordinates (the trick that lifts ITQ's bits <= dim limit)
+    R = _random_orthogonal(bits, rng)[:c].astype(np.float32)
     with progress_bar("ITQ", iterations, unit="iterations") as bar:
         for _ in range(iterations):
             B = np.where(V @ R >= 0, 1.0, -1.0).astype(np.float32)
-            U, _s, Wt = np.linalg.svd(V.T @ B)
-            R = (U @ Wt).astype(np.float32)
+            R = _polar_rows(V.T @ B).astype(np.float32)     # orthogonal Procrustes step
             bar.advance()
-    W = (P @ R).T.astype(np.float32)
-    return W, np.zeros(bits, np.float32)
+    W = (P @ R).T                                        # (bits, d)
+    return np.ascontiguousarray(W, np.float32), np.zeros(bits, np.float32)
 
 
-def _fit_hiob(xc: np.ndarray, bits: int, rng: np.random.Generator, iterations: int = 60, batch: int = 20000,
-              eta: float = 0.5, **_) -> tuple[np.ndarray, np.ndarray]:
+def _stacked_orthogonal(bits: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """(bits, d) rows: blocks of up to d mutually orthogonal random unit vectors (super-bit init)."""
+    blocks, left = [], bits
+    while left > 0:
+        blocks.append(_random_orthogonal(d, rng)[:min(d, left)])
+        left -= d
+    return np.concatenate(blocks).astype(np.float32)
+
+
+def _fit_hiob(xc: np.ndarray, bits: int, rng: np.random.Generator, iterations: int = 40, batch: int = 8192,
+              eta: float = 0.2, **_) -> tuple[np.ndarray, np.ndarray]:
     n, d = xc.shape
-    W = rng.standard_normal((bits, d)).astype(np.float32)
-    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    W = _stacked_orthogonal(bits, d, rng)
     offset = np.zeros(bits, np.float32)
     with progress_bar("HIOB", iterations, unit="iterations") as bar:
         for it in range(iterations):

@@ -21,13 +21,18 @@ def _basis():
     return mu, vt, scale
 
 
-def _draw(n: int, rng: np.random.Generator, n_clusters: int = 2000, seed_centres: int = 7) -> np.ndarray:
+PARAMS = {"clusters": 2000, "centre": 0.85, "within": 0.55, "flat": 1.0, "iso": 0.006}
+
+
+def _draw(n: int, rng: np.random.Generator, seed_centres: int = 7) -> np.ndarray:
+    p = PARAMS
     mu, vt, scale = _basis()
     crng = np.random.default_rng(seed_centres)
-    centres = mu + (crng.standard_normal((n_clusters, len(scale))) * scale * 0.85) @ vt
-    k = rng.integers(0, n_clusters, size=n)
-    x = centres[k] + (rng.standard_normal((n, len(scale))) * scale * 0.55) @ vt
-    x += rng.standard_normal(x.shape) * 0.006
+    centres = mu + (crng.standard_normal((p["clusters"], len(scale))) * scale * p["centre"]) @ vt
+    k = rng.integers(0, p["clusters"], size=n)
+    within = scale ** p["flat"] * (np.linalg.norm(scale) / np.linalg.norm(scale ** p["flat"]))
+    x = centres[k] + (rng.standard_normal((n, len(scale))) * within * p["within"]) @ vt
+    x += rng.standard_normal(x.shape) * p["iso"]
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
