@@ -18,6 +18,29 @@ def _ints(text: str, what: str) -> list[int]:
         raise UsageError(f"{what}: expected comma-separated integers such as 10,30, got {text!r}") from None
 
 
+def _fit_or_load(ctx, fit_on, model_path, out_dir, fit, load, default_name, matches):
+    """Fit a model on ``fit_on`` (saved to ``model_path`` or ``out_dir/default_name(src)``) or load
+    ``model_path``; ``matches(model)`` returns an error message when a loaded model does not fit."""
+    from laionknn.errors import UsageError
+    from laionknn.io import VectorFile
+    from laionknn.projections import apply as pa
+
+    if fit_on:
+        src = pa.resolve_input(fit_on, catalogs(ctx))
+        with VectorFile(src) as vf:
+            model = fit(vf)
+        mpath = Path(model_path) if model_path else out_dir / default_name(src)
+        model.save(mpath)
+        return model, mpath
+    if model_path:
+        model = load(model_path)
+        problem = matches(model)
+        if problem:
+            raise UsageError(f"{model_path}: {problem}")
+        return model, Path(model_path)
+    raise UsageError("give --fit-on NAME|FILE to fit a model, or --model FILE to use one")
+
+
 @click.group()
 def project() -> None:
     """Project clip768 files: PCA, official BinWalk sketches, learned sketches."""
@@ -37,25 +60,15 @@ def project() -> None:
 @click.pass_context
 def pca_cmd(ctx, dims, fit_on, model_path, fit_rows, sample, seed, apply_to, out) -> None:
     """Fit a PCA on L2-normalised, mean-centred rows (no whitening) and project files with it."""
-    from laionknn.errors import UsageError
-    from laionknn.io import VectorFile
     from laionknn.projections import apply as pa
     from laionknn.projections.pca import PCAModel, fit_pca
 
     out_dir = pa.out_dir_or_default(out)
-    if fit_on:
-        src = pa.resolve_input(fit_on, catalogs(ctx))
-        with VectorFile(src) as vf:
-            model = fit_pca(vf, dims, fit_rows=fit_rows, sample=sample, seed=seed)
-        mpath = Path(model_path) if model_path else out_dir / f"pca{dims}-model-{src.stem}.npz"
-        model.save(mpath)
-        console.print(f"model: {mpath} ({model.n_fit} rows, {dims} dims keep {model.explained_ratio:.3f} of the variance)")
-    elif model_path:
-        model = PCAModel.load(model_path)
-        if model.dims != dims:
-            raise UsageError(f"{model_path} has {model.dims} components, but --dims {dims} was asked")
-    else:
-        raise UsageError("give --fit-on NAME|FILE to fit a model, or --model FILE to use one")
+    model, mpath = _fit_or_load(ctx, fit_on, model_path, out_dir,
+                                lambda vf: fit_pca(vf, dims, fit_rows=fit_rows, sample=sample, seed=seed),
+                                PCAModel.load, lambda src: f"pca{dims}-model-{src.stem}.npz",
+                                lambda m: m.dims != dims and f"has {m.dims} components, but --dims {dims} was asked")
+    console.print(f"model: {mpath} ({model.n_fit} rows, {model.dims} dims keep {model.explained_ratio:.3f} of the variance)")
     for item in apply_to:
         path = pa.pca_file(model, pa.resolve_input(item, catalogs(ctx)), out_dir)
         console.print(f"wrote {path}")
@@ -92,27 +105,18 @@ def sketch_cmd(ctx, bits, method, fit_on, model_path, fit_rows, sample, seed, ap
     """Learned binary sketches packed like the official ones (bit b in word b//64 at position b%64, LSB first)."""
     import time
 
-    from laionknn.errors import UsageError
-    from laionknn.io import VectorFile, read_vectors
+    from laionknn.io import read_vectors
     from laionknn.projections import apply as pa
     from laionknn.projections.sketches import SketchModel, check_bits, fit_sketch
 
     check_bits(bits)
     out_dir = pa.out_dir_or_default(out)
     t0 = time.perf_counter()
-    if fit_on:
-        src = pa.resolve_input(fit_on, catalogs(ctx))
-        with VectorFile(src) as vf:
-            model = fit_sketch(vf, bits, method, fit_rows=fit_rows, sample=sample, seed=seed)
-        mpath = Path(model_path) if model_path else out_dir / f"sketch-{method}-{bits}-model-{src.stem}.npz"
-        model.save(mpath)
-        console.print(f"model: {mpath} ({method}, {bits} bits)")
-    elif model_path:
-        model = SketchModel.load(model_path)
-        if model.bits != bits:
-            raise UsageError(f"{model_path} makes {model.bits}-bit sketches, but --bits {bits} was asked")
-    else:
-        raise UsageError("give --fit-on NAME|FILE to fit a model, or --model FILE to use one")
+    model, mpath = _fit_or_load(ctx, fit_on, model_path, out_dir,
+                                lambda vf: fit_sketch(vf, bits, method, fit_rows=fit_rows, sample=sample, seed=seed),
+                                SketchModel.load, lambda src: f"sketch-{method}-{bits}-model-{src.stem}.npz",
+                                lambda m: m.bits != bits and f"makes {m.bits}-bit sketches, but --bits {bits} was asked")
+    console.print(f"model: {mpath} ({model.method}, {model.bits} bits)")
     fit_time = time.perf_counter() - t0
     for item in apply_to:
         console.print(f"wrote {pa.sketch_file(model, pa.resolve_input(item, catalogs(ctx)), out_dir)}")

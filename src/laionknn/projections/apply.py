@@ -69,12 +69,17 @@ def transform_file(in_path: Path, out_path: Path, fn, *, key: str, dim: int, dty
     return out_path, time.perf_counter() - t0
 
 
+def check_model_dim(in_path: Path, dim: int, what: str) -> None:
+    """UsageError when ``in_path``'s vectors are not ``dim``-dimensional (header only)."""
+    with VectorFile(in_path) as vf:
+        if vf.dim != dim:
+            raise UsageError(f"{in_path}: {vf.dim}-dimensional vectors, but {what} works on {dim}-dimensional "
+                             f"data; use a model fitted on this kind of file")
+
+
 def pca_file(model, in_path: Path, out_dir: Path, **kw) -> Path:
     """Project one file with a PCA model: ``pca{D}`` float32 (n, D)."""
-    with VectorFile(in_path) as vf:
-        if vf.dim != model.dim:
-            raise UsageError(f"{in_path}: {vf.dim}-dimensional vectors, but the PCA model was fitted on "
-                             f"{model.dim}-dimensional data; use a model fitted on this kind of file")
+    check_model_dim(in_path, model.dim, "the PCA model")
     key = f"pca{model.dims}"
     out = out_dir / output_name(in_path, f"{key}v2" if model.dims in (32, 96) else "", key)
     return transform_file(in_path, out, model.transform, key=key, dim=model.dims, dtype=np.float32,
@@ -86,10 +91,7 @@ def binwalk_file(in_path: Path, out_dir: Path, **kw) -> Path:
     from laionknn.projections import binwalk
 
     model = binwalk.default_model()
-    with VectorFile(in_path) as vf:
-        if vf.dim != model.dim:
-            raise UsageError(f"{in_path}: {vf.dim}-dimensional vectors; BinWalk encodes {model.dim}-dimensional "
-                             f"clip768 vectors")
+    check_model_dim(in_path, model.dim, "BinWalk")
     out = out_dir / output_name(in_path, "hammingv2", "hamming")
     return transform_file(in_path, out, lambda b: binwalk.encode(b, model), key="hamming", dim=binwalk.WORDS,
                           dtype=np.uint64, desc=f"binwalk {in_path.name}", **kw)[0]
@@ -97,10 +99,7 @@ def binwalk_file(in_path: Path, out_dir: Path, **kw) -> Path:
 
 def sketch_file(model, in_path: Path, out_dir: Path, **kw) -> Path:
     """Learned sketches of one file: ``hamming`` uint64 (n, bits/64)."""
-    with VectorFile(in_path) as vf:
-        if vf.dim != model.dim:
-            raise UsageError(f"{in_path}: {vf.dim}-dimensional vectors, but the sketch model was fitted on "
-                             f"{model.dim}-dimensional data")
+    check_model_dim(in_path, model.dim, f"the {model.method} sketch model")
     tag = f"sketch-{model.method}-{model.bits}"
     out = out_dir / output_name(in_path, "", tag)
     return transform_file(in_path, out, model.encode, key="hamming", dim=model.bits // 64, dtype=np.uint64,

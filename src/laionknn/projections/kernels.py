@@ -183,21 +183,25 @@ def _check_k(k: int, nb: int) -> None:
         raise UsageError(f"k={k} is larger than the database ({nb} rows); ask for at most {nb}")
 
 
+def _run_knn(kernel, xb, xq, k, tile, dtype, dist_dtype, what) -> KnnResult:
+    xb = np.ascontiguousarray(xb, dtype=dtype)
+    xq = np.ascontiguousarray(xq, dtype=dtype)
+    if xb.ndim != 2 or xq.ndim != 2 or xb.shape[1] != xq.shape[1]:
+        raise UsageError(f"{what} differ: database {xb.shape}, queries {xq.shape}; both need the same row width")
+    _check_k(k, xb.shape[0])
+    ids = np.empty((xq.shape[0], k), dtype=np.int64)
+    dists = np.empty((xq.shape[0], k), dtype=dist_dtype)
+    kernel(xq, xb, int(k), ids, dists, int(tile))
+    return KnnResult(ids=ids, dists=dists.astype(np.float32))
+
+
 def hamming_knn(xb: np.ndarray, xq: np.ndarray, k: int, *, tile: int = 4096) -> KnnResult:
     """Exact k nearest neighbours under Hamming distance of packed uint64 sketches.
 
     ``xb`` (nb, words) and ``xq`` (nq, words) uint64, one sketch per row. Returns 0-based int64 ids and
     float32 bit counts ascending, ties to the lower id. Uses all numba threads.
     """
-    xb = np.ascontiguousarray(xb, dtype=np.uint64)
-    xq = np.ascontiguousarray(xq, dtype=np.uint64)
-    if xb.shape[1] != xq.shape[1]:
-        raise UsageError(f"sketch widths differ: database has {xb.shape[1]} words, queries {xq.shape[1]}")
-    _check_k(k, xb.shape[0])
-    ids = np.empty((xq.shape[0], k), dtype=np.int64)
-    dists = np.empty((xq.shape[0], k), dtype=np.int32)
-    _hamming_knn_kernel(xq, xb, int(k), ids, dists, int(tile))
-    return KnnResult(ids=ids, dists=dists.astype(np.float32))
+    return _run_knn(_hamming_knn_kernel, xb, xq, k, tile, np.uint64, np.int32, "sketch widths")
 
 
 def l2_knn(xb: np.ndarray, xq: np.ndarray, k: int, *, tile: int = 2048) -> KnnResult:
@@ -206,12 +210,4 @@ def l2_knn(xb: np.ndarray, xq: np.ndarray, k: int, *, tile: int = 2048) -> KnnRe
     ``xb`` (nb, d), ``xq`` (nq, d). Returns 0-based int64 ids and float32 squared distances ascending,
     ties (equal float64 distances) to the lower id. Uses all numba threads.
     """
-    xb = np.ascontiguousarray(xb, dtype=np.float32)
-    xq = np.ascontiguousarray(xq, dtype=np.float32)
-    if xb.shape[1] != xq.shape[1]:
-        raise UsageError(f"dimensions differ: database has {xb.shape[1]} columns, queries {xq.shape[1]}")
-    _check_k(k, xb.shape[0])
-    ids = np.empty((xq.shape[0], k), dtype=np.int64)
-    dists = np.empty((xq.shape[0], k), dtype=np.float64)
-    _l2_knn_kernel(xq, xb, int(k), ids, dists, int(tile))
-    return KnnResult(ids=ids, dists=dists.astype(np.float32))
+    return _run_knn(_l2_knn_kernel, xb, xq, k, tile, np.float32, np.float64, "dimensions")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from laionknn.errors import DataError, FormatError, UsageError
-from laionknn.fsutil import atomic_path
+from laionknn.errors import DataError, UsageError
 from laionknn.io import check_vectors
 from laionknn.progress import progress_bar
+from laionknn.projections.modelfile import load_npz, save_npz
 
 log = logging.getLogger(__name__)
 
@@ -72,27 +72,15 @@ class PCAModel:
         return (x @ self.components).astype(np.float32)
 
     def save(self, path: "str | os.PathLike[str]") -> Path:
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, mean=self.mean, components=self.components, explained_variance=self.explained_variance,
-                         total_variance=np.float64(self.total_variance), n_fit=np.int64(self.n_fit),
-                         kind=np.array("pca"))
-        return path
+        return save_npz(path, "pca", mean=self.mean, components=self.components,
+                        explained_variance=self.explained_variance, total_variance=np.float64(self.total_variance),
+                        n_fit=np.int64(self.n_fit))
 
     @classmethod
     def load(cls, path: "str | os.PathLike[str]") -> "PCAModel":
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z.get("kind", "")) != "pca":
-                    raise FormatError(f"{path}: not a laionknn PCA model (no kind='pca'); fit one with "
-                                      f"`laionknn project pca`")
-                return cls(mean=z["mean"], components=z["components"], explained_variance=z["explained_variance"],
-                           total_variance=float(z["total_variance"]), n_fit=int(z["n_fit"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise FormatError(f"{path}: cannot read PCA model ({exc}); expected a .npz written by "
-                              f"`laionknn project pca`") from None
+        z = load_npz(path, "pca", "laionknn project pca")
+        return cls(mean=z["mean"], components=z["components"], explained_variance=z["explained_variance"],
+                   total_variance=float(z["total_variance"]), n_fit=int(z["n_fit"]))
 
 
 def _row_selection(n: int, fit_rows: int | None, sample: str, seed: int) -> np.ndarray | None:

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from laionknn.errors import FormatError, UsageError
-from laionknn.fsutil import atomic_path
+from laionknn.errors import UsageError
 from laionknn.progress import progress_bar
+from laionknn.projections.modelfile import load_npz, save_npz
 from laionknn.projections.pca import iter_fit_blocks, normalize_rows
 
 log = logging.getLogger(__name__)
@@ -96,23 +96,12 @@ class SketchModel:
         return pack_bits(x @ self.W.T > self.offset)
 
     def save(self, path: "str | os.PathLike[str]") -> Path:
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, kind=np.array("sketch"), method=np.array(self.method), mean=self.mean, W=self.W,
-                         offset=self.offset)
-        return path
+        return save_npz(path, "sketch", method=np.array(self.method), mean=self.mean, W=self.W, offset=self.offset)
 
     @classmethod
     def load(cls, path: "str | os.PathLike[str]") -> "SketchModel":
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z.get("kind", "")) != "sketch":
-                    raise FormatError(f"{path}: not a laionknn sketch model; fit one with `laionknn project sketch`")
-                return cls(method=str(z["method"]), mean=z["mean"], W=z["W"], offset=z["offset"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise FormatError(f"{path}: cannot read sketch model ({exc})") from None
+        z = load_npz(path, "sketch", "laionknn project sketch")
+        return cls(method=str(z["method"]), mean=z["mean"], W=z["W"], offset=z["offset"])
 
 
 def load_fit_set(source, fit_rows: int | None, *, sample: str = "first", seed: int = 0) -> np.ndarray:
