@@ -165,3 +165,22 @@ def test_cli_info():
     assert "2023:61dea2ae683636a248cb915391156435 or 2024:47fe7d2da1644bffee684d3b17b7d404" in res.output
     assert "https://sisap-23-challenge.s3.amazonaws.com/SISAP23-Challenge/laion2B-en-clip768v2-n=1M.h5" in res.output
     assert "1000000" in res.output
+
+
+def test_catalog_ensure_stays_a_function_after_submodule_import(tmp_path):
+    import importlib
+
+    import laionknn.catalog as catalog
+
+    importlib.import_module("laionknn.catalog.ensure")
+    from laionknn.catalog.ensure import verify  # noqa: F401  (a second import path used by the CLI)
+
+    assert callable(catalog.ensure)
+    rec = catalog.resolve("laion2B-en-clip768v2-n=3M")
+    # the 3M database has no URL: a real call must reach the downloader and fail with our error
+    from laionknn.errors import LaionKnnError
+
+    import pytest
+
+    with pytest.raises(LaionKnnError):
+        catalog.ensure(rec, dest=tmp_path)

@@ -20,8 +20,6 @@ def local_path(record: Record):
     return workspace.data_path(record.filename)
 
 
-def ensure(record: Record, **kwargs):
-    """Make ``record``'s file present (download + verify, or synthesise) and return its path."""
-    from laionknn.catalog.ensure import ensure as _ensure
-
-    return _ensure(record, **kwargs)
+# Imported eagerly and last (it needs ``local_path``): importing the submodule later would rebind the
+# package attribute ``ensure`` from this function to the module.
+from laionknn.catalog.ensure import ensure  # noqa: E402

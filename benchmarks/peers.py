@@ -1,0 +1,131 @@
+"""Peer benchmark: every available index backend on synthetic LAION-like data.
+
+For each size and backend, one fresh subprocess builds the index once (with the largest thread
+count asked for), then sweeps the backend's default grid at k=10 and k=30 with each thread count.
+Reported per backend and thread count: best QPS at recall@10 >= 0.9 and at recall@30 >= 0.8 (official
+id-only recall against the exact gold standard), build seconds, peak RSS of that subprocess, and the
+size of the saved index. Query time is the median of 3 timed searches of all queries after a warm-up.
+
+    PYTHONPATH=src python benchmarks/peers.py --size 300K --size 1M --queries 10000 --threads 1 --threads 2
+
+Prints a Markdown table; ``--markdown FILE`` also writes it (with the command) to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+THRESHOLDS = {10: 0.9, 30: 0.8}
+
+
+def worker(args) -> None:
+    """Run in a subprocess: build one backend once, sweep k=10 and k=30 with each thread count."""
+    from laionknn.indexes.datasets import gold_for, open_target
+    from laionknn.indexes.grids import load_grid
+    from laionknn.indexes.runner import build_or_load, peak_rss_bytes, recall_at, timed_search
+
+    backend = args.backend[0]
+    spec, target, database = open_target(args.data, n_queries=args.queries)
+    _, gold = gold_for(spec)
+    grid = load_grid(backend, dataset=spec.name, n_rows=database.n)
+    out = []
+    for build_params in grid.build:
+        index, buildtime, _, index_bytes = build_or_load(backend, target, build_params,
+                                                         threads=max(args.threads), use_cache=False)
+        for threads in args.threads:
+            index.set_threads(threads)
+            for k in (10, 30):
+                for query_params in grid.query:
+                    index.set_query_params(**query_params)
+                    res, times = timed_search(index, target.queries, k, 3)
+                    qt = statistics.median(times)
+                    out.append({"backend": backend, "threads": threads, "k": k, "params": index.params_string(),
+                                "recall": recall_at(res.ids, gold.ids, k), "qps": len(target.queries) / qt,
+                                "buildtime": buildtime, "build_threads": max(args.threads),
+                                "index_bytes": index_bytes, "peak_rss_bytes": peak_rss_bytes()})
+        del index
+    database.close()
+    print("RESULT " + json.dumps(out))
+
+
+def summarise(rows: list[dict]) -> list[list[str]]:
+    table = []
+    keys = sorted({(r["backend"], r["threads"]) for r in rows}, key=lambda x: (x[0], x[1]))
+    for backend, threads in keys:
+        mine = [r for r in rows if r["backend"] == backend and r["threads"] == threads]
+        cells = [backend, str(threads)]
+        for k, thr in THRESHOLDS.items():
+            ok = [r for r in mine if r["k"] == k and r["recall"] >= thr]
+            best = max(ok, key=lambda r: r["qps"]) if ok else None
+            top = max((r["recall"] for r in mine if r["k"] == k), default=float("nan"))
+            cells.append(f"{best['qps']:,.0f} ({best['recall']:.3f})" if best else f"— (max {top:.3f})")
+        cells += [f"{mine[0]['buildtime']:.1f}", f"{max(r['peak_rss_bytes'] for r in mine) / 2**30:.2f}",
+                  f"{mine[0]['index_bytes'] / 2**20:,.0f}"]
+        table.append(cells)
+    return table
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", action="append", help="synthetic subset size (repeatable; default 300K and 1M)")
+    p.add_argument("--queries", type=int, default=10_000)
+    p.add_argument("--threads", type=int, action="append", help="thread counts (repeatable; default 1 and 2)")
+    p.add_argument("--backend", action="append",
+                   help="only these backends (repeatable; default every available float backend but exact)")
+    p.add_argument("--markdown", type=Path, help="also write the table to this file")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.threads = args.threads or [1, 2]
+    if args.worker:
+        worker(args)
+        return
+
+    from laionknn.catalog.manifest import synthetic_database_name
+    from laionknn.indexes.datasets import gold_for, open_target
+    from laionknn.indexes.registry import available_backends
+
+    sections = []
+    for size in args.size or ["300K", "1M"]:
+        name = synthetic_database_name(size)
+        spec, _, db = open_target(name, n_queries=args.queries)  # materialise data before timing anything
+        db.close()
+        gold_for(spec)
+        rows = []
+        # the exact engine has its own benchmark (benchmarks/ of the exact area); name it to include it
+        for backend in args.backend or [b for b in available_backends("cosine") if b != "exact"]:
+            cmd = [sys.executable, __file__, "--worker", "--data", name, "--backend", backend,
+                   "--queries", str(args.queries)] + [x for t in args.threads for x in ("--threads", str(t))]
+            t0 = time.time()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LAIONKNN_QUIET": "1"})
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if proc.returncode or line is None:
+                print(f"{backend}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows += json.loads(line[7:])
+            print(f"{size} {backend}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        header = ["backend", "threads", "QPS @ R@10 ≥ 0.9 (recall)", "QPS @ R@30 ≥ 0.8 (recall)", "build s",
+                  "peak RSS GiB", "index MiB"]
+        lines = [f"### {name}, {args.queries} queries", "", "| " + " | ".join(header) + " |",
+                 "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in summarise(rows)]
+        sections.append("\n".join(lines))
+        if args.markdown:  # the raw points beside the table
+            args.markdown.with_name(f"{args.markdown.stem}-{size}.json").write_text(json.dumps(rows, indent=1))
+    text = "\n\n".join(sections)
+    print(text)
+    if args.markdown:
+        cmd = "PYTHONPATH=src python benchmarks/peers.py " + " ".join(sys.argv[1:])
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(f"Command: `{cmd}`\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""faiss float indexes: flat, IVF-Flat, IVF-SQ8, IVF + 4-bit fast-scan PQ + exact refine, HNSW-Flat,
+HNSW over SQ8 + exact refine.
+
+faiss answers inner products for DOT/COSINE (higher is better); they become ``1 - ip`` here. For L2 it
+answers squared distances already. Vectors are added block by block (float16 → float32 per block);
+IVF and SQ codebooks are trained on a random sample gathered in one pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from laionknn.errors import UsageError
+from laionknn.indexes.base import Index, finish, float_blocks, sample_rows
+from laionknn.types import KnnResult, Metric
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+class FaissIndex(Index):
+    """Common machinery; subclasses give the factory string and push their knobs."""
+
+    library = "faiss"
+    trains = False
+
+    def _factory(self) -> str:
+        raise NotImplementedError
+
+    def _faiss_metric(self):
+        faiss = _faiss()
+        return faiss.METRIC_L2 if self.metric is Metric.L2 else faiss.METRIC_INNER_PRODUCT
+
+    def _before_add(self) -> None:
+        """Set build-time knobs on the freshly made index (e.g. HNSW efConstruction)."""
+
+    def _train_size(self) -> int:
+        return self.n
+
+    def _build(self, database) -> None:
+        faiss = _faiss()
+        faiss.omp_set_num_threads(self.threads)
+        self.index = faiss.index_factory(self.dim, self._factory(), self._faiss_metric())
+        self._before_add()
+        if not self.index.is_trained:
+            self.index.train(sample_rows(database, self.metric, self._train_size(),
+                                         seed=int(self.build_params.get("seed", 0))))
+        for _, block in float_blocks(database, self.metric):
+            self.index.add(block)
+
+    def _search(self, queries: np.ndarray, k: int) -> KnnResult:
+        faiss = _faiss()
+        faiss.omp_set_num_threads(self.threads)
+        dists, ids = self.index.search(queries, k)
+        return finish(ids, dists, similarity=self.metric is not Metric.L2)
+
+    def _save(self, path: Path) -> None:
+        _faiss().write_index(self.index, str(path / "index.faiss"))
+
+    def _load(self, path: Path) -> None:
+        self.index = _faiss().read_index(str(path / "index.faiss"))
+
+    def _inner(self):
+        """The index under the refinement layer (or the index itself), downcast."""
+        faiss = _faiss()
+        base = self.index.base_index if hasattr(self.index, "base_index") else self.index
+        return faiss.downcast_index(base)
+
+    def _check_nlist(self) -> None:
+        nlist = int(self.build_params["nlist"])
+        if nlist < 1 or nlist > self.n:
+            raise UsageError(f"backend {self.name!r}: nlist={nlist} lists for {self.n} vectors; choose "
+                             f"1 <= nlist <= {self.n} (about sqrt(n) to 4*sqrt(n) is usual)")
+
+    def _ivf_train_size(self) -> int:
+        size = int(self.build_params["train_size"])
+        return self.n if size <= 0 else min(self.n, size)
+
+
+class FaissFlat(FaissIndex):
+    """Brute force in float32 (IndexFlatIP / IndexFlatL2): fast, but not float64-exact."""
+
+    name = "faiss-flat"
+
+    def _factory(self) -> str:
+        return "Flat"
+
+
+class FaissIVFFlat(FaissIndex):
+    name = "faiss-ivfflat"
+    build_defaults = {"nlist": 1024, "train_size": 100_000, "seed": 0}
+    query_defaults = {"nprobe": 16}
+
+    def _factory(self) -> str:
+        self._check_nlist()
+        return f"IVF{self.build_params['nlist']},Flat"
+
+    def _train_size(self) -> int:
+        return self._ivf_train_size()
+
+    def _apply_query_params(self) -> None:
+        if getattr(self, "index", None) is not None:
+            _faiss().extract_index_ivf(self.index).nprobe = int(self.query_params["nprobe"])
+
+
+class FaissIVFSQ8(FaissIVFFlat):
+    name = "faiss-ivfsq8"
+
+    def _factory(self) -> str:
+        self._check_nlist()
+        return f"IVF{self.build_params['nlist']},SQ8"
+
+
+class FaissIVFPQFastScan(FaissIVFFlat):
+    """IVF with 4-bit fast-scan PQ (``m`` sub-quantisers) and exact float refinement of the
+    ``k * k_factor`` best candidates (IndexRefineFlat keeps a float32 copy of the vectors)."""
+
+    name = "faiss-ivfpqfs"
+    build_defaults = {"nlist": 1024, "m": 192, "train_size": 100_000, "seed": 0}
+    query_defaults = {"nprobe": 16, "k_factor": 4}
+
+    def _factory(self) -> str:
+        self._check_nlist()
+        m = int(self.build_params["m"])
+        if m < 1 or self.dim % m:
+            raise UsageError(f"backend {self.name!r}: m={m} must divide the dimension {self.dim}")
+        return f"IVF{self.build_params['nlist']},PQ{m}x4fs,RFlat"
+
+    def _apply_query_params(self) -> None:
+        if getattr(self, "index", None) is not None:
+            super()._apply_query_params()
+            self.index.k_factor = float(self.query_params["k_factor"])
+
+
+class FaissHNSW(FaissIndex):
+    name = "faiss-hnsw"
+    build_defaults = {"M": 16, "ef_construction": 100}
+    query_defaults = {"ef_search": 32}
+
+    def _factory(self) -> str:
+        return f"HNSW{int(self.build_params['M'])},Flat"
+
+    def _before_add(self) -> None:
+        self._inner().hnsw.efConstruction = int(self.build_params["ef_construction"])
+
+    def _apply_query_params(self) -> None:
+        if getattr(self, "index", None) is not None:
+            self._inner().hnsw.efSearch = int(self.query_params["ef_search"])
+
+
+class FaissHNSWSQ8(FaissHNSW):
+    """HNSW over 8-bit scalar-quantised vectors, then exact float refinement of ``k * k_factor``."""
+
+    name = "faiss-hnswsq8"
+    build_defaults = {"M": 32, "ef_construction": 100, "train_size": 100_000, "seed": 0}
+    query_defaults = {"ef_search": 32, "k_factor": 2}
+
+    def _factory(self) -> str:
+        return f"HNSW{int(self.build_params['M'])}_SQ8,RFlat"
+
+    def _train_size(self) -> int:
+        size = int(self.build_params["train_size"])
+        return self.n if size <= 0 else min(self.n, size)
+
+    def _apply_query_params(self) -> None:
+        if getattr(self, "index", None) is not None:
+            super()._apply_query_params()
+            self.index.k_factor = float(self.query_params["k_factor"])
+
+
+__all__ = ["FaissFlat", "FaissHNSW", "FaissHNSWSQ8", "FaissIVFFlat", "FaissIVFPQFastScan", "FaissIVFSQ8"]

@@ -1,0 +1,97 @@
+"""The main job: the whole chain on one dataset, into one output folder.
+
+ensure data → gold standard → projections' baselines → sweep every available backend on its default
+grid → evaluate (CSV) → report (Markdown, PNG, HTML) → operating points.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from laionknn import workspace
+from laionknn.catalog.manifest import synthetic_database_name
+from laionknn.indexes.datasets import gold_for, open_target
+from laionknn.indexes.registry import available_backends
+from laionknn.indexes.runner import sweep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    eval_csv: Path
+    report: dict
+    runs: Path
+    operating_points: list[dict] = field(default_factory=list)
+    baselines_csv: Path | None = None
+    backends: list[str] = field(default_factory=list)
+    dataset: str = ""
+    k: int = 10
+
+
+def default_out_dir(dataset: str, k: int) -> Path:
+    return workspace.runs_dir() / f"{dataset}-k{k}"
+
+
+def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str | os.PathLike[str] | None" = None,
+                 k: int | None = None, quick: bool = False, threads: int | None = None,
+                 backends: list[str] | None = None, n_queries: int = 10_000, catalogs=None,
+                 baselines: bool = True) -> RunOutcome:
+    """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``)."""
+    name = data or synthetic_database_name(size)
+    spec, target, database = open_target(name, n_queries=n_queries, catalogs=catalogs)
+    try:
+        k = int(k or spec.default_k)
+        out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
+        out.mkdir(parents=True, exist_ok=True)
+        gold_path, gold = gold_for(spec)
+        baselines_csv = _baselines(spec.name, k, out) if baselines else None
+        chosen = backends or available_backends(spec.metric)
+        log.info("sweeping %s on %s", ", ".join(chosen), spec.name)
+        files: list[Path] = []
+        for backend in chosen:
+            records = sweep(backend, target, k, out, threads=threads, quick=quick, gold_ids=gold.ids)
+            files += [Path(r["file"]) for r in records]
+    finally:
+        database.close()
+    eval_csv = evaluate_to_csv(files, gold_path, k, out / "evaluation.csv")
+    csvs = [eval_csv] + ([baselines_csv] if baselines_csv else [])
+    report = _report(csvs, out)
+    points = operating_points(csvs, k)
+    return RunOutcome(out, eval_csv, report, out / "runs.jsonl", points, baselines_csv, list(chosen), spec.name, k)
+
+
+def _baselines(dataset: str, k: int, out: Path) -> Path | None:
+    """The projections' brute-force baselines (PCA, sketches) when that part of the package is present."""
+    try:
+        from laionknn.projections import run_baselines
+    except ImportError:
+        log.warning("projections' baselines skipped: laionknn.projections.run_baselines is not installed")
+        return None
+    return Path(run_baselines(dataset, [k], out / "baselines"))
+
+
+def evaluate_to_csv(paths: list[Path], gold_path: Path, k: int, csv_path: Path) -> Path:
+    """Score result files against the gold standard into an evaluation CSV (EVAL_COLUMNS)."""
+    from laionknn.evaluation import evaluate, write_eval_csv
+
+    rows = evaluate([str(p) for p in paths], str(gold_path), k=k)
+    return Path(write_eval_csv(rows, csv_path))
+
+
+def _report(csvs: list[Path], out: Path) -> dict:
+    from laionknn.reporting import write_report
+
+    return dict(write_report([str(c) for c in csvs], str(out)))
+
+
+def operating_points(csvs: list[Path], k: int) -> list:
+    """The challenge's operating points (laionknn.reporting): per algorithm, the fastest run with
+    recall above the threshold for ``k`` (0.9 at k=10; 0.8 and 0.4 at k=30), else its best run."""
+    from laionknn.reporting import load_eval_csv, operating_points as points
+
+    return [p for p in points(load_eval_csv(csvs)) if p.k == k]

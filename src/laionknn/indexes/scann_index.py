@@ -1,0 +1,72 @@
+"""ScaNN: k-means tree partitioning, anisotropic 4-bit asymmetric hashing, exact float re-ranking.
+
+ScaNN's builder takes the database as one float32 array, so this backend (alone) holds one full
+float32 copy during the build; it is released as soon as ScaNN has built its own structures.
+ScaNN answers dot products (higher is better) for DOT/COSINE, turned into ``1 - dot`` here. Search
+threads: ``threads == 1`` runs serially; more uses ScaNN's own pool (as many threads as cores).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from laionknn.errors import UsageError
+from laionknn.indexes.base import Index, finish, float_blocks
+from laionknn.types import KnnResult, Metric
+
+
+class ScannIndex(Index):
+    name = "scann"
+    library = "scann"
+    build_defaults = {"num_leaves": 1000, "training_sample": 100_000, "dims_per_block": 2,
+                      "anisotropic_threshold": 0.2}
+    query_defaults = {"leaves_to_search": 32, "reorder": 100}
+
+    def _build(self, database) -> None:
+        from scann.scann_ops.py import scann_ops_pybind
+
+        leaves = int(self.build_params["num_leaves"])
+        if leaves < 1 or leaves > self.n:
+            raise UsageError(f"backend 'scann': num_leaves={leaves} for {self.n} vectors; choose 1 <= num_leaves <= {self.n}")
+        data = np.empty((self.n, self.dim), dtype=np.float32)
+        for lo, block in float_blocks(database, self.metric):
+            data[lo:lo + block.shape[0]] = block
+        measure = "squared_l2" if self.metric is Metric.L2 else "dot_product"
+        threshold = float(self.build_params["anisotropic_threshold"])
+        builder = (scann_ops_pybind.builder(data, 10, measure)
+                   .tree(num_leaves=leaves, num_leaves_to_search=min(leaves, int(self.query_params["leaves_to_search"])),
+                         training_sample_size=min(self.n, int(self.build_params["training_sample"])))
+                   .score_ah(int(self.build_params["dims_per_block"]),
+                             anisotropic_quantization_threshold=threshold if measure == "dot_product" else float("nan"))
+                   .reorder(int(self.query_params["reorder"])))
+        builder.set_n_training_threads(self.threads)
+        self.searcher = builder.build()
+        del data
+
+    def _search(self, queries: np.ndarray, k: int) -> KnnResult:
+        reorder = max(k, int(self.query_params["reorder"]))
+        leaves = int(self.query_params["leaves_to_search"])
+        if self.threads > 1:
+            ids, dists = self.searcher.search_batched_parallel(queries, final_num_neighbors=k,
+                                                               pre_reorder_num_neighbors=reorder,
+                                                               leaves_to_search=leaves)
+        else:
+            ids, dists = self.searcher.search_batched(queries, final_num_neighbors=k,
+                                                      pre_reorder_num_neighbors=reorder, leaves_to_search=leaves)
+        ids = np.asarray(ids).astype(np.int64)
+        dists = np.asarray(dists, dtype=np.float32)
+        if ids.shape[1] < k:  # ScaNN returns fewer columns when too few candidates were scored
+            pad = k - ids.shape[1]
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+            dists = np.pad(dists, ((0, 0), (0, pad)), constant_values=np.nan)
+        return finish(ids, dists, similarity=self.metric is not Metric.L2)
+
+    def _save(self, path: Path) -> None:
+        self.searcher.serialize(str(path))
+
+    def _load(self, path: Path) -> None:
+        from scann.scann_ops.py import scann_ops_pybind
+
+        self.searcher = scann_ops_pybind.load_searcher(str(path))

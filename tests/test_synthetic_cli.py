@@ -1,0 +1,98 @@
+"""`laionknn synth` and `laionknn stats` end to end (small sizes), and their one-line errors."""
+
+import h5py
+import numpy as np
+import pytest
+
+from laionknn.cli.main import main
+from laionknn.synthetic.report import dataset_stats
+from laionknn.synthetic.stats import global_stats, lid_mle, projection_recall
+
+
+def run(argv, capsys):
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_synth_then_stats(home, capsys):
+    code, out, err = run(["synth", "--size", "5000", "--queries", "300", "--seed", "1"], capsys)
+    assert code == 0, err
+    db = home / "data" / "synthetic-clip768v2-n=5K-seed=1.h5"
+    q = home / "data" / "synthetic-queries-300-clip768v2-seed=1.h5"
+    assert "synthetic-clip768v2-n=5K-seed=1" in out and str(db) in out.replace("\n", "")
+    with h5py.File(db) as f:
+        assert f["emb"].dtype == np.float16 and f["emb"].shape == (5000, 768)
+    with h5py.File(q) as f:
+        assert f["emb"].dtype == np.float32 and f["emb"].shape == (300, 768)
+    code, out, err = run(["synth", "--size", "5000", "--queries", "300", "--seed", "1"], capsys)
+    assert code == 0 and "kept" in out
+    code, out, err = run(["stats", "synthetic-clip768v2-n=5K-seed=1", "--sample", "512",
+                          "--queries", str(q), "--recall-queries", "100"], capsys)
+    assert code == 0, err
+    for text in ("mean pairwise cosine", "norm of the mean", "PCA variance share, top 96", "pca32 recall@30",
+                 "pca96 recall@30", "LID", "0.384", "0.620", "0.26", "0.47"):
+        assert text in out, text
+
+
+def test_stats_on_a_plain_file_uses_held_out_rows(tmp_path, rng):
+    from laionknn.io import write_vectors
+
+    x = rng.standard_normal((2000, 768)).astype(np.float32)
+    p = write_vectors(tmp_path / "plain.h5", x, "emb")
+    rep = dataset_stats(str(p), sample=256, recall_rows=2000, recall_queries=100)
+    assert rep.recall_rows == 1900 and rep.recall_queries == 100 and "held-out" in rep.queries_source
+    # isotropic noise: no common direction, flat spectrum
+    assert abs(rep.sample["mean_cos"]) < 0.01 and rep.sample["norm_of_mean"] < 0.1
+    assert set(rep.recall) == {32, 96} and 0 <= rep.recall[32] <= rep.recall[96] <= 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["synth", "--size", "12X"], "cannot read size '12X'"),
+    (["synth", "--size", "1K", "--seed", "-3"], "--seed must be a non-negative integer"),
+    (["synth", "--size", "1K", "--seed", "abc"], "--seed must be a non-negative integer"),
+    (["stats", "no-such-dataset"], "no catalog entry named"),
+    (["stats", "synthetic-gold-standard-clip768v2-n=100K-q=10k"], "is a gold standard"),
+    (["stats", "synthetic-clip768v2-n=1000", "--sample", "5"], "--sample must be at least"),
+])
+def test_bad_input_is_one_line_exit_2(argv, message, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_global_stats_against_numpy(rng):
+    x = rng.standard_normal((200, 768)) + 0.5
+    s = global_stats(x)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    g = xn @ xn.T
+    assert s["mean_cos"] == pytest.approx(g[np.triu_indices(200, 1)].mean())
+    assert s["norm_of_mean"] == pytest.approx(np.linalg.norm(xn.mean(0)))
+    ev = np.linalg.eigvalsh(np.cov(xn.T, bias=True))[::-1]
+    assert s["pca"][32] == pytest.approx(ev[:32].sum() / ev.sum())
+    np.fill_diagonal(g, -2)
+    assert s["nn_cos"] == pytest.approx(g.max(1).mean())
+
+
+def test_lid_mle_uniform_ball():
+    # points uniform in a d-dim ball: the MLE should be close to d
+    rng = np.random.default_rng(0)
+    for d in (4, 10):
+        x = rng.standard_normal((20000, d))
+        x *= (rng.random((20000, 1)) ** (1 / d)) / np.linalg.norm(x, axis=1, keepdims=True)
+        q = x[:200]
+        db = x[200:]
+        dist = np.sqrt(np.maximum((q**2).sum(1)[:, None] + (db**2).sum(1)[None, :] - 2 * q @ db.T, 0))
+        lid = np.median(lid_mle(np.sort(dist, axis=1)[:, :10]))
+        assert d * 0.6 < lid < d * 1.5
+
+
+def test_projection_recall_exact_when_data_is_low_rank(rng):
+    # data in a 20-dim subspace: PCA-32 and PCA-96 lose nothing
+    x = rng.standard_normal((3000, 20)) @ rng.standard_normal((20, 768))
+    r = projection_recall(x[100:], x[:100], dims=(32, 96), k=30)
+    assert r[32] == pytest.approx(1.0) and r[96] == pytest.approx(1.0)
