@@ -161,8 +161,8 @@ def _stacked_orthogonal(bits: int, d: int, rng: np.random.Generator) -> np.ndarr
     return np.concatenate(blocks).astype(np.float32)
 
 
-def _fit_hiob(xc: np.ndarray, bits: int, rng: np.random.Generator, iterations: int = 40, batch: int = 8192,
-              eta: float = 0.2, **_) -> tuple[np.ndarray, np.ndarray]:
+def _fit_hiob(xc: np.ndarray, bits: int, rng: np.random.Generator, iterations: int = 20, batch: int = 8192,
+              eta: float = 0.05, **_) -> tuple[np.ndarray, np.ndarray]:
     n, d = xc.shape
     W = _stacked_orthogonal(bits, d, rng)
     offset = np.zeros(bits, np.float32)
