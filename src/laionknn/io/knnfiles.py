@@ -127,8 +127,13 @@ def read_gold(path: "str | os.PathLike[str]", *, n_database: int | None = None,
     return KnnResult(ids=ids, dists=ascending_dists(path, dists), attrs=attrs)
 
 
-def write_gold(path: "str | os.PathLike[str]", result: KnnResult, attrs: dict | None = None) -> Path:
-    """Write ``result`` (0-based ids, ascending distances) in the official gold layout (atomic)."""
+def write_gold(path: "str | os.PathLike[str]", result: KnnResult, attrs: dict | None = None,
+               datasets: "dict[str, np.ndarray] | None" = None) -> Path:
+    """Write ``result`` (0-based ids, ascending distances) in the official gold layout (atomic).
+
+    ``datasets`` adds extra named datasets beside ``knns``/``dists`` (e.g. ``tie_at_k``, uint8 per
+    query); readers of the official layout ignore them.
+    """
     path = Path(path)
     if result.ids.size and result.ids.min() < 0:
         raise FormatError(f"{path}: refusing to write a gold standard with missing neighbours (id -1); "
@@ -136,6 +141,10 @@ def write_gold(path: "str | os.PathLike[str]", result: KnnResult, attrs: dict | 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("knns", data=(result.ids + 1).astype(np.int32))
         f.create_dataset("dists", data=result.dists.astype(np.float32))
+        for name, data in (datasets or {}).items():
+            if name in ("knns", "dists"):
+                raise FormatError(f"{path}: extra dataset name {name!r} clashes with the official layout")
+            f.create_dataset(name, data=np.asarray(data))
         for k, v in {**result.attrs, **(attrs or {})}.items():
             f.attrs[k] = v
     return path

@@ -1,0 +1,133 @@
+"""Exact engine vs faiss IndexFlatIP (float32, not exact) vs numpy float64, same data, same run.
+
+Data: LAION-like random vectors (normalised gaussian with a strong mean direction; float16 database,
+float32 queries), cosine. Prints one table row per (size, k): medians over alternating repeats.
+
+    PYTHONPATH=src python benchmarks/exact.py --sizes 300K,1M --ks 10,100,1000 --nq 2000 --repeats 3
+
+Columns: seconds (median), effective GFLOP/s (2 nq n d / s), fraction of the float32 matmul rate
+measured in this run (best of numpy and faiss's OpenBLAS sgemm), pairs rescored in float64, faiss
+time and our/faiss ratio, numpy float64 time (on --nq-ref queries, scaled to nq) and whether our ids
+equal the float64 reference on those queries (and how many ids faiss gets wrong there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as laionknn.exact sets it; applies to faiss too
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+
+from laionknn import progress  # noqa: E402
+from laionknn.exact import knn  # noqa: E402
+from laionknn.exact.blas import resolve_backend, sgemm_nt  # noqa: E402
+from laionknn.types import parse_size  # noqa: E402
+
+
+def laion_like(n: int, dim: int, seed: int, dtype) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mean = np.random.default_rng(999).standard_normal(dim).astype(np.float32)
+    mean *= 0.9 / np.linalg.norm(mean)
+    out = np.empty((n, dim), dtype=dtype)
+    for lo in range(0, n, 100_000):
+        hi = min(n, lo + 100_000)
+        x = rng.standard_normal((hi - lo, dim), dtype=np.float32) * (0.45 / np.sqrt(dim)) + mean
+        out[lo:hi] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def sgemm_rate(backend: str, nq: int = 4096, nb: int = 65536, dim: int = 768, repeats: int = 3) -> float:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((nq, dim), dtype=np.float32)
+    b = rng.standard_normal((nb, dim), dtype=np.float32)
+    out = np.empty((nq, nb), np.float32)
+    sgemm_nt(a, b, out, backend)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sgemm_nt(a, b, out, backend)
+        times.append(time.perf_counter() - t)
+    return 2 * nq * nb * dim / min(times) / 1e9
+
+
+def f64_reference(X, Q, k):
+    Xn = X.astype(np.float64)
+    Xn /= np.linalg.norm(Xn, axis=1, keepdims=True)
+    Qn = Q.astype(np.float64)
+    Qn /= np.linalg.norm(Qn, axis=1, keepdims=True)
+    D = 1.0 - Qn @ Xn.T
+    ids = np.stack([np.lexsort((np.arange(D.shape[1]), d))[:k] for d in D])
+    return ids
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="300K,1M")
+    ap.add_argument("--ks", default="10,100,1000")
+    ap.add_argument("--nq", type=int, default=10_000)
+    ap.add_argument("--nq-ref", type=int, default=100, help="queries for the numpy float64 reference")
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--memory", default="8G")
+    ap.add_argument("--blas", default="auto")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    progress.set_quiet(True)
+
+    import faiss
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    faiss.omp_set_num_threads(args.threads)
+    limits = threadpool_limits(args.threads)
+    backend = resolve_backend(args.blas)
+    print(f"# OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')}"
+          f" threads={args.threads} blas={backend} load={os.getloadavg()[0]:.1f}")
+    for info in threadpool_info():
+        if info["internal_api"] == "openblas":
+            print(f"#   openblas {info['version']} core={info['architecture']} {os.path.basename(info['filepath'])}")
+    rates = {b: sgemm_rate(b) for b in ("numpy", "faiss") if resolve_backend(b) == b or b == "numpy"}
+    peak = max(rates.values())
+    print("# sgemm GFLOP/s: " + ", ".join(f"{b}={r:.1f}" for b, r in rates.items()))
+    Q = laion_like(args.nq, args.dim, 1, np.float32)
+    knn(laion_like(5000, args.dim, 5, np.float16), Q[:10], 10, "cosine")  # compile / warm up
+    print("| n | k | nq | ours s | GFLOP/s | of matmul | rescored | faiss s | ours/faiss | numpy f64 s (scaled) "
+          "| ours == f64 | faiss wrong ids |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for size in args.sizes.split(","):
+        n = parse_size(size)
+        X = laion_like(n, args.dim, 2, np.float16)
+        index = faiss.IndexFlatIP(args.dim)
+        index.add(X.astype(np.float32))
+        Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+        for k in (int(s) for s in args.ks.split(",")):
+            ours_t, faiss_t = [], []
+            for _ in range(args.repeats):  # alternate A and B on the noisy shared machine
+                t = time.perf_counter()
+                res = knn(X, Q, k, "cosine", memory=args.memory, blas=backend)
+                ours_t.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                _, fI = index.search(Qn, k)
+                faiss_t.append(time.perf_counter() - t)
+            nr = min(args.nq_ref, args.nq)
+            t = time.perf_counter()
+            ref = f64_reference(X, Q[:nr], k)
+            f64_t = (time.perf_counter() - t) * args.nq / nr
+            same = bool((ref == res.ids[:nr]).all())
+            wrong = int((ref != fI[:nr]).sum())
+            ours, fa = statistics.median(ours_t), statistics.median(faiss_t)
+            gf = 2 * args.nq * n * args.dim / ours / 1e9
+            print(f"| {size} | {k} | {args.nq} | {ours:.2f} | {gf:.1f} | {gf / peak:.0%} | {res.attrs['n_rescored']} | "
+                  f"{fa:.2f} | {ours / fa:.2f} | {f64_t:.1f} | {same} | {wrong}/{nr * k} |", flush=True)
+        del index, X
+    limits.restore_original_limits()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""`laionknn gold`: exact gold standards (official layout) with the certified exact engine."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from laionknn.cli.common import catalogs, console, print_table
+
+
+def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
+    """A FILE path as given, or a catalog NAME made present locally (download or synthesise)."""
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    from laionknn.catalog import local_path, resolve
+    from laionknn.errors import CatalogError, UsageError
+
+    try:
+        record = resolve(text, catalogs(ctx))
+    except CatalogError:
+        if path.suffix in (".h5", ".hdf5") or "/" in text:
+            raise UsageError(f"{text}: no such file, and not a catalog name; check the path") from None
+        raise
+    local = local_path(record)
+    if local.exists():
+        return local
+    try:
+        from laionknn.catalog import ensure
+        return Path(ensure(record))
+    except ModuleNotFoundError:
+        raise CatalogError(f"{record.name} is not present at {local}; fetch it first with "
+                           f"`laionknn datasets fetch {record.name}`") from None
+
+
+@click.command()
+@click.option("--database", required=True, metavar="NAME|FILE", help="Database: catalog name or HDF5 file.")
+@click.option("--queries", required=True, metavar="NAME|FILE", help="Queries: catalog name or HDF5 file.")
+@click.option("--k", "k", type=click.IntRange(min=1), default=1000, show_default=True, help="Neighbours per query.")
+@click.option("--normalize", is_flag=True, help="L2-normalise database and queries (cosine; 2023/2024-public gold).")
+@click.option("--metric", type=click.Choice(["dot", "cosine", "l2", "hamming"]), default="dot", show_default=True,
+              help="dot (1 - dot), l2 (squared, projections), hamming (uint64 sketches).")
+@click.option("--memory", default="8G", show_default=True, help="Memory budget for blocks and state.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Output file (default: under the workspace gold/).")
+@click.option("--resume", is_flag=True, help="Continue from this output's checkpoint (must match the inputs).")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for BLAS and kernels (default: all cores).")
+@click.option("--blas", type=click.Choice(["auto", "numpy", "faiss"]), default="auto", show_default=True,
+              help="float32 matrix-multiply backend for the filter stage.")
+@click.option("--checkpoint-every", type=float, default=30.0, show_default=True,
+              help="Seconds between checkpoints (0: after every row range).")
+@click.option("--block-rows", type=click.IntRange(min=1), hidden=True, help="Override the planned block size.")
+@click.option("--query-batch", type=click.IntRange(min=1), hidden=True, help="Override the planned query batch.")
+@click.pass_context
+def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: bool, metric: str, memory: str,
+         out: str | None, resume: bool, threads: int | None, blas: str, checkpoint_every: float,
+         block_rows: int | None, query_batch: int | None) -> None:
+    """Exact k nearest neighbours of every query, written as an official gold-standard file.
+
+    knns are int32 1-based, dists float32 ascending (1 - dot), identical to a float64 computation
+    (ties broken by the lower id). The file also records how many candidates were rescored in
+    float64 and, per query, whether ranks k and k+1 are tied (dataset tie_at_k).
+    """
+    from laionknn.exact.gold import gold_standard
+    from laionknn.io import read_gold
+
+    db_path = resolve_input(database, ctx)
+    q_path = resolve_input(queries, ctx)
+    t0 = time.perf_counter()
+    path = gold_standard(db_path, q_path, k, normalize=normalize, out=out, memory=memory, resume=resume,
+                         metric=metric, threads=threads, blas=blas, block_rows=block_rows, query_batch=query_batch,
+                         checkpoint_every=checkpoint_every)
+    seconds = time.perf_counter() - t0
+    res = read_gold(path)
+    a = res.attrs
+    print_table(None, ["output", "queries", "k", "metric", "rescored", "ties at k", "seconds"],
+                [[str(path), res.n_queries, res.k, a.get("metric"), a.get("n_rescored"), a.get("n_tie_at_k"),
+                  f"{seconds:.1f}"]])
+    if not (ctx.obj or {}).get("quiet"):
+        console.print(f"wrote {path}", highlight=False)

@@ -1,0 +1,361 @@
+"""The exact engine's driver: stream the database block by block, filter in float32 with a rigorous
+error bound, merge candidate intervals, then rescore the survivors in float64.
+
+Pass 1 (filter). For each row range (planned by :mod:`laionknn.exact.plan`) the block is read (float16
+stays float16 in the read buffer), converted exactly to float32, and for each query batch the score
+block ``S = xq @ xb.T`` is computed by float32 BLAS. For any summation order,
+``|fl(q.x) - q.x| <= gamma_d * sum_t |q_t||x_t| <= gamma_d * |q| |x|`` with
+``gamma_d = d u / (1 - d u)``, ``u = 2**-24`` (Higham, Accuracy and Stability, Thm 3.4 / 3.5), plus
+``2u |q||x|`` for rounding float64 inputs to float32 (float16 -> float32 is exact), inflated by
+``1 + 1e-6`` to cover the float64 arithmetic of the bound itself and of the final rescoring.
+Each (query, row) pair becomes a distance interval in per-query "key" units:
+
+=========  ===========================  ==========================================
+metric     key (higher is better)       error radius
+=========  ===========================  ==========================================
+dot        ``q.x``                      ``g |x|``                (g = gamma' |q|)
+cosine     ``q.x / |x|``                ``g``
+l2         ``q.x - |x|^2 / 2``          ``g |x| + 1e-12 (|x|^2 + |q|^2)``
+=========  ===========================  ==========================================
+
+and the kernel keeps every pair that the merge rule of :mod:`laionknn.exact.merge` cannot exclude with
+``K = k + 1`` (one more than asked, to detect a tie between ranks k and k+1).
+
+Pass 2 (rescore). The surviving pairs are recomputed in float64 from the source values (products of
+float16/float32 numbers are exact in float64): ``1 - q.x`` (dot), ``1 - q.x / (|q||x|)`` (cosine),
+``sum (q - x)^2`` (l2). Sorting them by ``(distance, id)`` gives the float64 answer. Hamming needs no
+bound: its distances are exact integers from the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from laionknn.errors import DataError, UsageError
+from laionknn.exact import checkpoint as ckpt
+from laionknn.exact.blas import resolve_backend, sgemm_nt
+from laionknn.exact.kernels import _CHUNK, chunk_bounds, norms64, rescore_pairs, select_hamming, select_scores, to_float32
+from laionknn.exact.merge import Candidates, exact_topk, kth_keys, merge
+from laionknn.exact.plan import SCORE_TILE, plan_memory, plan_query_batches, plan_row_ranges
+from laionknn.io.vectors import check_vectors, parse_memory
+from laionknn.progress import progress_bar
+from laionknn.types import KnnResult, Metric
+
+log = logging.getLogger(__name__)
+
+U32 = 2.0 ** -24
+SLACK = 1e-6
+SLEEP_ENV = "LAIONKNN_EXACT_TEST_SLEEP"  # test hook: seconds to sleep after each finished row range
+
+
+def gamma(dim: int) -> float:
+    """Relative error factor of a float32 dot product of length ``dim`` (inputs rounded from float64
+    included), inflated by ``1 + SLACK``: ``(d u / (1 - d u) + 2u) (1 + SLACK)``."""
+    du = dim * U32
+    if du >= 1:
+        raise UsageError(f"dimension {dim} is too large for the float32 error bound (needs d * 2^-24 < 1)")
+    return (du / (1 - du) + 2 * U32) * (1 + SLACK)
+
+
+class _Source:
+    """A database given as an ndarray (n, dim) or a :class:`laionknn.io.VectorFile`."""
+
+    def __init__(self, database) -> None:
+        self.file = database if hasattr(database, "read") and hasattr(database, "dim") else None
+        if self.file is not None:
+            self.n, self.dim, self.dtype = int(database.n), int(database.dim), np.dtype(database.dtype)
+        else:
+            self.array = np.asarray(database)
+            if self.array.ndim != 2:
+                raise UsageError(f"database must be a 2-d array (one vector per row), got shape {self.array.shape}")
+            self.n, self.dim = self.array.shape
+            self.dtype = self.array.dtype
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        return self.file.read(lo, hi) if self.file is not None else self.array[lo:hi]
+
+    def identity(self) -> dict:
+        if self.file is not None:
+            return {**ckpt.file_identity(self.file.path), "key": getattr(self.file, "key", None)}
+        return ckpt.array_identity(self.array)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if not n:
+        yield
+        return
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with threadpool_limits(limits=int(n)):
+            yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _validate(src: _Source, queries: np.ndarray, k: int, metric: Metric) -> None:
+    if src.n == 0:
+        raise DataError("the database is empty (0 rows); nothing can be searched; check the file or subset")
+    if k < 1:
+        raise UsageError(f"k must be at least 1, got {k}")
+    if k > src.n:
+        raise UsageError(f"k={k} is larger than the database ({src.n} rows); ask for at most k={src.n}")
+    if queries.ndim != 2:
+        raise UsageError(f"queries must be a 2-d array (one query per row), got shape {queries.shape}")
+    if queries.shape[1] != src.dim:
+        raise UsageError(f"dimension mismatch: queries have {queries.shape[1]} columns, the database has "
+                         f"{src.dim}; use queries of the same family (clip768, pca32, pca96, hamming)")
+    if metric is Metric.HAMMING:
+        for what, dt in (("database", src.dtype), ("queries", queries.dtype)):
+            if dt.kind not in "iu" or dt.itemsize != 8:
+                raise UsageError(f"Hamming distance needs packed 64-bit words, the {what} are {dt}; "
+                                 f"use the hammingv2 files (uint64)")
+    elif src.dtype.kind not in "fiu" or queries.dtype.kind not in "fiu":
+        raise UsageError(f"{metric.value} needs numeric vectors, got database {src.dtype} and queries {queries.dtype}")
+    else:
+        check_vectors(queries, what="queries", nonzero=metric is Metric.COSINE)
+
+
+def _select(run, nq: int, rows_in_block: int, k: int) -> Candidates:
+    """Run a selection kernel through ``run(sel, out, counts)`` for query rows ``sel`` (a slice or an
+    index array), retrying rows whose buffer overflowed (count -1) with a 4x wider buffer."""
+    width = min(rows_in_block, 2 * k + 64)
+    out = Candidates.empty(nq, width)
+    counts = np.zeros(nq, dtype=np.int64)
+    run(slice(None), out, counts)
+    bad = np.flatnonzero(counts < 0)
+    while bad.size:
+        width = min(rows_in_block, width * 4)
+        sub = Candidates.empty(bad.size, width)
+        sub_counts = np.zeros(bad.size, dtype=np.int64)
+        run(bad, sub, sub_counts)
+        out = out.padded(width)
+        out.lo[bad], out.hi[bad], out.ids[bad] = sub.lo, sub.hi, sub.ids
+        counts[bad] = sub_counts
+        bad = bad[sub_counts < 0]
+    return out.trimmed()
+
+
+def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.COSINE, *,
+        memory: "int | str | None" = None, block_rows: int | None = None, query_batch: int | None = None,
+        threads: int | None = None, blas: str | None = None, checkpoint: "str | os.PathLike[str] | None" = None,
+        resume: bool = False, checkpoint_every: float = 0.0) -> KnnResult:
+    """Exact k nearest neighbours of each query row in ``database``; float64-identical.
+
+    database: ndarray (n, dim) or :class:`laionknn.io.VectorFile` (read block by block).
+    queries: (n_queries, dim). metric: dot (``1 - q.x``), cosine (vectors L2-normalised in float64),
+    l2 (squared Euclidean) or hamming (uint64 words, bit count).
+    Returns :class:`KnnResult`: ids int64 (n_queries, k) 0-based, dists float32 ascending (the float64
+    distance rounded once), ties at equal float64 distance broken by the lower id. ``attrs`` holds
+    ``n_rescored`` (pairs recomputed in float64), ``tie_at_k`` (uint8 per query: rank k and k+1 have
+    the same float64 distance), ``block_rows`` and ``query_batch``.
+
+    memory: budget in bytes or text ('8G'); block sizes are planned from it unless given explicitly.
+    checkpoint: file for the state after each finished row range (atomic); with ``resume`` an
+    existing one is continued (it must match inputs and parameters, else CheckpointError).
+    """
+    metric = Metric.parse(metric)
+    src = _Source(database)
+    q_in = np.asarray(queries)
+    _validate(src, q_in, int(k), metric)
+    k = int(k)
+    nq, n = q_in.shape[0], src.n
+    kk = min(k + 1, n)
+    gemm = metric is not Metric.HAMMING
+    plan = plan_memory(parse_memory(memory), n, nq, src.dim, src.dtype.itemsize, kk, gemm=gemm)
+    block_rows = int(block_rows or plan.block_rows)
+    query_batch = int(query_batch or plan.query_batch)
+    log.info("exact %s k=%d: %d queries x %d rows (dim %d, %s), blocks of %d rows, query batches of %d",
+             metric.value, k, nq, n, src.dim, src.dtype, block_rows, query_batch)
+    if nq == 0:
+        return KnnResult(np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
+                         {"n_rescored": 0, "tie_at_k": np.zeros(0, np.uint8)})
+
+    fingerprint = None
+    if checkpoint is not None:  # hashing an in-memory database costs a pass over it: only when needed
+        fingerprint = {"database": src.identity(), "queries": ckpt.array_identity(q_in), "k": k,
+                       "metric": metric.value, "n_queries": nq, "n_rows": n, "dim": src.dim}
+    parts: list[Candidates] = []
+    batches = plan_query_batches(nq, query_batch)
+    start_row = 0
+    if checkpoint is not None and resume and Path(checkpoint).exists():
+        state, start_row = ckpt.load(checkpoint, fingerprint)
+        parts = [state.rows(lo, hi) for lo, hi in batches]
+        log.info("resuming from %s at row %d of %d", checkpoint, start_row, n)
+    else:
+        parts = [Candidates.empty(hi - lo) for lo, hi in batches]
+
+    with _threads(threads):
+        if metric is Metric.HAMMING:
+            parts = _pass_hamming(src, q_in, parts, batches, kk, block_rows, start_row, checkpoint,
+                                  fingerprint, checkpoint_every)
+            state = Candidates.stack(parts)
+            dd, ii = exact_topk(state.lo, state.ids, kk)
+            n_rescored = 0
+        else:
+            parts = _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint,
+                                 fingerprint, checkpoint_every, resolve_backend(blas))
+            state = Candidates.stack(parts)
+            dd, ii, n_rescored = _pass_rescore(src, q_in, state, kk, metric, max(block_rows, 4096))
+    tie = np.zeros(nq, dtype=np.uint8)
+    if kk > k:
+        tie = (dd[:, k - 1] == dd[:, k]).astype(np.uint8)
+    attrs = {"n_rescored": int(n_rescored), "tie_at_k": tie, "block_rows": block_rows, "query_batch": query_batch}
+    return KnnResult(ids=ii[:, :k].copy(), dists=dd[:, :k].astype(np.float32), attrs=attrs)
+
+
+def _after_block(checkpoint, parts, fingerprint, next_row, last_save, every) -> float:
+    now = time.monotonic()
+    if checkpoint is not None and (now - last_save >= every):
+        ckpt.save(checkpoint, Candidates.stack(parts), fingerprint, next_row)
+        last_save = now
+    pause = float(os.environ.get(SLEEP_ENV, "0") or 0)
+    if pause > 0:
+        time.sleep(pause)
+    return last_save
+
+
+def _pass_hamming(src, q_in, parts, batches, kk, block_rows, start_row, checkpoint, fingerprint, every):
+    xq = np.ascontiguousarray(q_in).view(np.uint64)
+    last = time.monotonic()
+    with progress_bar("exact hamming", src.n) as bar:
+        bar.update(start_row)
+        for task in plan_row_ranges(src.n, block_rows, start=start_row):
+            xb = np.ascontiguousarray(src.read(task.start, task.stop)).view(np.uint64)
+            for b, (lo, hi) in enumerate(batches):
+                h, i = kth_keys(parts[b], kk)
+                xq_b = xq[lo:hi]
+
+                def run(sel, o, cnt, xq_b=xq_b, h=h, i=i, xb=xb, row0=task.start):
+                    select_hamming(np.ascontiguousarray(xq_b[sel]), xb, h[sel], i[sel], row0, kk, o.lo, o.hi, o.ids, cnt)
+
+                cands = _select(run, hi - lo, xb.shape[0], kk)
+                parts[b] = merge(parts[b], cands, kk)
+            bar.advance(task.rows)
+            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every)
+    return parts
+
+
+def _metric_columns(metric: Metric, nx: np.ndarray):
+    """Per-row key scale ``a``, offset ``b``, error weight ``w`` and absolute error ``h`` (see module doc)."""
+    zero = np.zeros_like(nx)
+    if metric is Metric.COSINE:
+        return 1.0 / nx, zero, np.ones_like(nx), zero
+    if metric is Metric.L2:
+        sq = nx * nx
+        return np.ones_like(nx), 0.5 * sq, nx, 1e-12 * sq
+    return np.ones_like(nx), zero, nx, zero
+
+
+# queries x rows per sgemm call (faiss's exhaustive search uses the same tile): the 16 MiB score tile
+# stays in cache while it is scanned, instead of a block-sized score matrix streaming through memory
+Q_TILE, R_TILE = SCORE_TILE
+
+
+def _check_norms(nx: np.ndarray, first_row: int, nonzero: bool) -> None:
+    """NaN/inf rows have a non-finite float64 norm (no float16/float32 value overflows x^2 in float64);
+    zero rows have norm 0. Raises DataError naming the first bad row."""
+    bad = ~np.isfinite(nx)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + first_row
+        raise DataError(f"database: row {row} contains NaN or infinite values; clean or drop that row")
+    if nonzero and not nx.all():
+        row = int(np.flatnonzero(nx == 0)[0]) + first_row
+        raise DataError(f"database: row {row} has zero norm and cannot be L2-normalised; drop that row "
+                        f"or run without normalisation")
+
+
+def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos):
+    """Select from one score tile into ``buf`` (rows of this tile), widening it when a row overflows.
+    Returns the (possibly new) buffer."""
+    rows = np.arange(s.shape[0], dtype=np.int64)
+    pos[:] = 0
+    while rows.size:
+        select_scores(s, *cols, g, c, th, ti, row0, kk, buf.lo, buf.hi, buf.ids, counts, pos, rows)
+        rows = np.flatnonzero(pos < s.shape[1]).astype(np.int64)
+        if rows.size:
+            buf = buf.padded(buf.width * 4)
+    return buf
+
+
+def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint, fingerprint, every,
+                 backend):
+    xq = np.ascontiguousarray(q_in, dtype=np.float32)
+    qn = np.linalg.norm(np.asarray(q_in, dtype=np.float64), axis=1)
+    g = gamma(src.dim) * qn
+    c = {Metric.DOT: np.full_like(qn, 1e-15), Metric.COSINE: np.zeros_like(qn),
+         Metric.L2: 1e-12 * qn * qn}[metric]
+    qt = min(Q_TILE, max(hi - lo for lo, hi in batches))
+    scores = np.empty(qt * min(R_TILE, block_rows, src.n), dtype=np.float32)
+    last = time.monotonic()
+    with progress_bar(f"exact {metric.value} (float32 filter)", src.n) as bar:
+        bar.update(start_row)
+        for task in plan_row_ranges(src.n, block_rows, start=start_row):
+            xb = to_float32(src.read(task.start, task.stop))
+            nbk = xb.shape[0]
+            nx = norms64(xb)
+            _check_norms(nx, task.start, metric is Metric.COSINE)
+            a, b, w, h = _metric_columns(metric, nx)
+            for bi, (lo, hi) in enumerate(batches):
+                th, ti = kth_keys(parts[bi], kk)
+                buf = Candidates.empty(hi - lo, min(nbk, 4 * kk + 256))
+                counts = np.zeros(hi - lo, dtype=np.int64)
+                pos = np.zeros(hi - lo, dtype=np.int64)
+                for q0 in range(lo, hi, qt):
+                    q1 = min(hi, q0 + qt)
+                    sl = slice(q0 - lo, q1 - lo)
+                    for r0 in range(0, nbk, R_TILE):
+                        r1 = min(nbk, r0 + R_TILE)
+                        s = scores[: (q1 - q0) * (r1 - r0)].reshape(q1 - q0, r1 - r0)
+                        sgemm_nt(xq[q0:q1], xb[r0:r1], s, backend)
+                        part = Candidates(buf.lo[sl], buf.hi[sl], buf.ids[sl])
+                        cols = (a[r0:r1], b[r0:r1], w[r0:r1], h[r0:r1])
+                        part = _scan_tile(s, cols + (chunk_bounds(*cols, _CHUNK),), g[q0:q1], c[q0:q1],
+                                          th[sl], ti[sl], task.start + r0, kk, part, counts[sl], pos[sl])
+                        if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
+                            buf = buf.padded(part.width)
+                            buf.lo[sl], buf.hi[sl], buf.ids[sl] = part.lo, part.hi, part.ids
+                parts[bi] = merge(parts[bi], buf.trimmed(), kk)
+            bar.advance(task.rows)
+            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every)
+    return parts
+
+
+def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_rows: int):
+    """float64 distances of every surviving pair, then the exact top-kk by (distance, id)."""
+    ids = state.ids
+    qidx, pos = np.nonzero(ids >= 0)
+    rid = ids[qidx, pos]
+    order = np.argsort(rid, kind="stable")
+    rid_s, q_s, pos_s = rid[order], qidx[order].astype(np.int64), pos[order]
+    d_s = np.empty(rid_s.size)
+    # float16/float32 queries stay float32 (their products with the database are exact in float64
+    # either way) so that all queries fit in cache while pairs stream by database row
+    exact32 = q_in.dtype in (np.float16, np.float32) or (q_in.dtype.kind in "iu" and q_in.dtype.itemsize <= 2)
+    xq = np.ascontiguousarray(q_in, dtype=np.float32 if exact32 else np.float64)
+    qn = norms64(xq)
+    mode = {Metric.DOT: 0, Metric.COSINE: 1, Metric.L2: 2}[metric]
+    with progress_bar("exact rescoring (float64)", src.n) as bar:
+        for task in plan_row_ranges(src.n, block_rows):
+            a0, a1 = np.searchsorted(rid_s, [task.start, task.stop])
+            if a1 > a0:
+                xb = to_float32(src.read(task.start, task.stop))
+                nx = norms64(xb) if mode == 1 else qn[:1]
+                out = np.empty(a1 - a0)
+                rescore_pairs(xb, xq, rid_s[a0:a1] - task.start, q_s[a0:a1], mode, qn, nx, out)
+                d_s[a0:a1] = out
+            bar.advance(task.rows)
+    d = np.full(ids.shape, np.inf)
+    d[q_s, pos_s] = d_s
+    dd, ii = exact_topk(d, ids, kk)
+    return dd, ii, int(rid_s.size)
