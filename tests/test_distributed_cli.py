@@ -38,7 +38,7 @@ def test_gold_dask_local_cluster_and_scheduler_bytes_equal_local(home, tmp_path)
     assert _run([*base, "--out", str(viadask), "--dask", "--workers", "2", "--threads", "1", "--shards", "5",
                  "--split-every", "2"]) in (0, None)
     assert viadask.read_bytes() == local.read_bytes()
-    with distributed.LocalCluster(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None,
+    with distributed.LocalCluster(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0",
                                   scheduler_kwargs={"dashboard": False}) as cluster:
         assert _run([*base, "--out", str(viasched), "--scheduler", cluster.scheduler_address]) in (0, None)
     assert viasched.read_bytes() == local.read_bytes()

@@ -98,7 +98,7 @@ def test_small_memory_budget_and_threads_scheduler(tmp_path):
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None,
+    with distributed.LocalCluster(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0",
                                   scheduler_kwargs={"dashboard": False}) as cluster, \
             distributed.Client(cluster) as c:
         yield c

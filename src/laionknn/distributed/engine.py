@@ -212,7 +212,7 @@ def local_client(workers: int = 2, threads: int | None = None, *, processes: boo
     env = {f"distributed.nanny.pre-spawn-environ.{v}": threads
            for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     with dask.config.set(env), LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                                            dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                                            dashboard_address=":0", scheduler_kwargs={"dashboard": False},
                                             silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 
