@@ -14,22 +14,14 @@ from laionknn.distributed import knn_dask  # noqa: E402
 from laionknn.errors import DataError, UsageError  # noqa: E402
 from laionknn.exact import knn  # noqa: E402
 from laionknn.io import VectorFile, write_vectors  # noqa: E402
+from test_exact_knn import reference  # noqa: E402
 
 METRICS = ["cosine", "dot", "l2", "hamming"]
 
 
 def brute_ids(X, Q, kk, metric):
-    """float64 brute force by (distance, id), computed here independently of the engines."""
-    if metric == "hamming":
-        D = np.stack([np.bitwise_count(X ^ q).sum(axis=1).astype(np.float64) for q in Q])
-    else:
-        X64, Q64 = X.astype(np.float64), Q.astype(np.float64)
-        if metric == "cosine":
-            X64 = X64 / np.linalg.norm(X64, axis=1, keepdims=True)
-            Q64 = Q64 / np.linalg.norm(Q64, axis=1, keepdims=True)
-        D = (np.stack([((X64 - q) ** 2).sum(axis=1) for q in Q64]) if metric == "l2"
-             else np.stack([1.0 - (X64 * q).sum(axis=1) for q in Q64]))
-    return np.stack([np.lexsort((np.arange(X.shape[0]), d))[:kk] for d in D])
+    """float64 brute force by (distance, id), independent of the engines (the exact tests' oracle)."""
+    return reference(X, Q, kk, metric)[0][:, :kk]
 
 
 def adversarial(metric, seed=21):
