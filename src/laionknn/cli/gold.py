@@ -118,7 +118,12 @@ def _gold_dask(db_path: Path, q_path: Path, k: int, *, resume: bool, workers: in
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:  # dask logs at INFO unless -v was asked
         logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler:
-        with distributed.Client(scheduler) as client:
+        try:
+            client = distributed.Client(scheduler, timeout="20s")
+        except OSError as e:
+            raise UsageError(f"cannot reach a Dask scheduler at {scheduler} ({e}); start one with `dask scheduler` "
+                             f"and workers with `dask worker {scheduler}`, or check the address") from None
+        with client:
             return gold_standard_dask(db_path, q_path, k, client=client, threads=threads, **kw)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     with local_client(workers, threads) as client:
