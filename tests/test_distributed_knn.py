@@ -131,3 +131,18 @@ def test_does_not_mutate_queries(tmp_path):
     with dask.config.set(scheduler="sync"):
         knn_dask(path, Q, 4, "dot", shards=3)
     np.testing.assert_array_equal(Q, before)
+
+
+def test_tie_ranks_and_float64_dists_like_the_local_engine(tmp_path):
+    X, Q = adversarial("hamming", seed=8)
+    path = write_db(tmp_path, X, "hamming")
+    with VectorFile(path) as db:
+        ref = knn(db, Q, 30, "hamming", tie_ranks=(1, 10, 30), dists64=True)
+    with dask.config.set(scheduler="sync"):
+        res = knn_dask(path, Q, 30, "hamming", shards=4, split_every=3, tie_ranks=(1, 10, 30), dists64=True)
+    assert_same(res, ref, X, Q, 30, "hamming")
+    assert set(res.attrs["tie_at"]) == {1, 10, 30}
+    for r in (1, 10, 30):
+        np.testing.assert_array_equal(res.attrs["tie_at"][r], ref.attrs["tie_at"][r])
+    np.testing.assert_array_equal(res.attrs["dists64"], ref.attrs["dists64"])
+    assert res.attrs["tie_at"][30].sum() > 0  # heavy ties: the flags are exercised

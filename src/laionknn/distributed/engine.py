@@ -90,12 +90,12 @@ def _combine(kk: int, *parts: tuple[Candidates, Candidates, int]) -> tuple[Candi
     return Candidates(exact.lo, exact.lo, exact.ids), certified, sum(p[2] for p in parts)
 
 
-def _aggregate(k: int, kk: int, n_shards: int, metric: str, root) -> KnnResult:
+def _aggregate(k: int, kk: int, n_shards: int, metric: str, extra: dict, root) -> KnnResult:
     exact, certified, n_shard_rescored = root
     dd, ii = exact_topk(exact.lo, exact.ids, kk)
     n_rescored = 0 if metric == Metric.HAMMING.value else int(certified.counts().sum())
-    return finish(dd, ii, k, kk, {"n_rescored": n_rescored, "n_rescored_shards": int(n_shard_rescored),
-                                  "shards": n_shards})
+    return finish(dd, ii, k, **extra, n_rescored=n_rescored, n_rescored_shards=int(n_shard_rescored),
+                  shards=n_shards)
 
 
 def _active_client():
@@ -121,7 +121,7 @@ def _tree(leaves: list, split_every: int, call):
 def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: int,
              metric: "str | Metric" = Metric.COSINE, *, client=None, shards: int | None = None, split_every: int = 8,
              memory: "int | str | None" = None, threads: int | None = None, blas: str | None = None,
-             key: str | None = None) -> KnnResult:
+             key: str | None = None, tie_ranks=(), dists64: bool = False) -> KnnResult:
     """Exact k-NN over an HDF5 database with Dask; same answer as :func:`laionknn.exact.knn`.
 
     database_path: HDF5 vector file readable by every worker at this path (shared filesystem);
@@ -130,7 +130,7 @@ def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: in
     if one exists, else dask's local scheduler, e.g. ``dask.config.set(scheduler="sync")``).
     shards: row ranges (tasks), default twice the worker threads (or CPU count); split_every: fan-in of
     the merge tree (>= 2); memory: budget per task (blocks are planned from it); threads: BLAS/numba
-    threads per task.
+    threads per task; tie_ranks, dists64: as :func:`laionknn.exact.knn`.
 
     Returns :class:`KnnResult`: ids int64 (n_queries, k) 0-based, dists float32 ascending, attrs
     ``tie_at_k``, ``n_rescored`` (as the local engine), ``n_rescored_shards``, ``shards``.
@@ -143,9 +143,12 @@ def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: in
         kk = validate(db, q, k, metric)
         n = int(db.n)
         key = getattr(db, "key", key)
+    tie_ranks = sorted({int(r) for r in tie_ranks})
+    if tie_ranks and not 1 <= tie_ranks[0] <= tie_ranks[-1] <= k:
+        raise UsageError(f"tie_ranks {tie_ranks}: each rank must be between 1 and k={k}")
+    extra = {"tie_ranks": tie_ranks, "dists64": dists64}
     if q.shape[0] == 0:
-        return KnnResult(np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
-                         {"n_rescored": 0, "tie_at_k": np.zeros(0, np.uint8)})
+        return finish(np.zeros((0, k)), np.zeros((0, k), np.int64), k, **extra, n_rescored=0)
     client = client if client is not None else _active_client()
     if shards is None:
         slots = sum(client.nthreads().values()) if client is not None else (os.cpu_count() or 1)
@@ -157,7 +160,7 @@ def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: in
     args = (kk, metric.value)
     opts = (memory, threads, blas)
     if client is not None:
-        return _run_client(client, database_path, key, q, plan, split_every, k, args, opts)
+        return _run_client(client, database_path, key, q, plan, split_every, k, args, opts, extra)
     tag = uuid.uuid4().hex[:8]
     qd = dask.delayed(q, name=f"laionknn-queries-{tag}")
     leaves = [dask.delayed(_shard_task, name=f"laionknn-shard-{tag}-{t.shard}")(
@@ -166,7 +169,7 @@ def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: in
     counter = iter(range(1 << 62))
     root = _tree(leaves, split_every, lambda g, ns: dask.delayed(_combine, name=f"laionknn-merge-{tag}-{next(counter)}")(
         kk, *ns))
-    final = dask.delayed(_aggregate, name=f"laionknn-aggregate-{tag}")(k, kk, len(plan), metric.value, root)
+    final = dask.delayed(_aggregate, name=f"laionknn-aggregate-{tag}")(k, kk, len(plan), metric.value, extra, root)
     from dask.callbacks import Callback
 
     with progress_bar(f"dask {metric.value} ({len(plan)} shards)", n) as bar:
@@ -179,7 +182,7 @@ def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: in
     return res
 
 
-def _run_client(client, database_path, key, q, plan, split_every, k, args, opts) -> KnnResult:
+def _run_client(client, database_path, key, q, plan, split_every, k, args, opts, extra) -> KnnResult:
     from distributed import as_completed
 
     kk = args[0]
@@ -187,7 +190,7 @@ def _run_client(client, database_path, key, q, plan, split_every, k, args, opts)
     leaves = [client.submit(_shard_task, database_path, key, qf, *args, t.start, t.stop, *opts, pure=False)
               for t in plan]
     root = _tree(leaves, split_every, lambda g, ns: client.submit(_combine, kk, *ns, pure=False))
-    final = client.submit(_aggregate, k, kk, len(plan), args[1], root, pure=False)
+    final = client.submit(_aggregate, k, kk, len(plan), args[1], extra, root, pure=False)
     rows = {f.key: t.rows for f, t in zip(leaves, plan)}
     with progress_bar(f"dask {args[1]} ({len(plan)} shards)", sum(rows.values())) as bar:
         for fut in as_completed(leaves):

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,8 @@ def _select(run, nq: int, rows_in_block: int, k: int) -> Candidates:
 def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.COSINE, *,
         memory: "int | str | None" = None, block_rows: int | None = None, query_batch: int | None = None,
         threads: int | None = None, blas: str | None = None, checkpoint: "str | os.PathLike[str] | None" = None,
-        resume: bool = False, checkpoint_every: float = 0.0) -> KnnResult:
+        resume: bool = False, checkpoint_every: float = 0.0, tie_ranks: "Sequence[int]" = (),
+        dists64: bool = False) -> KnnResult:
     """Exact k nearest neighbours of each query row in ``database``; float64-identical.
 
     database: ndarray (n, dim) or :class:`laionknn.io.VectorFile` (read block by block).
@@ -169,6 +171,11 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     ``n_rescored`` (pairs recomputed in float64), ``tie_at_k`` (uint8 per query: rank k and k+1 have
     the same float64 distance), ``block_rows`` and ``query_batch``.
 
+    tie_ranks: extra ranks ``r`` (1 <= r <= k) whose float64 tie with rank ``r + 1`` is reported in
+    ``attrs["tie_at"][r]`` (uint8 per query, computed exactly as ``tie_at_k``), so one search for a deep
+    k also answers "is the 10-NN set ambiguous?". dists64: also return ``attrs["dists64"]``, float64
+    (n_queries, k), the distances before their rounding to float32 (same order as ``ids``).
+
     memory: budget in bytes or text ('8G'); block sizes are planned from it unless given explicitly.
     checkpoint: file for the state after each finished row range (atomic); with ``resume`` an
     existing one is continued (it must match inputs and parameters, else CheckpointError).
@@ -178,6 +185,9 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     q_in = np.asarray(queries)
     _validate(src, q_in, int(k), metric)
     k = int(k)
+    tie_ranks = sorted({int(r) for r in tie_ranks})
+    if tie_ranks and not 1 <= tie_ranks[0] <= tie_ranks[-1] <= k:
+        raise UsageError(f"tie_ranks {tie_ranks}: each rank must be between 1 and k={k}")
     nq, n = q_in.shape[0], src.n
     kk = min(k + 1, n)
     gemm = metric is not Metric.HAMMING
@@ -187,8 +197,9 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     log.info("exact %s k=%d: %d queries x %d rows (dim %d, %s), blocks of %d rows, query batches of %d",
              metric.value, k, nq, n, src.dim, src.dtype, block_rows, query_batch)
     if nq == 0:
-        return KnnResult(np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
-                         {"n_rescored": 0, "tie_at_k": np.zeros(0, np.uint8)})
+        dd = np.zeros((0, k))
+        return KnnResult(np.zeros((0, k), np.int64), dd.astype(np.float32),
+                         _result_attrs(dd, k, tie_ranks, dists64, n_rescored=0))
 
     fingerprint = None
     if checkpoint is not None:  # hashing an in-memory database costs a pass over it: only when needed
@@ -216,19 +227,16 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
                                  fingerprint, checkpoint_every, resolve_backend(blas))
             state = Candidates.stack(parts)
             dd, ii, n_rescored = _pass_rescore(src, q_in, state, kk, metric, max(block_rows, 4096))
-    return finish(dd, ii, k, kk, {"n_rescored": int(n_rescored), "block_rows": block_rows, "query_batch": query_batch})
+    return finish(dd, ii, k, tie_ranks=tie_ranks, dists64=dists64, n_rescored=int(n_rescored),
+                  block_rows=block_rows, query_batch=query_batch)
 
 
-def finish(dd: np.ndarray, ii: np.ndarray, k: int, kk: int, attrs: dict) -> KnnResult:
-    """The answer from the exact top-``kk`` (``kk`` = k+1 unless the database has only k rows).
-
-    dd: float64 (nq, kk) ascending, ii: int64 (nq, kk) 0-based. Adds ``tie_at_k`` (uint8 per query:
-    ranks k and k+1 have the same float64 distance) to ``attrs``; dists are rounded once to float32.
-    """
-    tie = np.zeros(dd.shape[0], dtype=np.uint8)
-    if kk > k:
-        tie = (dd[:, k - 1] == dd[:, k]).astype(np.uint8)
-    return KnnResult(ids=ii[:, :k].copy(), dists=dd[:, :k].astype(np.float32), attrs={**attrs, "tie_at_k": tie})
+def finish(dd: np.ndarray, ii: np.ndarray, k: int, *, tie_ranks=(), dists64: bool = False, **extra) -> KnnResult:
+    """The answer from the exact top-``kk`` (``kk`` = k+1 unless the database has only k rows):
+    dd float64 (nq, kk) ascending, ii int64 (nq, kk) 0-based. dists are rounded once to float32;
+    ``attrs`` as :func:`knn` documents (``tie_at_k``, optional ``tie_at``/``dists64``, plus ``extra``)."""
+    attrs = _result_attrs(dd, k, tie_ranks, dists64, **extra)
+    return KnnResult(ids=ii[:, :k].copy(), dists=dd[:, :k].astype(np.float32), attrs=attrs)
 
 
 def knn_rows(database, queries: np.ndarray, kk: int, metric: "str | Metric", start: int, stop: int, *,
@@ -267,6 +275,25 @@ def knn_rows(database, queries: np.ndarray, kk: int, metric: "str | Metric", sta
         state = Candidates.stack(parts)
         dd, ii, _ = _pass_rescore(src, q_in, state, kk, metric, max(block_rows, 4096), start=start, stop=stop)
     return Candidates(dd, dd, ii), state
+
+
+def tie_flags(dd: np.ndarray, rank: int) -> np.ndarray:
+    """uint8 (n_queries,): 1 where ranks ``rank`` and ``rank + 1`` (1-based) have the same float64
+    distance. dd: float64 (n_queries, >= rank) ascending; no rank ``rank + 1`` (database of ``rank``
+    rows) means no tie."""
+    if dd.shape[1] <= rank:
+        return np.zeros(dd.shape[0], dtype=np.uint8)
+    return (dd[:, rank - 1] == dd[:, rank]).astype(np.uint8)
+
+
+def _result_attrs(dd: np.ndarray, k: int, tie_ranks, dists64: bool, **extra) -> dict:
+    """``attrs`` of a :func:`knn` answer from the float64 top-(k+1) distances ``dd``."""
+    attrs = {**extra, "tie_at_k": tie_flags(dd, k)}
+    if tie_ranks:
+        attrs["tie_at"] = {r: tie_flags(dd, r) for r in tie_ranks}
+    if dists64:
+        attrs["dists64"] = dd[:, :k].copy()
+    return attrs
 
 
 def _after_block(checkpoint, parts, fingerprint, next_row, last_save, every) -> float:
