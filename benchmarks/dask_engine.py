@@ -7,7 +7,7 @@ Engines: `local` (laionknn.exact.knn on the VectorFile, all cores), `dask-sync` 
 synchronous scheduler: the graph, shards and merge tree without parallelism), `dask-2x1` (LocalCluster,
 2 worker processes x 1 thread, queries scattered, workers read their rows) and `dask-1x2` (1 process x
 2 threads). Cluster start-up is timed separately. Prints medians, the ratio to `local` and whether the
-answer (ids, dists, tie flags) is identical to `local`.
+answer (ids, dists, tie flags) is identical to `local`; n_rescored is printed for each engine.
 """
 
 from __future__ import annotations
@@ -98,13 +98,12 @@ def main() -> None:
     ref = results["local"]
     base = statistics.median(times["local"])
     print(f"# cluster start-up: 2x1 {start21:.1f} s, 1x2 {start12:.1f} s (not included below)")
-    print("| engine | seconds (median) | runs | / local | identical to local | n_rescored |")
+    print("| engine | seconds (median) | runs | / local | answer identical to local | n_rescored |")
     print("|---|---|---|---|---|---|")
     for name, ts in times.items():
         r = results[name]
         same = (np.array_equal(r.ids, ref.ids) and np.array_equal(r.dists, ref.dists)
-                and np.array_equal(r.attrs["tie_at_k"], ref.attrs["tie_at_k"])
-                and r.attrs["n_rescored"] == ref.attrs["n_rescored"])
+                and np.array_equal(r.attrs["tie_at_k"], ref.attrs["tie_at_k"]))
         med = statistics.median(ts)
         print(f"| {name} | {med:.2f} | {', '.join(f'{t:.2f}' for t in ts)} | {med / base:.2f} | {same} | "
               f"{r.attrs['n_rescored']} |")

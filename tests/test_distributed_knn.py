@@ -72,7 +72,7 @@ def test_sync_scheduler_equals_local_engine(tmp_path, metric):
     with dask.config.set(scheduler="sync"):
         for k, ref in refs.items():
             for shards, split_every in ((1, 2), (3, 2), (7, 3), (50, 8), (700, 4)):
-                res = knn_dask(path, Q, k, metric, shards=shards, split_every=split_every)
+                res = knn_dask(path, Q, k, metric, shards=shards, split_every=split_every, align=1)
                 assert_same(res, ref, X, Q, k, metric)
                 assert res.attrs["shards"] == shards
     assert sum(refs[40].attrs["tie_at_k"]) > 0 or metric != "hamming"
@@ -84,7 +84,7 @@ def test_small_memory_budget_and_threads_scheduler(tmp_path):
     with VectorFile(path) as db:
         ref = knn(db, Q, 12, "cosine", block_rows=64)
     with dask.config.set(scheduler="threads"):
-        res = knn_dask(path, Q, 12, "cosine", shards=5, split_every=2, memory="1G", threads=1)
+        res = knn_dask(path, Q, 12, "cosine", shards=5, split_every=2, memory="1G", threads=1, align=1)
     assert_same(res, ref, X, Q, 12, "cosine")
 
 
@@ -102,7 +102,7 @@ def test_local_cluster_equals_local_engine(tmp_path, client, metric):
     path = write_db(tmp_path, X, metric)
     with VectorFile(path) as db:
         ref = knn(db, Q, 9, metric)
-    res = knn_dask(path, Q, 9, metric, client=client, shards=6, split_every=2)
+    res = knn_dask(path, Q, 9, metric, client=client, shards=6, split_every=2, align=1)
     assert_same(res, ref, X, Q, 9, metric)
     assert res.attrs["n_rescored_shards"] >= res.attrs["n_rescored"]
 
@@ -121,7 +121,7 @@ def test_errors_are_raised_before_or_from_tasks(tmp_path):
         bad[456] = 0
         zpath = write_vectors(tmp_path / "zero.h5", bad, "emb")
         with pytest.raises(DataError, match="row 456 has zero norm"):
-            knn_dask(zpath, Q, 3, "cosine", shards=4)
+            knn_dask(zpath, Q, 3, "cosine", shards=4, align=1)
 
 
 def test_does_not_mutate_queries(tmp_path):
@@ -139,7 +139,8 @@ def test_tie_ranks_and_float64_dists_like_the_local_engine(tmp_path):
     with VectorFile(path) as db:
         ref = knn(db, Q, 30, "hamming", tie_ranks=(1, 10, 30), dists64=True)
     with dask.config.set(scheduler="sync"):
-        res = knn_dask(path, Q, 30, "hamming", shards=4, split_every=3, tie_ranks=(1, 10, 30), dists64=True)
+        res = knn_dask(path, Q, 30, "hamming", shards=4, split_every=3, tie_ranks=(1, 10, 30), dists64=True,
+                       align=7)
     assert_same(res, ref, X, Q, 30, "hamming")
     assert set(res.attrs["tie_at"]) == {1, 10, 30}
     for r in (1, 10, 30):

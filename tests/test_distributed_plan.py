@@ -28,6 +28,20 @@ def test_shards_cover_every_row_once_in_order_balanced(n_shards):
         assert sizes == sorted(sizes, reverse=True)
 
 
+@pytest.mark.parametrize("align", [2, 3, 16, 1024])
+def test_aligned_shards_start_on_the_grid_and_are_balanced_in_units(align):
+    for n in list(range(1, 200)) + [align * 7 - 1, align * 7, align * 7 + 1, 10 * align + 3]:
+        for n_shards in (1, 2, 3, 5, 50):
+            shards = plan_shards(n, n_shards, align=align)
+            units = -(-n // align)
+            assert len(shards) == min(n_shards, units)
+            covered = [r for s in shards for r in range(s.start, s.stop)]
+            assert covered == list(range(n))
+            assert all(s.start % align == 0 and s.stop > s.start for s in shards)
+            full = [-(-s.rows // align) for s in shards]  # units per shard
+            assert max(full) - min(full) <= 1
+
+
 def test_shards_edge_cases_and_bad_input():
     assert plan_shards(0, 3) == []
     assert [(s.start, s.stop) for s in plan_shards(1, 5)] == [(0, 1)]
@@ -36,6 +50,8 @@ def test_shards_edge_cases_and_bad_input():
         plan_shards(10, 0)
     with pytest.raises(UsageError):
         plan_shards(-1, 2)
+    with pytest.raises(UsageError):
+        plan_shards(10, 2, align=0)
 
 
 @pytest.mark.parametrize("split_every", [2, 3, 4, 8, 32])

@@ -58,7 +58,8 @@ def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
 @click.option("--scheduler", metavar="ADDRESS",
               help="Connect to an existing Dask cluster (e.g. tcp://host:8786); the files must be on a shared "
                    "filesystem at the same path. Implies --dask.")
-@click.option("--shards", type=click.IntRange(min=1), help="With --dask: row ranges (tasks); default 2 per worker thread.")
+@click.option("--shards", type=click.IntRange(min=1),
+              help="With --dask: row ranges (tasks); default 2 per worker thread.")
 @click.option("--split-every", type=click.IntRange(min=2), default=8, show_default=True,
               help="With --dask: fan-in of the merge tree.")
 @click.option("--block-rows", type=click.IntRange(min=1), hidden=True, help="Override the planned block size.")

@@ -31,8 +31,9 @@ import numpy as np
 from laionknn.distributed.plan import plan_shards, plan_tree
 from laionknn.errors import UsageError
 from laionknn.exact import finish, knn_rows, validate
+from laionknn.exact.plan import SCORE_TILE, plan_memory
 from laionknn.exact.merge import Candidates, exact_topk, merge
-from laionknn.io import VectorFile
+from laionknn.io import VectorFile, parse_memory
 from laionknn.progress import is_quiet, progress_bar, set_quiet
 from laionknn.types import KnnResult, Metric
 
@@ -75,10 +76,11 @@ def _quiet_inside():
 
 
 def _shard_task(database_path: str, key: str | None, queries: np.ndarray, kk: int, metric: str, start: int,
-                stop: int, memory, threads, blas) -> tuple[Candidates, Candidates, int]:
+                stop: int, memory, threads, blas, query_batch) -> tuple[Candidates, Candidates, int]:
     """chunk: rows ``[start, stop)`` read by this task from the file (shared filesystem)."""
     with _quiet_inside(), VectorFile(database_path, key) as db:
-        exact, certified = knn_rows(db, queries, kk, metric, start, stop, memory=memory, threads=threads, blas=blas)
+        exact, certified = knn_rows(db, queries, kk, metric, start, stop, memory=memory, threads=threads, blas=blas,
+                                    query_batch=query_batch)
     return exact, certified, int(certified.counts().sum())
 
 
@@ -121,7 +123,7 @@ def _tree(leaves: list, split_every: int, call):
 def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: int,
              metric: "str | Metric" = Metric.COSINE, *, client=None, shards: int | None = None, split_every: int = 8,
              memory: "int | str | None" = None, threads: int | None = None, blas: str | None = None,
-             key: str | None = None, tie_ranks=(), dists64: bool = False) -> KnnResult:
+             key: str | None = None, tie_ranks=(), dists64: bool = False, align: int = SCORE_TILE[1]) -> KnnResult:
     """Exact k-NN over an HDF5 database with Dask; same answer as :func:`laionknn.exact.knn`.
 
     database_path: HDF5 vector file readable by every worker at this path (shared filesystem);
@@ -130,7 +132,9 @@ def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: in
     if one exists, else dask's local scheduler, e.g. ``dask.config.set(scheduler="sync")``).
     shards: row ranges (tasks), default twice the worker threads (or CPU count); split_every: fan-in of
     the merge tree (>= 2); memory: budget per task (blocks are planned from it); threads: BLAS/numba
-    threads per task; tie_ranks, dists64: as :func:`laionknn.exact.knn`.
+    threads per task; tie_ranks, dists64: as :func:`laionknn.exact.knn`. align: shard boundaries are
+    multiples of it (default 1024 rows, the local engine's score-tile grid, so that every float32 score
+    comes from the same sgemm tile shape as in the local engine and ``n_rescored`` matches it too).
 
     Returns :class:`KnnResult`: ids int64 (n_queries, k) 0-based, dists float32 ascending, attrs
     ``tie_at_k``, ``n_rescored`` (as the local engine), ``n_rescored_shards``, ``shards``.
@@ -143,6 +147,9 @@ def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: in
         kk = validate(db, q, k, metric)
         n = int(db.n)
         key = getattr(db, "key", key)
+        # the local engine's query batches (so its score tiles), planned for the whole database
+        query_batch = plan_memory(parse_memory(memory), n, max(1, q.shape[0]), db.dim, np.dtype(db.dtype).itemsize,
+                                  kk, gemm=metric is not Metric.HAMMING).query_batch
     tie_ranks = sorted({int(r) for r in tie_ranks})
     if tie_ranks and not 1 <= tie_ranks[0] <= tie_ranks[-1] <= k:
         raise UsageError(f"tie_ranks {tie_ranks}: each rank must be between 1 and k={k}")
@@ -153,12 +160,14 @@ def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: in
     if shards is None:
         slots = sum(client.nthreads().values()) if client is not None else (os.cpu_count() or 1)
         shards = 2 * max(1, slots)
-    plan = plan_shards(n, int(shards))
+    # shard boundaries on the local engine's score-tile grid (1024 rows): every float32 score then
+    # comes from the same sgemm tile shape as in the local engine, so the certified set is the same
+    plan = plan_shards(n, int(shards), align=align)
     plan_tree(len(plan), split_every)  # validate split_every before any work
     log.info("dask %s k=%d: %d queries x %d rows in %d shards, merge fan-in %d", metric.value, k, q.shape[0], n,
              len(plan), split_every)
     args = (kk, metric.value)
-    opts = (memory, threads, blas)
+    opts = (memory, threads, blas, query_batch)
     if client is not None:
         return _run_client(client, database_path, key, q, plan, split_every, k, args, opts, extra)
     tag = uuid.uuid4().hex[:8]
@@ -167,8 +176,11 @@ def knn_dask(database_path: "str | os.PathLike[str]", queries: np.ndarray, k: in
         database_path, key, qd, *args, t.start, t.stop, *opts) for t in plan]
     rows = {leaf.key: t.rows for leaf, t in zip(leaves, plan)}
     counter = iter(range(1 << 62))
-    root = _tree(leaves, split_every, lambda g, ns: dask.delayed(_combine, name=f"laionknn-merge-{tag}-{next(counter)}")(
-        kk, *ns))
+
+    def combine(group, nodes):
+        return dask.delayed(_combine, name=f"laionknn-merge-{tag}-{next(counter)}")(kk, *nodes)
+
+    root = _tree(leaves, split_every, combine)
     final = dask.delayed(_aggregate, name=f"laionknn-aggregate-{tag}")(k, kk, len(plan), metric.value, extra, root)
     from dask.callbacks import Callback
 

@@ -10,23 +10,30 @@ from laionknn.errors import UsageError
 from laionknn.exact.plan import RowTask
 
 
-def plan_shards(n_rows: int, n_shards: int) -> list[RowTask]:
-    """Cut rows ``[0, n_rows)`` into ``min(n_shards, n_rows)`` consecutive, non-empty, balanced shards.
+def plan_shards(n_rows: int, n_shards: int, *, align: int = 1) -> list[RowTask]:
+    """Cut rows ``[0, n_rows)`` into consecutive, non-empty, balanced shards.
 
-    Shard sizes differ by at most one row (the larger ones first), shard ids are 0, 1, ... in row order,
-    and their union is exactly ``[0, n_rows)`` (each row once). ``n_rows == 0`` gives no shard.
+    The rows are grouped in units of ``align`` rows (the last unit may be shorter) and the units are
+    dealt out as evenly as possible: at most ``min(n_shards, number of units)`` shards, every shard
+    boundary a multiple of ``align``, unit counts differing by at most one (the larger shards first).
+    Shard ids are 0, 1, ... in row order and their union is exactly ``[0, n_rows)`` (each row once).
+    ``align=1`` gives shard sizes differing by at most one row; ``n_rows == 0`` gives no shard.
     """
     if n_rows < 0:
         raise UsageError(f"row count must be non-negative, got {n_rows}")
     if n_shards < 1:
         raise UsageError(f"the number of shards must be at least 1, got {n_shards}")
-    n_shards = min(n_shards, n_rows)
+    if align < 1:
+        raise UsageError(f"align must be at least 1, got {align}")
+    units = -(-n_rows // align)
+    n_shards = min(n_shards, units)
     shards: list[RowTask] = []
     start = 0
     for s in range(n_shards):
-        size = n_rows // n_shards + (1 if s < n_rows % n_shards else 0)
-        shards.append(RowTask(s, start, start + size))
-        start += size
+        size = units // n_shards + (1 if s < units % n_shards else 0)
+        stop = min(n_rows, start + size * align)
+        shards.append(RowTask(s, start, stop))
+        start = stop
     return shards
 
 

@@ -262,6 +262,8 @@ def knn_rows(database, queries: np.ndarray, kk: int, metric: "str | Metric", sta
     nq, gemm = q_in.shape[0], metric is not Metric.HAMMING
     plan = plan_memory(parse_memory(memory), max(1, stop - start), nq, src.dim, src.dtype.itemsize, kk, gemm=gemm)
     block_rows = int(block_rows or plan.block_rows)
+    if block_rows > R_TILE and start % R_TILE == 0:  # keep score tiles on the global 1024-row grid
+        block_rows -= block_rows % R_TILE
     batches = plan_query_batches(nq, int(query_batch or plan.query_batch))
     parts = [Candidates.empty(hi - lo) for lo, hi in batches]
     with _threads(threads):
