@@ -78,7 +78,19 @@ def main() -> None:
     ap.add_argument("--memory", default="8G")
     ap.add_argument("--blas", default="auto")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", choices=("random", "synthetic"), default="random",
+                    help="random: LAION-like gaussian (any --dim); synthetic: laionknn.synthetic (768-d, calibrated)")
     args = ap.parse_args()
+    if args.data == "synthetic":
+        from laionknn.synthetic import generate_database, generate_queries
+
+        if args.dim != 768:
+            ap.error("--data synthetic is 768-dimensional")
+        make_db = lambda n, seed: generate_database(n, seed=0)  # noqa: E731  (prefix of one database)
+        make_q = lambda n: generate_queries(n, seed=0)  # noqa: E731
+    else:
+        make_db = lambda n, seed: laion_like(n, args.dim, seed, np.float16)  # noqa: E731
+        make_q = lambda n: laion_like(n, args.dim, 1, np.float32)  # noqa: E731
     progress.set_quiet(True)
 
     import faiss
@@ -95,14 +107,15 @@ def main() -> None:
     rates = {b: sgemm_rate(b) for b in ("numpy", "faiss") if resolve_backend(b) == b or b == "numpy"}
     peak = max(rates.values())
     print("# sgemm GFLOP/s: " + ", ".join(f"{b}={r:.1f}" for b, r in rates.items()))
-    Q = laion_like(args.nq, args.dim, 1, np.float32)
-    knn(laion_like(5000, args.dim, 5, np.float16), Q[:10], 10, "cosine")  # compile / warm up
+    print(f"# data={args.data}")
+    Q = make_q(args.nq)
+    knn(make_db(5000, 5), Q[:10], 10, "cosine")  # compile / warm up
     print("| n | k | nq | ours s | GFLOP/s | of matmul | rescored | faiss s | ours/faiss | numpy f64 s (scaled) "
           "| ours == f64 | faiss wrong ids |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes.split(","):
         n = parse_size(size)
-        X = laion_like(n, args.dim, 2, np.float16)
+        X = make_db(n, 2)
         index = faiss.IndexFlatIP(args.dim)
         index.add(X.astype(np.float32))
         Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)

@@ -6,7 +6,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+# In a pipe or a log file rich would assume 80 columns and fold paths and table cells; give it room.
 console = Console()
+if not console.is_terminal:
+    console = Console(width=200, soft_wrap=True)
 
 
 def catalogs(ctx: click.Context) -> list[str]:

@@ -32,11 +32,11 @@ def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_bas
                            baselines=not no_baselines)
     from laionknn.reporting.tables import fmt_qps, fmt_recall
 
-    rows = [[f"{p.threshold:g}", p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),
+    rows = [[f"{p.threshold:g}", p.run.get("data", ""), p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),
              fmt_recall(p.run["recall"]), fmt_recall(p.run.get("recall_tie_aware", float("nan"))),
              f"{p.run['buildtime']:.1f}"] for p in outcome.operating_points]
     print_table(f"operating points on {outcome.dataset}, k={outcome.k}: fastest run with recall > threshold",
-                ["recall >", "algo", "reached", "QPS", "recall", "tie-aware", "build s"], rows)
+                ["recall >", "data", "algo", "reached", "QPS", "recall", "tie-aware", "build s"], rows)
     console.print("parameters of each operating point: see the report")
     for backend, why in outcome.failed.items():
         console.print(f"[red]backend {backend} failed and is not in the report:[/red] {why}", highlight=False)
