@@ -151,3 +151,28 @@ def test_bad_inputs_raise_clear_errors():
         knn(X, Qz, 5, "cosine")
     with pytest.raises(UsageError, match="64-bit words"):
         knn(X, Q, 5, "hamming")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "hamming"])
+def test_tie_ranks_and_float64_distances(metric):
+    """``tie_ranks`` reports float64 ties at inner ranks, ``dists64`` the unrounded distances."""
+    rng = np.random.default_rng(16)
+    if metric == "hamming":
+        X = rng.integers(0, 2**63, (300, 2), dtype=np.uint64) & np.uint64(0xF0F)
+        Q = rng.integers(0, 2**63, (6, 2), dtype=np.uint64) & np.uint64(0xF0F)
+    else:
+        X = np.repeat(laion_like(rng, 150, 32), 2, axis=0)  # every row twice: ties at many ranks
+        Q = laion_like(rng, 6, 32, np.float32)
+    res = check(X, Q, 20, metric, tie_ranks=(3, 10, 20), dists64=True)
+    ids, d = reference(X, Q, 20, metric)
+    for r in (3, 10, 20):
+        np.testing.assert_array_equal(res.attrs["tie_at"][r], (d[:, r - 1] == d[:, r]).astype(np.uint8))
+    np.testing.assert_array_equal(res.attrs["tie_at"][20], res.attrs["tie_at_k"])
+    assert res.attrs["tie_at"][3].sum() > 0  # duplicated rows (hamming: few distinct distances) tie
+    if metric != "hamming":  # pairs of copies: rank 2j-1 ties with 2j, never 2j with 2j+1
+        assert res.attrs["tie_at"][3].all() and not res.attrs["tie_at"][10].any()
+    assert res.attrs["dists64"].dtype == np.float64 and res.attrs["dists64"].shape == (6, 20)
+    np.testing.assert_allclose(res.attrs["dists64"], d[:, :20], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(res.attrs["dists64"].astype(np.float32), res.dists)
+    with pytest.raises(UsageError, match="tie_ranks"):
+        knn(X, Q, 20, metric, tie_ranks=(21,))

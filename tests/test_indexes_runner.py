@@ -145,3 +145,39 @@ def test_missing_library_marks_backend_unavailable(monkeypatch):
     assert "hnswlib" in registry.available_backends()
     with pytest.raises(UsageError, match="ghost.*unavailable.*no_such_lib_xyz"):
         registry.get_backend("ghost")
+
+
+def test_point_with_missing_neighbours_is_recorded_without_a_result_file(tiny, tmp_path):
+    """IVF with many lists and nprobe=1 finds fewer than k candidates for some queries: the official
+    format cannot say "missing", so the point is recorded (queries_short) and no file is written."""
+    pytest.importorskip("faiss")
+    from laionknn.indexes.datasets import open_target
+    from laionknn.indexes.grids import Grid
+    from laionknn.indexes.runner import sweep
+
+    spec, target, database = open_target(DB, n_queries=NQ)
+    try:
+        grid = Grid("faiss-ivfflat", build=[{"nlist": 512, "train_size": 2000}], query=[{"nprobe": 1}, {"nprobe": 512}])
+        records = sweep("faiss-ivfflat", target, 10, tmp_path, grid=grid, threads=1, use_cache=False)
+    finally:
+        database.close()
+    low, full = records
+    assert low["queries_short"] > 0 and low["file"] == ""
+    assert full["queries_short"] == 0 and read_result(full["file"]).ids.shape == (NQ, 10)
+
+
+def test_main_job_goes_on_when_one_backend_fails(tiny, tmp_path, monkeypatch):
+    import laionknn.indexes.mainjob as mainjob
+
+    real = mainjob.sweep
+
+    def flaky(backend, *args, **kwargs):
+        if backend == "hnswlib":
+            raise RuntimeError("simulated library crash")
+        return real(backend, *args, **kwargs)
+
+    monkeypatch.setattr(mainjob, "sweep", flaky)
+    outcome = mainjob.run_pipeline(data=DB, n_queries=NQ, out_dir=tmp_path / "run", quick=True, baselines=False)
+    assert "hnswlib" in outcome.failed and "simulated library crash" in outcome.failed["hnswlib"]
+    algos = {r["algo"] for r in csv.DictReader(open(outcome.eval_csv))}
+    assert "hnswlib" not in algos and "exact" in algos

@@ -97,3 +97,14 @@ def test_result_file_attrs_and_jld2_style(tmp_path):
     r = read_result(tmp_path / "j.h5")
     assert (r.algo, r.buildtime, r.meta["data"]) == ("jl", 2.0, "pca32v2")
     np.testing.assert_array_equal(r.ids, [[2, 0]])
+
+
+def test_console_script_runs_in_a_fresh_interpreter(tmp_path):
+    """The installed entry point must not rely on modules other imports happened to load."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "from laionknn.cli.main import main; main(['datasets', 'info', "
+                          "'public-queries-10k-clip768v2'])"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "257b9eb3f7f25776e0d33b22451b7b32" in out.stdout

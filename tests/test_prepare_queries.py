@@ -4,6 +4,7 @@ clusters and near-duplicate candidates, checked against an independent oracle.""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -42,16 +43,33 @@ def data(tmp_path_factory):
     return folder, db, src
 
 
-def oracle(rule: str, rows: np.ndarray, src: np.ndarray, db: np.ndarray, eps=0.2, gap=1e-4, k=40):
-    """Statuses of the examined candidates, from first principles (plain loops and float64 numpy)."""
-    x = src[rows].astype(np.float64)
-    q = np.zeros((len(rows), 768), dtype=np.float32)
+def oracle_dists(q: np.ndarray, xb: np.ndarray, metric: str) -> np.ndarray:
+    """float64 distances of float32 query ``q`` to every row of float64 ``xb``, by the definition:
+    ``1 - q.x`` (dot) or ``1 - q.x / (|q| |x|)`` (cosine)."""
+    q64 = q.astype(np.float64)
+    dot = xb @ q64
+    if metric == "cosine":
+        return 1.0 - dot / (np.sqrt(q64 @ q64) * np.sqrt((xb * xb).sum(axis=1)))
+    return 1.0 - dot
+
+
+def oracle_queries(src_rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """float32 L2-normalised rows (float64 arithmetic) and "" / "invalid" per row."""
+    x = src_rows.astype(np.float64)
+    q = np.zeros((len(x), x.shape[1]), dtype=np.float32)
     status = []
     for i, v in enumerate(x):
         norm = np.sqrt((v * v).sum()) if np.isfinite(v).all() else 0.0
         status.append("" if norm > 0 else "invalid")
         if norm > 0:
             q[i] = (v / norm).astype(np.float32)
+    return q, status
+
+
+def oracle(rule: str, rows: np.ndarray, src: np.ndarray, db: np.ndarray, eps=0.2, gap=1e-4, k=40):
+    """Statuses of the examined candidates, from first principles (plain loops and float64 numpy):
+    the filters judge the float64 distances (ranks by (distance, id)), not their float32 roundings."""
+    q, status = oracle_queries(src[rows])
     if rule == "2024":
         reps = []
         for i in range(len(rows)):
@@ -63,18 +81,17 @@ def oracle(rule: str, rows: np.ndarray, src: np.ndarray, db: np.ndarray, eps=0.2
             else:
                 reps.append(qi)
     xb = db.astype(np.float64)
-    if rule == "2023":
-        xb = xb / np.linalg.norm(xb, axis=1, keepdims=True)
+    metric = "cosine" if rule == "2023" else "dot"
     dists = {}
     for i in range(len(rows)):
         if status[i]:
             continue
-        d = (1.0 - xb @ q[i].astype(np.float64)).astype(np.float32)
+        d = oracle_dists(q[i], xb, metric)
         top = np.lexsort((np.arange(len(d)), d))[:k]
-        dists[i] = (top, d[top].astype(np.float64))
-        dd = d[top].astype(np.float64)
+        dd = d[top]
+        dists[i] = (top, dd)
         if rule == "2023":
-            status[i] = "tie_10_11" if dd[9] == dd[10] else "top10_sum" if dd[:10].sum() <= 0.1 else ""
+            status[i] = "tie_10_11" if dd[9] == dd[10] else "top10_sum" if math.fsum(dd[:10]) <= 0.1 else ""
         else:
             status[i] = "gap_30_29" if dd[29] - dd[28] < gap else ""
     return status, q, dists
@@ -109,7 +126,8 @@ def test_filters_match_oracle(data, tmp_path, rule):
     gold = read_gold(r.gold_path, n_database=len(db), n_queries=150)
     assert gold.k == 40
     np.testing.assert_array_equal(gold.ids, np.stack([dists[i][0] for i in kept]))
-    np.testing.assert_allclose(gold.dists, np.stack([dists[i][1] for i in kept]), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(gold.dists, np.stack([dists[i][1] for i in kept]).astype(np.float32), rtol=0,
+                               atol=1e-7)
     if rule == "2024":
         g = queries.astype(np.float64) @ queries.astype(np.float64).T
         assert (1.0 - g[np.triu_indices(150, 1)]).min() >= 0.2
@@ -167,3 +185,136 @@ def test_cli_prints_summary(data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "removed: tie_10_11" in out and "kept" in out
     assert (tmp_path / "laionknn-queries-rule=2023-n=20-seed=4-clip768v2.summary.json").exists()
+
+
+# ---- near-ties that float32 and float64 judge differently -------------------------------------------
+# Float16 database rows are tuned one coordinate at a time so that a distance lands within a few 1e-9
+# of a threshold; every property the test relies on is then checked on the finished rows with the
+# float64 definition (oracle_dists), and the float32 view is the float64 value rounded once (what the
+# gold file stores and what the filters used to judge).
+
+F16 = np.arange(65536, dtype=np.uint16).view(np.float16)
+F16 = np.sort(F16[np.isfinite(F16) & (np.abs(F16.astype(np.float64)) <= 1.0)].astype(np.float64))
+
+
+def f32(d):
+    return np.asarray(d, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def near(q: np.ndarray, d: float, rng) -> np.ndarray:
+    """A float16 unit-ish row at cosine distance ~d from float32 unit ``q``."""
+    q64 = q.astype(np.float64) / np.linalg.norm(q.astype(np.float64))
+    n = rng.standard_normal(len(q))
+    n -= (n @ q64) * q64
+    n /= np.linalg.norm(n)
+    return ((1 - d) * q64 + np.sqrt(1 - (1 - d) ** 2) * n).astype(np.float16)
+
+
+def tune(x: np.ndarray, q: np.ndarray, metric: str, target: float, ok) -> np.ndarray:
+    """Float16 row ``x`` with three coordinates re-chosen so that its float64 distance to ``q`` is
+    near ``target`` and ``ok(distance)`` holds: a coarse coordinate (largest |q_j|), then two zeroed
+    ones (|q_j| ~ 0.05 and ~ 0.005) where float16's small values give steps down to ~1e-10."""
+    x = x.astype(np.float64)
+    aq = np.abs(q.astype(np.float64))
+    coarse = int(np.argmax(aq))
+    mid, fine = (int(np.argmin(np.abs(aq - t) + (np.arange(len(q)) == coarse))) for t in (0.05, 0.005))
+    x[[mid, fine]] = 0.0
+    for j in (coarse, mid, fine):
+        cand = np.repeat(x[None], len(F16), axis=0)
+        cand[:, j] = F16
+        d = oracle_dists(q, cand, metric)
+        if j != fine:
+            x[j] = F16[np.argmin(np.abs(d - target))]
+            continue
+        for i in np.argsort(np.abs(d - target)):
+            if ok(d[i]):
+                return cand[i].astype(np.float16)
+    raise AssertionError("no float16 value gives the wanted near-tie; change the seed")
+
+
+def far_rows(q_rows, rng, n=300):
+    """Random unit rows, all at distance > 0.6 from every scenario query."""
+    x = unit(rng.standard_normal((n, q_rows.shape[1])))
+    assert (1 - x @ unit(q_rows.astype(np.float64)).T).min() > 0.6
+    return x.astype(np.float16)
+
+
+@pytest.fixture(scope="module")
+def near_ties(tmp_path_factory):
+    """Scenarios (source rows and their neighbourhoods in one database):
+    2023 #0: ranks 10 and 11 tie in float32 but not in float64            -> kept
+    2023 #1: sum of the top-10 > 0.1 in float64, <= 0.1 in float32         -> kept
+    2023 #2: sum of the top-10 <= 0.1 in float64, > 0.1 in float32         -> top10_sum
+    2024 #0: d30 - d29 >= 1e-4 in float64, < 1e-4 in float32               -> kept
+    2024 #1: d30 - d29 < 1e-4 in float64, >= 1e-4 in float32               -> gap_30_29"""
+    rng = np.random.default_rng(77)
+    folder = tmp_path_factory.mktemp("ties")
+    src = {r: unit(rng.standard_normal((m, 768))).astype(np.float32) for r, m in (("2023", 3), ("2024", 2))}
+    # the queries exactly as the oracle (and the code) normalise the source rows
+    qs = {r: oracle_queries(s)[0] for r, s in src.items()}
+    rows = []
+    q0, q1, q2 = qs["2023"]
+    # 2023 #0: nine rows at 0.15-0.25, then A and B at ~0.35, 1e-9..1e-8 apart in float64, equal in float32
+    rows += [near(q0, d, rng) for d in rng.uniform(0.15, 0.25, 9)]
+    a = near(q0, 0.35, rng)
+    da = oracle_dists(q0, a[None].astype(np.float64), "cosine")[0]
+    b = tune(a, q0, "cosine", da + 4e-9, lambda d: f32(d) == f32(da) and abs(d - da) > 1e-12)
+    rows += [a, b]
+    # 2023 #1 / #2: nine rows at ~0.008 whose float32 roundings err downwards / upwards, a tuned 10th
+    for q, sign in ((q1, -1), (q2, +1)):
+        pool = [near(q, 0.008, rng) for _ in range(80)]
+        d = oracle_dists(q, np.stack(pool).astype(np.float64), "cosine")
+        nine = np.argsort(sign * (f32(d) - d))[::-1][:9]  # the largest roundings down (#1) / up (#2)
+        d9 = d[nine]
+        if sign < 0:
+            def ok(x, d9=d9):
+                return math.fsum([*d9, x]) > 0.1 + 1e-13 and f32(d9).sum() + f32(x) <= 0.1
+        else:
+            def ok(x, d9=d9):
+                return math.fsum([*d9, x]) <= 0.1 - 1e-13 and f32(d9).sum() + f32(x) > 0.1
+        target = 0.1 - math.fsum(d9)
+        rows += [pool[i] for i in nine] + [tune(near(q, target, rng), q, "cosine", target, ok)]
+    # 2024 #0 / #1: 28 rows at 0.1-0.25, rank 29 at ~0.3, rank 30 tuned to d29 + 1e-4 +- 1e-8 (dot)
+    for q, keep in zip(qs["2024"], (True, False)):
+        rows += [near(q, d, rng) for d in rng.uniform(0.1, 0.25, 28)]
+        # the float32 gap is 3355 or 3356 float32 steps (2^-25): which one a float64 gap near 1e-4 gets
+        # depends on how d29 rounds, so pick a rank 29 that rounds up (#0) / down (#1) the most
+        pool = np.stack([near(q, 0.3, rng) for _ in range(20)])
+        d = oracle_dists(q, pool.astype(np.float64), "dot")
+        best = int(np.argmax((f32(d) - d) * (1 if keep else -1)))
+        r29, d29 = pool[best], d[best]
+        if keep:
+            def ok(x, d29=d29):
+                return x - d29 >= 1e-4 + 1e-13 and f32(x) - f32(d29) < 1e-4
+        else:
+            def ok(x, d29=d29):
+                return x - d29 < 1e-4 - 1e-13 and f32(x) - f32(d29) >= 1e-4
+        rows += [r29, tune(r29, q, "dot", d29 + 1e-4, ok)]
+    db = np.concatenate([far_rows(np.concatenate([qs["2023"], qs["2024"]]), rng), np.stack(rows)])
+    write_vectors(folder / "db.h5", db, "emb")
+    for r, s in src.items():
+        np.save(folder / f"src{r}.npy", s)
+    return folder, db, src
+
+
+@pytest.mark.parametrize("rule,expect", [("2023", ["kept", "kept", "top10_sum"]), ("2024", ["kept", "gap_30_29"])])
+def test_near_ties_judged_in_float64(near_ties, tmp_path, rule, expect):
+    folder, db, src = near_ties
+    s = src[rule]
+    r = select_queries(folder / f"src{rule}.npy", folder / "db.h5", n=expect.count("kept"), rule=rule, seed=0,
+                       out_dir=tmp_path, k=30, oversample=10)
+    rows = r.examined_rows
+    assert sorted(rows.tolist()) == list(range(len(s)))  # every scenario examined
+    status, _, dists = oracle(rule, rows, s, db, k=31)
+    by_row = dict(zip(rows.tolist(), r.statuses))
+    assert [by_row[i] for i in range(len(s))] == expect
+    assert [st or "kept" for st in status] == r.statuses
+    # the float32 roundings of the same distances would have judged every scenario the other way
+    for i, row in enumerate(rows.tolist()):
+        d32 = f32(dists[i][1])
+        if rule == "2023" and row == 0:
+            assert d32[9] == d32[10] and dists[i][1][9] != dists[i][1][10]
+        elif rule == "2023":
+            assert (d32[:10].sum() <= 0.1) == (expect[row] == "kept")
+        else:
+            assert (d32[29] - d32[28] < 1e-4) == (expect[row] == "kept")

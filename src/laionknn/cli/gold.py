@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -50,11 +51,23 @@ def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
               help="float32 matrix-multiply backend for the filter stage.")
 @click.option("--checkpoint-every", type=float, default=30.0, show_default=True,
               help="Seconds between checkpoints (0: after every row range).")
+@click.option("--dask", "use_dask", is_flag=True,
+              help="Run on Dask: a local cluster of --workers processes (or --scheduler). Same output file.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --dask: worker processes of the local cluster (--threads = threads per worker).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Connect to an existing Dask cluster (e.g. tcp://host:8786); the files must be on a shared "
+                   "filesystem at the same path. Implies --dask.")
+@click.option("--shards", type=click.IntRange(min=1),
+              help="With --dask: row ranges (tasks); default 2 per worker thread.")
+@click.option("--split-every", type=click.IntRange(min=2), default=8, show_default=True,
+              help="With --dask: fan-in of the merge tree.")
 @click.option("--block-rows", type=click.IntRange(min=1), hidden=True, help="Override the planned block size.")
 @click.option("--query-batch", type=click.IntRange(min=1), hidden=True, help="Override the planned query batch.")
 @click.pass_context
 def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: bool, metric: str, memory: str,
          out: str | None, resume: bool, threads: int | None, blas: str, checkpoint_every: float,
+         use_dask: bool, workers: int, scheduler: str | None, shards: int | None, split_every: int,
          block_rows: int | None, query_batch: int | None) -> None:
     """Exact k nearest neighbours of every query, written as an official gold-standard file.
 
@@ -68,9 +81,14 @@ def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: boo
     db_path = resolve_input(database, ctx)
     q_path = resolve_input(queries, ctx)
     t0 = time.perf_counter()
-    path = gold_standard(db_path, q_path, k, normalize=normalize, out=out, memory=memory, resume=resume,
-                         metric=metric, threads=threads, blas=blas, block_rows=block_rows, query_batch=query_batch,
-                         checkpoint_every=checkpoint_every)
+    if use_dask or scheduler:
+        path = _gold_dask(db_path, q_path, k, normalize=normalize, out=out, memory=memory, resume=resume,
+                          metric=metric, threads=threads, blas=blas, workers=workers, scheduler=scheduler,
+                          shards=shards, split_every=split_every)
+    else:
+        path = gold_standard(db_path, q_path, k, normalize=normalize, out=out, memory=memory, resume=resume,
+                             metric=metric, threads=threads, blas=blas, block_rows=block_rows,
+                             query_batch=query_batch, checkpoint_every=checkpoint_every)
     seconds = time.perf_counter() - t0
     res = read_gold(path)
     a = res.attrs
@@ -79,3 +97,35 @@ def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: boo
                   f"{seconds:.1f}"]])
     if not (ctx.obj or {}).get("quiet"):
         console.print(f"wrote {path}", highlight=False)
+
+
+def _gold_dask(db_path: Path, q_path: Path, k: int, *, resume: bool, workers: int, scheduler: str | None,
+               threads: int | None, **kw) -> Path:
+    """``gold --dask``: the Dask engine on a local cluster or the cluster at ``scheduler``."""
+    from laionknn.distributed.engine import INSTALL_HINT, gold_standard_dask, local_client
+    from laionknn.errors import UsageError
+
+    if resume:
+        raise UsageError("--resume applies to the local engine's checkpoints; with --dask a lost task is "
+                         "recomputed by Dask, so run again without --resume")
+    try:
+        import dask  # noqa: F401
+        import distributed
+    except ModuleNotFoundError:
+        raise UsageError(f"--dask needs dask and distributed, which are not installed; install them with: "
+                         f"{INSTALL_HINT}") from None
+    import logging
+
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:  # dask logs at INFO unless -v was asked
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if scheduler:
+        try:
+            client = distributed.Client(scheduler, timeout="20s")
+        except OSError as e:
+            raise UsageError(f"cannot reach a Dask scheduler at {scheduler} ({e}); start one with `dask scheduler` "
+                             f"and workers with `dask worker {scheduler}`, or check the address") from None
+        with client:
+            return gold_standard_dask(db_path, q_path, k, client=client, threads=threads, **kw)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    with local_client(workers, threads) as client:
+        return gold_standard_dask(db_path, q_path, k, client=client, threads=threads, **kw)

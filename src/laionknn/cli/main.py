@@ -6,6 +6,7 @@ Errors of the package's own types become one line on stderr and exit code 2, nev
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 

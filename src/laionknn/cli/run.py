@@ -38,6 +38,8 @@ def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_bas
     print_table(f"operating points on {outcome.dataset}, k={outcome.k}: fastest run with recall > threshold",
                 ["recall >", "algo", "reached", "QPS", "recall", "tie-aware", "build s"], rows)
     console.print("parameters of each operating point: see the report")
+    for backend, why in outcome.failed.items():
+        console.print(f"[red]backend {backend} failed and is not in the report:[/red] {why}", highlight=False)
     for kind, path in outcome.report.items():
         console.print(f"{kind}: {path}")
     console.print(f"evaluation: {outcome.eval_csv}\nfolder: {outcome.out_dir}  ({time.perf_counter() - t0:.0f} s)")

@@ -17,10 +17,10 @@ import os
 # Passive waiting must be chosen before the runtimes load; a value set by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from laionknn.exact.engine import gamma, knn  # noqa: E402
+from laionknn.exact.engine import finish, gamma, knn, knn_rows, validate  # noqa: E402
 from laionknn.exact.gold import gold_standard  # noqa: E402
 from laionknn.exact.merge import Candidates, merge  # noqa: E402
 from laionknn.exact.plan import RowTask, plan_memory, plan_query_batches, plan_row_ranges  # noqa: E402
 
-__all__ = ["Candidates", "RowTask", "gamma", "gold_standard", "knn", "merge", "plan_memory",
-           "plan_query_batches", "plan_row_ranges"]
+__all__ = ["Candidates", "RowTask", "finish", "gamma", "gold_standard", "knn", "knn_rows", "merge", "plan_memory",
+           "plan_query_batches", "plan_row_ranges", "validate"]

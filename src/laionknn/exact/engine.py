@@ -33,6 +33,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,15 @@ def _validate(src: _Source, queries: np.ndarray, k: int, metric: Metric) -> None
         check_vectors(queries, what="queries", nonzero=metric is Metric.COSINE)
 
 
+def validate(database, queries: np.ndarray, k: int, metric: "str | Metric") -> int:
+    """Check a search before any work (the local engine's checks: empty database, k, dimensions, dtypes,
+    NaN/zero-norm queries); raises :class:`UsageError`/:class:`DataError`. Returns ``kk = min(k + 1, n)``,
+    the number of candidates each query keeps."""
+    src = _Source(database)
+    _validate(src, np.asarray(queries), int(k), Metric.parse(metric))
+    return min(int(k) + 1, src.n)
+
+
 def _select(run, nq: int, rows_in_block: int, k: int) -> Candidates:
     """Run a selection kernel through ``run(sel, out, counts)`` for query rows ``sel`` (a slice or an
     index array), retrying rows whose buffer overflowed (count -1) with a 4x wider buffer."""
@@ -149,7 +159,8 @@ def _select(run, nq: int, rows_in_block: int, k: int) -> Candidates:
 def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.COSINE, *,
         memory: "int | str | None" = None, block_rows: int | None = None, query_batch: int | None = None,
         threads: int | None = None, blas: str | None = None, checkpoint: "str | os.PathLike[str] | None" = None,
-        resume: bool = False, checkpoint_every: float = 0.0) -> KnnResult:
+        resume: bool = False, checkpoint_every: float = 0.0, tie_ranks: "Sequence[int]" = (),
+        dists64: bool = False) -> KnnResult:
     """Exact k nearest neighbours of each query row in ``database``; float64-identical.
 
     database: ndarray (n, dim) or :class:`laionknn.io.VectorFile` (read block by block).
@@ -160,6 +171,11 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     ``n_rescored`` (pairs recomputed in float64), ``tie_at_k`` (uint8 per query: rank k and k+1 have
     the same float64 distance), ``block_rows`` and ``query_batch``.
 
+    tie_ranks: extra ranks ``r`` (1 <= r <= k) whose float64 tie with rank ``r + 1`` is reported in
+    ``attrs["tie_at"][r]`` (uint8 per query, computed exactly as ``tie_at_k``), so one search for a deep
+    k also answers "is the 10-NN set ambiguous?". dists64: also return ``attrs["dists64"]``, float64
+    (n_queries, k), the distances before their rounding to float32 (same order as ``ids``).
+
     memory: budget in bytes or text ('8G'); block sizes are planned from it unless given explicitly.
     checkpoint: file for the state after each finished row range (atomic); with ``resume`` an
     existing one is continued (it must match inputs and parameters, else CheckpointError).
@@ -169,6 +185,9 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     q_in = np.asarray(queries)
     _validate(src, q_in, int(k), metric)
     k = int(k)
+    tie_ranks = sorted({int(r) for r in tie_ranks})
+    if tie_ranks and not 1 <= tie_ranks[0] <= tie_ranks[-1] <= k:
+        raise UsageError(f"tie_ranks {tie_ranks}: each rank must be between 1 and k={k}")
     nq, n = q_in.shape[0], src.n
     kk = min(k + 1, n)
     gemm = metric is not Metric.HAMMING
@@ -178,8 +197,9 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     log.info("exact %s k=%d: %d queries x %d rows (dim %d, %s), blocks of %d rows, query batches of %d",
              metric.value, k, nq, n, src.dim, src.dtype, block_rows, query_batch)
     if nq == 0:
-        return KnnResult(np.zeros((0, k), np.int64), np.zeros((0, k), np.float32),
-                         {"n_rescored": 0, "tie_at_k": np.zeros(0, np.uint8)})
+        dd = np.zeros((0, k))
+        return KnnResult(np.zeros((0, k), np.int64), dd.astype(np.float32),
+                         _result_attrs(dd, k, tie_ranks, dists64, n_rescored=0))
 
     fingerprint = None
     if checkpoint is not None:  # hashing an in-memory database costs a pass over it: only when needed
@@ -207,11 +227,75 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
                                  fingerprint, checkpoint_every, resolve_backend(blas))
             state = Candidates.stack(parts)
             dd, ii, n_rescored = _pass_rescore(src, q_in, state, kk, metric, max(block_rows, 4096))
-    tie = np.zeros(nq, dtype=np.uint8)
-    if kk > k:
-        tie = (dd[:, k - 1] == dd[:, k]).astype(np.uint8)
-    attrs = {"n_rescored": int(n_rescored), "tie_at_k": tie, "block_rows": block_rows, "query_batch": query_batch}
+    return finish(dd, ii, k, tie_ranks=tie_ranks, dists64=dists64, n_rescored=int(n_rescored),
+                  block_rows=block_rows, query_batch=query_batch)
+
+
+def finish(dd: np.ndarray, ii: np.ndarray, k: int, *, tie_ranks=(), dists64: bool = False, **extra) -> KnnResult:
+    """The answer from the exact top-``kk`` (``kk`` = k+1 unless the database has only k rows):
+    dd float64 (nq, kk) ascending, ii int64 (nq, kk) 0-based. dists are rounded once to float32;
+    ``attrs`` as :func:`knn` documents (``tie_at_k``, optional ``tie_at``/``dists64``, plus ``extra``)."""
+    attrs = _result_attrs(dd, k, tie_ranks, dists64, **extra)
     return KnnResult(ids=ii[:, :k].copy(), dists=dd[:, :k].astype(np.float32), attrs=attrs)
+
+
+def knn_rows(database, queries: np.ndarray, kk: int, metric: "str | Metric", start: int, stop: int, *,
+             memory: "int | str | None" = None, block_rows: int | None = None, query_batch: int | None = None,
+             threads: int | None = None, blas: str | None = None) -> tuple[Candidates, Candidates]:
+    """The per-row-range engine: the local engine's two passes restricted to database rows ``[start, stop)``.
+
+    database: ndarray or :class:`laionknn.io.VectorFile`; queries: (n_queries, dim), already validated
+    by the caller (see :func:`validate`); kk: candidates to keep per query (``min(k + 1, n_rows)`` of the
+    whole database). Returns ``(exact, certified)``:
+
+    * ``exact`` -- the top-``kk`` of these rows by float64 ``(distance, id)``, as :class:`Candidates`
+      with ``lo is hi`` (the float64 distance: ``1 - q.x``, cosine, squared L2 or bit count) and
+      global 0-based ids. Merging the ``exact`` parts of all row ranges with
+      :func:`laionknn.exact.merge.merge` (any grouping) gives the local engine's top-``kk``.
+    * ``certified`` -- the float32 filter's survivors (distance intervals in key units) before
+      rescoring; merging those of all ranges gives exactly the pairs the local engine rescores (its
+      ``n_rescored`` is the merged count). Hamming: empty (nothing needs rescoring).
+    """
+    metric = Metric.parse(metric)
+    src = _Source(database)
+    q_in = np.asarray(queries)
+    nq, gemm = q_in.shape[0], metric is not Metric.HAMMING
+    plan = plan_memory(parse_memory(memory), max(1, stop - start), nq, src.dim, src.dtype.itemsize, kk, gemm=gemm)
+    block_rows = int(block_rows or plan.block_rows)
+    if block_rows > R_TILE and start % R_TILE == 0:  # keep score tiles on the global 1024-row grid
+        block_rows -= block_rows % R_TILE
+    batches = plan_query_batches(nq, int(query_batch or plan.query_batch))
+    parts = [Candidates.empty(hi - lo) for lo, hi in batches]
+    with _threads(threads):
+        if metric is Metric.HAMMING:
+            parts = _pass_hamming(src, q_in, parts, batches, kk, block_rows, start, None, None, 0.0, stop=stop)
+            state = Candidates.stack(parts)
+            dd, ii = exact_topk(state.lo, state.ids, kk)
+            return Candidates(dd, dd, ii), Candidates.empty(nq)
+        parts = _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start, None, None, 0.0,
+                             resolve_backend(blas), stop=stop)
+        state = Candidates.stack(parts)
+        dd, ii, _ = _pass_rescore(src, q_in, state, kk, metric, max(block_rows, 4096), start=start, stop=stop)
+    return Candidates(dd, dd, ii), state
+
+
+def tie_flags(dd: np.ndarray, rank: int) -> np.ndarray:
+    """uint8 (n_queries,): 1 where ranks ``rank`` and ``rank + 1`` (1-based) have the same float64
+    distance. dd: float64 (n_queries, >= rank) ascending; no rank ``rank + 1`` (database of ``rank``
+    rows) means no tie."""
+    if dd.shape[1] <= rank:
+        return np.zeros(dd.shape[0], dtype=np.uint8)
+    return (dd[:, rank - 1] == dd[:, rank]).astype(np.uint8)
+
+
+def _result_attrs(dd: np.ndarray, k: int, tie_ranks, dists64: bool, **extra) -> dict:
+    """``attrs`` of a :func:`knn` answer from the float64 top-(k+1) distances ``dd``."""
+    attrs = {**extra, "tie_at_k": tie_flags(dd, k)}
+    if tie_ranks:
+        attrs["tie_at"] = {r: tie_flags(dd, r) for r in tie_ranks}
+    if dists64:
+        attrs["dists64"] = dd[:, :k].copy()
+    return attrs
 
 
 def _after_block(checkpoint, parts, fingerprint, next_row, last_save, every) -> float:
@@ -225,12 +309,14 @@ def _after_block(checkpoint, parts, fingerprint, next_row, last_save, every) -> 
     return last_save
 
 
-def _pass_hamming(src, q_in, parts, batches, kk, block_rows, start_row, checkpoint, fingerprint, every):
+def _pass_hamming(src, q_in, parts, batches, kk, block_rows, start_row, checkpoint, fingerprint, every, *,
+                  stop=None):
     xq = np.ascontiguousarray(q_in).view(np.uint64)
     last = time.monotonic()
-    with progress_bar("exact hamming", src.n) as bar:
-        bar.update(start_row)
-        for task in plan_row_ranges(src.n, block_rows, start=start_row):
+    stop, first = (src.n, 0) if stop is None else (stop, start_row)
+    with progress_bar("exact hamming", stop - first) as bar:
+        bar.update(start_row - first)
+        for task in plan_row_ranges(stop, block_rows, start=start_row):
             xb = np.ascontiguousarray(src.read(task.start, task.stop)).view(np.uint64)
             for b, (lo, hi) in enumerate(batches):
                 h, i = kth_keys(parts[b], kk)
@@ -289,18 +375,20 @@ def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos):
 
 
 def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint, fingerprint, every,
-                 backend):
+                 backend, *, stop=None):
+    """Pass 1 over rows ``[start_row, stop)`` (default: to the end; progress counts from row 0 then)."""
     xq = np.ascontiguousarray(q_in, dtype=np.float32)
     qn = np.linalg.norm(np.asarray(q_in, dtype=np.float64), axis=1)
     g = gamma(src.dim) * qn
     c = {Metric.DOT: np.full_like(qn, 1e-15), Metric.COSINE: np.zeros_like(qn),
          Metric.L2: 1e-12 * qn * qn}[metric]
     qt = min(Q_TILE, max(hi - lo for lo, hi in batches))
-    scores = np.empty(qt * min(R_TILE, block_rows, src.n), dtype=np.float32)
+    stop, first = (src.n, 0) if stop is None else (stop, start_row)
+    scores = np.empty(qt * min(R_TILE, block_rows, stop - start_row), dtype=np.float32)
     last = time.monotonic()
-    with progress_bar(f"exact {metric.value} (float32 filter)", src.n) as bar:
-        bar.update(start_row)
-        for task in plan_row_ranges(src.n, block_rows, start=start_row):
+    with progress_bar(f"exact {metric.value} (float32 filter)", stop - first) as bar:
+        bar.update(start_row - first)
+        for task in plan_row_ranges(stop, block_rows, start=start_row):
             xb = to_float32(src.read(task.start, task.stop))
             nbk = xb.shape[0]
             nx = norms64(xb)
@@ -331,8 +419,11 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     return parts
 
 
-def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_rows: int):
-    """float64 distances of every surviving pair, then the exact top-kk by (distance, id)."""
+def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_rows: int, *, start: int = 0,
+                  stop: int | None = None):
+    """float64 distances of every surviving pair (all in rows ``[start, stop)``), then the exact top-kk
+    by (distance, id)."""
+    stop = src.n if stop is None else stop
     ids = state.ids
     qidx, pos = np.nonzero(ids >= 0)
     rid = ids[qidx, pos]
@@ -345,8 +436,8 @@ def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_r
     xq = np.ascontiguousarray(q_in, dtype=np.float32 if exact32 else np.float64)
     qn = norms64(xq)
     mode = {Metric.DOT: 0, Metric.COSINE: 1, Metric.L2: 2}[metric]
-    with progress_bar("exact rescoring (float64)", src.n) as bar:
-        for task in plan_row_ranges(src.n, block_rows):
+    with progress_bar("exact rescoring (float64)", stop - start) as bar:
+        for task in plan_row_ranges(stop, block_rows, start=start):
             a0, a1 = np.searchsorted(rid_s, [task.start, task.stop])
             if a1 > a0:
                 xb = to_float32(src.read(task.start, task.stop))

@@ -64,13 +64,24 @@ def gold_standard(database_path: "str | os.PathLike[str]", queries_path: "str | 
     with VectorFile(database_path) as db:
         res = knn(db, queries, k, m, memory=memory, threads=threads, blas=blas, checkpoint=ckpt, resume=resume,
                   block_rows=block_rows, query_batch=query_batch, checkpoint_every=checkpoint_every)
+    write_gold_standard(out, res, database_path, queries_path, k, m)
+    ckpt.unlink(missing_ok=True)
+    return out
+
+
+def write_gold_standard(out: Path, res: KnnResult, database_path: Path, queries_path: Path, k: int,
+                        metric: Metric) -> Path:
+    """Write an exact result (from :func:`laionknn.exact.knn` or the Dask engine) as a gold-standard file.
+
+    Only the answer and engine-independent facts are stored (no timings, no block sizes), so every
+    engine computing the same answer writes the same bytes.
+    """
     tie = np.asarray(res.attrs["tie_at_k"], dtype=np.uint8)
-    attrs = {"metric": m.value, "normalize": int(m is Metric.COSINE), "k": int(k),
+    attrs = {"metric": metric.value, "normalize": int(metric is Metric.COSINE), "k": int(k),
              "n_rescored": int(res.attrs["n_rescored"]), "n_tie_at_k": int(tie.sum()),
-             "database": database_path.name, "queries": queries_path.name,
+             "database": Path(database_path).name, "queries": Path(queries_path).name,
              "engine": "laionknn.exact: float32 filter with a rigorous error bound + float64 rescoring"}
     write_gold(out, KnnResult(res.ids, res.dists), attrs=attrs, datasets={"tie_at_k": tie})
-    ckpt.unlink(missing_ok=True)
     log.info("wrote %s (%d queries, k=%d, %d pairs rescored, %d ties at k)", out, len(tie), k,
              attrs["n_rescored"], attrs["n_tie_at_k"])
-    return out
+    return Path(out)

@@ -161,7 +161,9 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
           repeats: int | None = None, use_cache: bool = True, quick: bool = False,
           gold_ids: np.ndarray | None = None) -> list[dict]:
     """Run ``backend`` over its grid on ``target``; returns the run records (also appended to
-    ``out_dir/runs.jsonl``). Result files go to ``out_dir/results/<backend>/``."""
+    ``out_dir/runs.jsonl``). Result files go to ``out_dir/results/<backend>/``. A grid point where some
+    query got fewer than k neighbours (id -1) is recorded with ``queries_short`` > 0 and ``file`` empty:
+    the official format has no way to say "missing"."""
     cls = get_backend(backend)
     if target.metric not in cls.metrics:
         kinds = ", ".join(sorted(m.value for m in cls.metrics))
@@ -194,8 +196,16 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                 querytime = statistics.median(times)
                 params = index.params_string()
                 path = out_dir / "results" / backend / f"{_safe(target.size)}-k{k}-{_safe(params)}.h5"
-                write_result(path, result.ids, result.dists, algo=backend, data=target.data, size=target.size,
-                             buildtime=buildtime, querytime=querytime, params=params)
+                short = int((result.ids < 0).any(axis=1).sum())
+                if short:
+                    # an official result file cannot hold missing ids: record the point, write no file
+                    log.warning("%s %s: %d of %d queries got fewer than %d neighbours (search knob too low); "
+                                "no result file written for this point", backend, params, short,
+                                len(target.queries), k)
+                    path = None
+                else:
+                    write_result(path, result.ids, result.dists, algo=backend, data=target.data, size=target.size,
+                                 buildtime=buildtime, querytime=querytime, params=params)
                 rec = {"dataset": target.dataset, "data": target.data, "size": target.size, "algo": backend,
                        "params": params, "build_params": json.dumps(index.build_params, sort_keys=True),
                        "query_params": json.dumps(index.query_params, sort_keys=True), "k": k,
@@ -203,7 +213,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                        "querytime": querytime, "repeats": repeats, "querytimes": json.dumps([round(t, 6) for t in times]),
                        "qps": len(target.queries) / querytime if querytime > 0 else float("inf"),
                        "peak_rss_bytes": peak_rss_bytes(), "index_bytes": index_bytes, "cached": cached,
-                       "file": str(path)}
+                       "queries_short": short, "file": str(path) if path else ""}
                 if gold_ids is not None:
                     rec["recall"] = recall_at(result.ids, gold_ids, k)
                 records.append(rec)

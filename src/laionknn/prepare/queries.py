@@ -7,10 +7,11 @@ Candidates are source rows in the order of ``numpy.random.default_rng(seed).perm
 * 2024: ``near_duplicate`` -- greedy in sample order, a candidate is dropped when its cosine distance
   ``1 - <q_i, q_j>`` (float64 of the stored float32 vectors) to an earlier representative is < ε
   (0.2); every candidate not dropped becomes a representative, so kept queries are pairwise >= ε apart.
-* then the exact k-NN of the survivors in the database (``laionknn.exact.knn``; float32 distances as
-  the gold file stores them):
-  2023: ``tie_10_11`` -- d10 == d11 (the 10-NN set is ambiguous); ``top10_sum`` -- d1 + ... + d10
-  <= 0.1 (a query sitting on a near-duplicate cluster); 2024: ``gap_30_29`` -- d30 - d29 < 1e-4.
+* then the exact k-NN of the survivors in the database (``laionknn.exact.knn``), judged on the
+  engine's float64 distances (``dists64``), not on the float32 values the gold file stores:
+  2023: ``tie_10_11`` -- the engine's float64 tie flag between ranks 10 and 11 (``tie_ranks=(10,)``;
+  the 10-NN set is ambiguous); ``top10_sum`` -- d1 + ... + d10 <= 0.1 in float64 (a query sitting on a
+  near-duplicate cluster); 2024: ``gap_30_29`` -- d30 - d29 < 1e-4 in float64.
   A candidate failing several is counted under the first.
 
 The first ``n`` passing candidates in sample order are the queries. Candidates are examined in
@@ -149,15 +150,20 @@ class _Dedup:
         return out
 
 
-def _knn_filter(rule: str, dists: np.ndarray, min_top10: float, gap: float) -> np.ndarray:
-    """Status index per row from the float32 distances of ranks 1..k: 0 = passed, else the filter."""
-    status = np.zeros(len(dists), dtype=np.int64)
-    d = dists.astype(np.float64)
+TIE_RANK = 10  # 2023: no tie between ranks 10 and 11
+
+
+def _knn_filter(rule: str, res: KnnResult, min_top10: float, gap: float) -> np.ndarray:
+    """Status index per query of an exact answer: 0 = passed, else 1 + the filter's index in
+    ``KNN_FILTERS[rule]``. Uses the engine's float64 information only: ``attrs["dists64"]`` (float64
+    (nq, k) distances of ranks 1..k) and, for 2023, ``attrs["tie_at"][10]`` (float64 tie between ranks
+    10 and 11)."""
+    d = res.attrs["dists64"]
+    status = np.zeros(len(d), dtype=np.int64)
     if rule == "2023":
-        tie = d[:, 9] == d[:, 10]
-        small = d[:, :10].sum(axis=1) <= min_top10
+        small = d[:, :TIE_RANK].sum(axis=1) <= min_top10
         status[small] = 2
-        status[tie] = 1
+        status[res.attrs["tie_at"][TIE_RANK].astype(bool)] = 1
     else:
         status[(d[:, 29] - d[:, 28]) < gap] = 1
     return status
@@ -262,10 +268,9 @@ def _draw(src: _Source, db, order: np.ndarray, n: int, rule: str, metric: Metric
                 st[np.flatnonzero(valid)[~keep]] = "near_duplicate"
                 q, q_rows = q[keep], q_rows[keep]
             log.info("batch %d: %d candidates, exact %d-NN of %d", out.batches, len(rows), k_search, len(q))
-            res = knn(db, q, k_search, metric) if len(q) else KnnResult(np.zeros((0, k_search), np.int64),
-                                                                         np.zeros((0, k_search), np.float32))
+            res = knn(db, q, k_search, metric, tie_ranks=(TIE_RANK,) if rule == "2023" else (), dists64=True)
             live = np.flatnonzero(st == "")
-            for j, c in enumerate(_knn_filter(rule, res.dists, min_top10, gap)):
+            for j, c in enumerate(_knn_filter(rule, res, min_top10, gap)):
                 if c:
                     st[live[j]] = KNN_FILTERS[rule][c - 1]
                 elif len(out.rows) < n:
