@@ -89,7 +89,7 @@ def binwalk_cmd(ctx, apply_to, out) -> None:
 
 @project.command("sketch")
 @click.option("--bits", type=int, required=True, help="Sketch length, a multiple of 64 (64..1024 typical).")
-@click.option("--method", type=click.Choice(["cfsrp", "hiob", "itq", "srp"]), default="hiob", show_default=True)
+@click.option("--method", type=click.Choice(["cfsrp", "hiob", "itq", "srp"]), default="cfsrp", show_default=True)
 @click.option("--fit-on", "fit_on", help="Catalog name or file the model is fitted on.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Use (or write) this .npz model.")
 @click.option("--fit-rows", type=int, default=100_000, show_default=True, help="Rows of the fit set (held in memory).")
