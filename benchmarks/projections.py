@@ -40,12 +40,12 @@ def main() -> None:
     import numba
 
     from laionknn.projections import binwalk, kernels, pca, sketches
-    from laionknn.projections.standin import standin_database, standin_queries
+    from laionknn.synthetic import generate_database
 
     rows: list[tuple[str, str]] = []
     threads = numba.get_num_threads()
     faiss.omp_set_num_threads(threads)
-    x = standin_database(args.encode_rows, seed=1)
+    x = generate_database(args.encode_rows, seed=1)
 
     t, model = _time(lambda: pca.fit_pca(x, 32), args.repeats)
     rows.append(("PCA fit (768→32, float64 covariance)", f"{len(x) / t:,.0f} rows/s"))
@@ -53,7 +53,7 @@ def main() -> None:
     rows.append(("PCA projection (pca32)", f"{len(x) / t:,.0f} rows/s"))
     t, _ = _time(lambda: binwalk.encode(x), args.repeats)
     rows.append(("BinWalk encoding (1024 bits)", f"{len(x) / t:,.0f} rows/s"))
-    sk = sketches.fit_sketch(x, 1024, "itq", fit_rows=20_000, iterations=10)
+    sk = sketches.fit_sketch(x, 1024, "cfsrp", fit_rows=20_000)
     t, _ = _time(lambda: sk.encode(x), args.repeats)
     rows.append(("learned sketch encoding (1024 bits)", f"{len(x) / t:,.0f} rows/s"))
 

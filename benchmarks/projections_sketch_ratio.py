@@ -1,6 +1,6 @@
 """Learned 1024-bit sketches vs BinWalk: brute-force Hamming recall@10 against the cosine 10-NN.
 
-    PYTHONPATH=src python benchmarks/projections_sketch_ratio.py 300000 500 srp: itq:iterations=10,fit_rows=10000
+    PYTHONPATH=src python benchmarks/projections_sketch_ratio.py 300000 500 srp: hiob: cfsrp: cfsrp:gamma=-0.05
 
 Data: ``laionknn.synthetic.generate_database(n, seed=0)`` / ``generate_queries(nq, seed=0)``. Each
 further argument is ``method:key=value,...`` (fit parameters of :func:`laionknn.projections.sketches.fit_sketch`).
@@ -17,7 +17,7 @@ from laionknn.synthetic import generate_database, generate_queries
 
 def main() -> None:
     n, nq = int(sys.argv[1]), int(sys.argv[2])
-    specs = sys.argv[3:] or ["srp:", "itq:iterations=10,fit_rows=10000"]
+    specs = sys.argv[3:] or ["srp:", "hiob:", "cfsrp:"]
     db, q = generate_database(n, seed=0), generate_queries(nq, seed=0)
     dbn = db.astype(np.float32)
     dbn /= np.linalg.norm(dbn, axis=1, keepdims=True)

@@ -44,7 +44,7 @@ def test_encode_rule(rng):
             assert bit == int(proj[r, j] > model.offset[j])
 
 
-@pytest.mark.parametrize("method", ["srp", "itq", "hiob"])
+@pytest.mark.parametrize("method", ["srp", "itq", "hiob", "cfsrp"])
 @pytest.mark.parametrize("bits", [64, 128])
 def test_fit_finds_neighbours(rng, method, bits):
     x, labels = _clustered(rng)
@@ -68,11 +68,61 @@ def test_itq_rows_orthonormal_and_more_bits_than_dims(rng):
     assert np.allclose(m2.W @ m2.W.T, np.eye(64), atol=1e-4)     # rotation of the top 64 axes
 
 
-def test_hiob_balances_bits(rng):
+@pytest.mark.parametrize("method", ["srp", "hiob", "cfsrp"])
+def test_uncentred_methods_pass_through_origin(rng, method):
     x, _ = _clustered(rng)
-    m = fit_sketch(x, 128, "hiob", fit_rows=None, iterations=8)
-    share = unpack_bits(m.encode(x)).mean(axis=0)
-    assert np.abs(share - 0.5).max() < 0.1
+    m = fit_sketch(x, 128, method, fit_rows=None, iterations=4)
+    assert not m.mean.any() and not m.offset.any()
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert np.array_equal(m.encode(x), pack_bits(xn.astype(np.float32) @ m.W.T > 0))
+    assert np.array_equal(m.encode(-x), pack_bits(xn.astype(np.float32) @ m.W.T < 0))   # antipodal: all bits flip
+
+
+def test_cfsrp_is_a_coloured_tight_frame(rng):
+    x, _ = _clustered(rng, n=900, d=96)
+    gamma = -0.4
+    m = fit_sketch(x, 64, "cfsrp", fit_rows=None, gamma=gamma)
+    assert np.allclose(np.linalg.norm(m.W, axis=1), 1.0, atol=1e-5)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    evals, evecs = np.linalg.eigh(xn.T @ xn / len(xn))
+    uncolour = (evecs * evals ** (-gamma / 2)) @ evecs.T       # M^(-γ/2) undoes the colouring
+    f = m.W.astype(np.float64) @ uncolour
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    assert np.allclose(f @ f.T, np.eye(64), atol=1e-3)         # 64 <= 96: orthonormal frame rows
+    m2 = fit_sketch(x, 128, "cfsrp", fit_rows=None, gamma=0.0)  # 128 > 96: a tight frame, not a basis
+    g = m2.W.astype(np.float64)
+    frame = g.T @ g
+    assert np.allclose(frame, frame.trace() / 96 * np.eye(96), atol=0.15 * frame.trace() / 96)
+
+
+@pytest.mark.parametrize("method", ["cfsrp", "hiob"])
+def test_deterministic_for_a_seed(rng, method):
+    x, _ = _clustered(rng, n=400)
+    a = fit_sketch(x, 128, method, seed=3, iterations=3)
+    b = fit_sketch(x, 128, method, seed=3, iterations=3)
+    c = fit_sketch(x, 128, method, seed=4, iterations=3)
+    assert np.array_equal(a.W, b.W) and np.array_equal(a.encode(x), b.encode(x))
+    assert not np.array_equal(a.W, c.W)
+
+
+def test_cfsrp_beats_srp_on_synthetic_clip():
+    from laionknn.projections.kernels import hamming_knn
+    from laionknn.synthetic import generate_database, generate_queries
+
+    db = generate_database(6000, seed=0).astype(np.float64)
+    q = generate_queries(300, seed=0).astype(np.float64)
+    dbn = db / np.linalg.norm(db, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    gold = np.argsort(-(qn @ dbn.T), axis=1, kind="stable")[:, :10]
+
+    def recall(method, seed):
+        m = fit_sketch(db, 512, method, fit_rows=None, seed=seed)
+        ids = hamming_knn(m.encode(db), m.encode(q), 10).ids
+        return np.mean([len(set(a) & set(b)) for a, b in zip(ids, gold)]) / 10
+
+    srp = np.mean([recall("srp", s) for s in range(3)])
+    cf = np.mean([recall("cfsrp", s) for s in range(3)])
+    assert cf > srp + 0.01, (cf, srp)
 
 
 def test_bad_inputs(rng):

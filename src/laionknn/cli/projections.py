@@ -89,7 +89,7 @@ def binwalk_cmd(ctx, apply_to, out) -> None:
 
 @project.command("sketch")
 @click.option("--bits", type=int, required=True, help="Sketch length, a multiple of 64 (64..1024 typical).")
-@click.option("--method", type=click.Choice(["hiob", "itq", "srp"]), default="hiob", show_default=True)
+@click.option("--method", type=click.Choice(["cfsrp", "hiob", "itq", "srp"]), default="cfsrp", show_default=True)
 @click.option("--fit-on", "fit_on", help="Catalog name or file the model is fitted on.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Use (or write) this .npz model.")
 @click.option("--fit-rows", type=int, default=100_000, show_default=True, help="Rows of the fit set (held in memory).")
@@ -140,7 +140,7 @@ def sketch_cmd(ctx, bits, method, fit_on, model_path, fit_rows, sample, seed, ap
 @click.option("--gold", type=click.Path(dir_okay=False), default=None, help="With --database: a gold file (k ≥ 30).")
 @click.option("--k", "ks", default="10,30", show_default=True, help="Recall cut-offs.")
 @click.option("--bits", default="64,128,256,512,1024", show_default=True, help="Learned sketch lengths.")
-@click.option("--methods", default="itq,hiob", show_default=True, help="Learned sketch methods.")
+@click.option("--methods", default="itq,hiob,cfsrp", show_default=True, help="Learned sketch methods.")
 @click.option("--srp/--no-srp", default=False, show_default=True, help="Also the random-projection baseline.")
 @click.option("--fit-rows", type=int, default=None, help="PCA fit rows (default all).")
 @click.option("--sketch-fit-rows", type=int, default=100_000, show_default=True)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 CSV_COLUMNS = ("data", "size", "algo", "buildtime", "querytime", "params", "recall", "k", "qps",
                "recall_tie_aware", "file")
 DEFAULT_BITS = (64, 128, 256, 512, 1024)
-DEFAULT_METHODS = ("itq", "hiob")
+DEFAULT_METHODS = ("itq", "hiob", "cfsrp")
 
 
 @dataclass

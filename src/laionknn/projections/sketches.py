@@ -5,9 +5,22 @@ Every method ends as the same model: a row x becomes ``bits`` bits
 ``bits/64`` uint64 words exactly like the official sketches: bit b lives in word ``b // 64`` at
 position ``b % 64``, least significant bit first. Hamming distance = popcount(xor).
 
-Methods (all fitted on L2-normalised, mean-centred rows):
+Methods (all fitted on L2-normalised rows; ``itq`` also centres them on their mean, the others keep
+hyperplanes through the origin, ``mean = 0``, ``offset = 0``, because the target is the cosine of the
+*uncentred* rows: a hyperplane through the origin splits two rows with probability angle/π, while
+centring or median offsets make the bits estimate the angle of the centred rows, a different metric
+(on ``laionknn.synthetic`` 300K, 1024 bits: SRP through the origin R@10 0.654 vs 0.595 through the
+mean; HIOB 0.696 vs 0.624 with median offsets):
 
-- ``srp``: sign of random projections (Charikar's SimHash) through the mean; the baseline.
+- ``srp``: sign of random projections (Charikar's SimHash); the baseline.
+- ``cfsrp``: coloured tight-frame SRP. Hyperplane normals are the rows of a random tight frame
+  (``bits`` rows of a random ``max(bits, dim)`` rotation restricted to ``dim`` columns, rows
+  normalised: as close to mutually orthogonal as ``bits`` vectors in ``dim`` dimensions can be, which
+  lowers the variance of the angle estimate, "super-bit" LSH) expressed in the eigenbasis of the
+  fitted second-moment matrix ``E[xxᵀ] = P Λ Pᵀ`` and scaled by ``Λ^(γ/2)``: ``W = F Λ^(γ/2) Pᵀ``
+  (rows renormalised). ``γ = -0.1`` (default) is a slight whitening: the few dominant directions
+  (the mean direction above all) get slightly fewer hyperplanes. The best 1024-bit method on
+  ``laionknn.synthetic`` (see docs/benchmarks/projections.md).
 - ``itq``: PCA + iterative quantisation (Gong & Lazebnik 2011): rotate the top-``bits`` principal
   axes by R minimising ``|sign(VR) - VR|²`` (alternating sign / orthogonal Procrustes). When ``bits``
   exceeds the dimension (e.g. 1024 > 768) there are not enough axes for a rotation: R becomes a
@@ -15,11 +28,11 @@ Methods (all fitted on L2-normalised, mean-centred rows):
   ``bits × bits`` rotation), i.e. ITQ on the PCA data spread over ``bits`` coordinates; the Procrustes
   step is then the polar factor ``(M Mᵀ)^(-1/2) M`` of ``M = Vᵀ B``.
 - ``hiob``: iterative hyperplane optimisation in the spirit of HIOB (Thordsen & Schubert, SISAP
-  2022/2023): start from random hyperplanes; repeatedly set each offset to the median projection (each
-  bit set for half the rows) and push every hyperplane away from the hyperplanes whose bits agree with
-  it more (or less) often than chance, ``W ← W - η·C·W`` with C the bit correlation matrix (diagonal
-  zero), renormalising the rows. Balanced, decorrelated bits carry the most information about angles.
-  Works for any number of bits.
+  2022/2023; their hyperplanes also pass through the origin): start from stacked random orthogonal
+  hyperplanes; repeatedly push every hyperplane away from the hyperplanes whose median-thresholded
+  bits agree with it more (or less) often than chance, ``W ← W - η·C·W`` with C the bit correlation
+  matrix (diagonal zero), renormalising the rows. The final bits are thresholded at 0 (through the
+  origin). Works for any number of bits.
 
 Models are ``.npz`` files (``method``, ``mean``, ``W``, ``offset``), loaded without pickle.
 """
@@ -40,8 +53,9 @@ from laionknn.projections.pca import iter_fit_blocks, normalize_rows
 
 log = logging.getLogger(__name__)
 
-METHODS = ("srp", "itq", "hiob")
-LEARNED_METHODS = ("itq", "hiob")
+METHODS = ("srp", "itq", "hiob", "cfsrp")
+LEARNED_METHODS = ("itq", "hiob", "cfsrp")
+CENTRED_METHODS = ("itq",)  # the others keep hyperplanes through the origin (mean = 0)
 
 
 def check_bits(bits: int) -> int:
@@ -120,6 +134,28 @@ def _fit_srp(xc: np.ndarray, bits: int, rng: np.random.Generator, **_) -> tuple[
     return W, np.zeros(bits, np.float32)
 
 
+def _tight_frame(bits: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """(bits, d) unit rows of a random tight frame: the first ``d`` columns of ``bits`` rows of a random
+    ``max(bits, d)`` rotation (orthonormal rows when bits ≤ d, orthonormal columns when bits ≥ d)."""
+    q = _random_orthogonal(max(bits, d), rng)[:bits, :d]
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def _fit_cfsrp(x: np.ndarray, bits: int, rng: np.random.Generator, gamma: float = -0.1, **_) -> tuple[np.ndarray, np.ndarray]:
+    """``W = F Λ^(γ/2) Pᵀ`` (rows normalised), ``E[xxᵀ] = P Λ Pᵀ`` over the (uncentred) fit rows."""
+    d = x.shape[1]
+    m = np.zeros((d, d))
+    for lo in range(0, x.shape[0], 16384):
+        blk = x[lo:lo + 16384].astype(np.float64)
+        m += blk.T @ blk
+    evals, evecs = np.linalg.eigh(m / x.shape[0])
+    evals = np.clip(evals, max(evals.max(), 1e-300) * 1e-9, None)
+    frame = _tight_frame(bits, d, rng)
+    W = (frame * evals ** (float(gamma) / 2.0)) @ evecs.T
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    return W.astype(np.float32), np.zeros(bits, np.float32)
+
+
 def _pca_axes(xc: np.ndarray, k: int) -> np.ndarray:
     cov = (xc.T.astype(np.float64) @ xc) / xc.shape[0]
     evals, evecs = np.linalg.eigh(cov)
@@ -165,7 +201,6 @@ def _fit_hiob(xc: np.ndarray, bits: int, rng: np.random.Generator, iterations: i
               eta: float = 0.05, **_) -> tuple[np.ndarray, np.ndarray]:
     n, d = xc.shape
     W = _stacked_orthogonal(bits, d, rng)
-    offset = np.zeros(bits, np.float32)
     with progress_bar("HIOB", iterations, unit="iterations") as bar:
         for it in range(iterations):
             x = xc if n <= batch else xc[rng.choice(n, size=batch, replace=False)]
@@ -178,12 +213,10 @@ def _fit_hiob(xc: np.ndarray, bits: int, rng: np.random.Generator, iterations: i
             W = W - step * (C @ W) / np.sqrt(bits)
             W /= np.linalg.norm(W, axis=1, keepdims=True)
             bar.advance()
-    proj = (xc if n <= 4 * batch else xc[rng.choice(n, size=4 * batch, replace=False)]) @ W.T
-    offset = np.median(proj, axis=0).astype(np.float32)
-    return W.astype(np.float32), offset
+    return W.astype(np.float32), np.zeros(bits, np.float32)   # final bits through the origin
 
 
-_FITTERS = {"srp": _fit_srp, "itq": _fit_itq, "hiob": _fit_hiob}
+_FITTERS = {"srp": _fit_srp, "itq": _fit_itq, "hiob": _fit_hiob, "cfsrp": _fit_cfsrp}
 
 
 def fit_sketch(source, bits: int, method: str = "hiob", *, fit_rows: int | None = 100_000, sample: str = "first",
@@ -191,7 +224,9 @@ def fit_sketch(source, bits: int, method: str = "hiob", *, fit_rows: int | None 
     """Fit a ``bits``-bit sketch model on ``source`` (ndarray or VectorFile; rows = vectors).
 
     ``fit_rows`` (default 100K) caps the fit set: the first N rows, or a seeded uniform sample with
-    ``sample='random'``. ``params`` go to the method (``iterations``, ``eta``, ``batch``).
+    ``sample='random'``. ``params`` go to the method (``iterations``, ``eta``, ``batch``, ``gamma``).
+    ``itq`` centres the fit rows on their mean; the other methods keep ``mean = 0`` (hyperplanes through
+    the origin, see the module docstring).
     """
     bits = check_bits(bits)
     if method not in _FITTERS:
@@ -201,8 +236,11 @@ def fit_sketch(source, bits: int, method: str = "hiob", *, fit_rows: int | None 
     if x.shape[0] < dim:
         raise UsageError(f"the fit set has {x.shape[0]} rows but the data has {dim} dimensions; fit on at least "
                          f"{dim} rows (more rows or a larger --fit-rows)")
-    mean = x.mean(axis=0, dtype=np.float64)
-    x -= mean.astype(np.float32)
+    if method in CENTRED_METHODS:
+        mean = x.mean(axis=0, dtype=np.float64)
+        x -= mean.astype(np.float32)
+    else:
+        mean = np.zeros(dim, np.float64)
     rng = np.random.default_rng(seed)
     W, offset = _FITTERS[method](x, bits, rng, **params)
     log.info("fitted %s sketch: %d bits on %d rows", method, bits, x.shape[0])
