@@ -80,10 +80,10 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
 
 
 # The main job keeps the baselines table short enough for `make demo` (< 10 min on 2 cores): the
-# projections the challenge shipped (pca32, pca96, BinWalk) and the best learned sketch at 256 and
+# projections the challenge shipped (pca32, pca96, BinWalk) and the best learned sketch (cfsrp) at 256 and
 # 1024 bits. `laionknn baselines` runs the full table (every method, 64...1024 bits).
 MAINJOB_SKETCH_BITS = (256, 1024)
-MAINJOB_SKETCH_METHODS = ("hiob",)
+MAINJOB_SKETCH_METHODS = ("cfsrp",)
 
 
 def _baselines(dataset: str, k: int, out: Path) -> Path:
