@@ -20,7 +20,7 @@ mean; HIOB 0.696 vs 0.624 with median offsets):
   fitted second-moment matrix ``E[xxᵀ] = P Λ Pᵀ`` and scaled by ``Λ^(γ/2)``: ``W = F Λ^(γ/2) Pᵀ``
   (rows renormalised). ``γ = -0.1`` (default) is a slight whitening: the few dominant directions
   (the mean direction above all) get slightly fewer hyperplanes. The best 1024-bit method on
-  ``laionknn.synthetic`` (see docs/benchmarks/projections.md).
+  ``laionknn.synthetic`` (see docs/BENCHMARKS.md).
 - ``itq``: PCA + iterative quantisation (Gong & Lazebnik 2011): rotate the top-``bits`` principal
   axes by R minimising ``|sign(VR) - VR|²`` (alternating sign / orthogonal Procrustes). When ``bits``
   exceeds the dimension (e.g. 1024 > 768) there are not enough axes for a rotation: R becomes a
