@@ -34,19 +34,39 @@ def main() -> None:
     ap.add_argument("--encode-rows", type=int, default=100_000, help="rows for the fit/encoding throughput")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", default="encode,hamming,l2",
+                    help="comma-separated subset of encode (fit and encoding rates), hamming, l2 (default: all)")
     args = ap.parse_args()
+    steps = set(args.steps.split(","))
+    if not steps <= {"encode", "hamming", "l2"}:
+        ap.error(f"--steps takes encode, hamming and/or l2, got {args.steps!r}")
 
     import faiss
     import numba
 
-    from laionknn.projections import binwalk, kernels, pca, sketches
-    from laionknn.synthetic import generate_database
-
     rows: list[tuple[str, str]] = []
     threads = numba.get_num_threads()
     faiss.omp_set_num_threads(threads)
-    x = generate_database(args.encode_rows, seed=1)
+    if "encode" in steps:
+        encode_rates(args, rows)
+    rng = np.random.default_rng(0)
+    if "hamming" in steps:
+        hamming_vs_faiss(args, rows, rng)
+    if "l2" in steps:
+        l2_vs_faiss(args, rows, rng)
 
+    print(f"threads: numba {threads}, faiss {threads}; medians of {args.repeats}")
+    print(f"| {'step':<62} | {'median':<34} |")
+    print(f"|{'-' * 64}|{'-' * 36}|")
+    for name, value in rows:
+        print(f"| {name:<62} | {value:<34} |")
+
+
+def encode_rates(args, rows) -> None:
+    from laionknn.projections import binwalk, pca, sketches
+    from laionknn.synthetic import generate_database
+
+    x = generate_database(args.encode_rows, seed=1)
     t, model = _time(lambda: pca.fit_pca(x, 32), args.repeats)
     rows.append(("PCA fit (768→32, float64 covariance)", f"{len(x) / t:,.0f} rows/s"))
     t, _ = _time(lambda: model.transform(x), args.repeats)
@@ -57,7 +77,12 @@ def main() -> None:
     t, _ = _time(lambda: sk.encode(x), args.repeats)
     rows.append(("learned sketch encoding (1024 bits)", f"{len(x) / t:,.0f} rows/s"))
 
-    rng = np.random.default_rng(0)
+
+def hamming_vs_faiss(args, rows, rng) -> None:
+    import faiss
+
+    from laionknn.projections import kernels
+
     xb_h = rng.integers(0, 2**63, size=(args.rows, 16), dtype=np.uint64)
     xq_h = rng.integers(0, 2**63, size=(args.queries, 16), dtype=np.uint64)
     kernels.hamming_knn(xb_h[:1000], xq_h[:10], args.k)                     # compile / warm up
@@ -71,6 +96,12 @@ def main() -> None:
     rows.append((f"Hamming brute force {args.queries}×{args.rows} (ours, exact ties)", f"{a:.2f} s"))
     rows.append(("  faiss IndexBinaryFlat (same run)", f"{b:.2f} s  (ours/faiss {a / b:.2f}×)"))
 
+
+def l2_vs_faiss(args, rows, rng) -> None:
+    import faiss
+
+    from laionknn.projections import kernels
+
     xb_f = rng.standard_normal((args.rows, 32)).astype(np.float32)
     xq_f = rng.standard_normal((args.queries, 32)).astype(np.float32)
     kernels.l2_knn(xb_f[:1000], xq_f[:10], args.k)
@@ -83,12 +114,6 @@ def main() -> None:
     a, b = statistics.median(ours), statistics.median(theirs)
     rows.append((f"pca32 L2 brute force {args.queries}×{args.rows} (ours, float64 sums)", f"{a:.2f} s"))
     rows.append(("  faiss IndexFlatL2 (float32, same run)", f"{b:.2f} s  (ours/faiss {a / b:.2f}×)"))
-
-    print(f"threads: numba {threads}, faiss {threads}; medians of {args.repeats}")
-    print(f"| {'step':<62} | {'median':<34} |")
-    print(f"|{'-' * 64}|{'-' * 36}|")
-    for name, value in rows:
-        print(f"| {name:<62} | {value:<34} |")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,24 @@ def test_hamming_knn_heavy_ties_lower_id_first():
     assert (res.dists == 0).all()
 
 
+@pytest.mark.parametrize("k", [1, 10, 300])
+def test_hamming_knn_bounded_candidate_list_stays_exact(rng, k):
+    """More rows than the per-query candidate list holds (max(4k, 1024)): the list is compacted many
+    times, with a tie-rich distance distribution (sparse one-word sketches) and rows that arrive in
+    every order of distance, and the answer must still be the oracle's (ties to the lower id)."""
+    n = 6000
+    bits = rng.random((n, 64)) < 0.08                 # few set bits: distances 0..~15, heavy ties
+    xb = np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64)
+    xb[n // 2:n // 2 + 40] = 0                        # late exact matches of the zero query
+    xq = np.concatenate([np.zeros((1, 1), np.uint64), xb[[5, 4999]],
+                         rng.integers(0, 2**63, size=(20, 1), dtype=np.uint64)])
+    res = kernels.hamming_knn(xb, xq, k, tile=256)
+    d = _oracle_hamming(xq, xb)
+    want = np.argsort(d, axis=1, kind="stable")[:, :k]   # stable: equal distances keep ascending ids
+    assert np.array_equal(res.ids, want)
+    assert np.array_equal(res.dists, np.take_along_axis(d, want, 1).astype(np.float32))
+
+
 def test_l2_distances_and_knn_match_oracle(rng):
     xb = rng.standard_normal((257, 7)).astype(np.float32)
     xb[3] = xb[100]

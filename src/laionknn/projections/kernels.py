@@ -69,64 +69,95 @@ def l2_distances(xq, xb):
     return out
 
 
+@njit(numba.types.UniTuple(numba.int64, 2)(numba.int64[::1], numba.int32[::1], numba.int64, numba.int64[::1],
+                                            numba.int64), nogil=True, cache=True)
+def _compact_candidates(cid, cd, n, counts, k):
+    """Shrink one query's candidate list (ids ascending, distances ``cd``; ``counts[t]`` = how many
+    candidates have distance t) to exactly its current top k: every candidate closer than the
+    threshold t* (the distance at which the count reaches k) plus the first candidates at t* (lowest
+    ids, which win ties). Returns ``(new length, t*)``: later rows, having larger ids, can enter only
+    with a distance below t*."""
+    acc = 0
+    thr = 0
+    while acc + counts[thr] < k:
+        acc += counts[thr]
+        thr += 1
+    left = k - acc  # candidates at distance thr that still fit
+    m = 0
+    for c in range(n):
+        d = cd[c]
+        if d < thr or (d == thr and left > 0):
+            if d == thr:
+                left -= 1
+            cid[m] = cid[c]
+            cd[m] = d
+            m += 1
+    counts[thr] = k - acc
+    counts[thr + 1:] = 0
+    return m, thr
+
+
 @njit(numba.void(numba.uint64[:, ::1], numba.uint64[:, ::1], numba.int64, numba.int64[:, ::1], numba.int32[:, ::1],
                  numba.int64), nogil=True, cache=True, parallel=True)
 def _hamming_knn_kernel(xq, xb, k, I, D, tile):
-    """Exact Hamming top-k: per query, all distances (tiled over xb for cache reuse across a group of
-    queries), then a counting selection (distances are small integers) that keeps ids ascending within
-    equal distances, i.e. ties go to the lower id."""
+    """Exact Hamming top-k in bounded memory. Queries go in groups of 16 (one group per thread), the
+    database in tiles of ``tile`` rows that stay in cache while the group's 16 queries scan them. Each
+    query keeps a candidate list (ids ascending) and a limit: a row enters only if its distance is
+    below the limit; when the list is full it is compacted to its current top k (see
+    :func:`_compact_candidates`), which lowers the limit. A counting selection over the final list keeps
+    ids ascending within equal distances, i.e. ties go to the lower id."""
     nq, w = xq.shape
     nb = xb.shape[0]
     maxd = 64 * w
     group = 16
+    cap = max(4 * k, 1024)
     ngroups = (nq + group - 1) // group
     for g in prange(ngroups):
         q0 = g * group
         q1 = min(nq, q0 + group)
-        dist = np.empty((q1 - q0, nb), dtype=np.int32)
+        gq = q1 - q0
+        cid = np.empty((gq, cap), dtype=np.int64)
+        cd = np.empty((gq, cap), dtype=np.int32)
+        ncand = np.zeros(gq, dtype=np.int64)
+        limit = np.full(gq, maxd + 1, dtype=np.int64)
+        counts = np.zeros((gq, maxd + 2), dtype=np.int64)
         for b0 in range(0, nb, tile):
             b1 = min(nb, b0 + tile)
-            for i in range(q0, q1):
+            for i in range(gq):
+                qi = q0 + i
+                lim = limit[i]
+                n = ncand[i]
                 for j in range(b0, b1):
                     s = np.uint64(0)
                     for t in range(w):
-                        s += popcount64(xq[i, t] ^ xb[j, t])
-                    dist[i - q0, j] = np.int32(s)
-        counts = np.empty(maxd + 2, dtype=np.int64)
-        for i in range(q0, q1):
-            row = dist[i - q0]
-            counts[:] = 0
-            for j in range(nb):
-                counts[row[j]] += 1
-            # threshold t: the distance where the cumulative count reaches k
-            acc = 0
-            thr = 0
-            for t in range(maxd + 1):
-                if acc + counts[t] >= k:
-                    thr = t
-                    break
-                acc += counts[t]
-            take_at_thr = k - acc
-            # start offsets of each distance value in the output row (counting sort, ids ascending)
-            start = np.empty(thr + 1, dtype=np.int64)
+                        s += popcount64(xq[qi, t] ^ xb[j, t])
+                    d = np.int64(s)
+                    if d < lim:
+                        if n == cap:
+                            n, thr = _compact_candidates(cid[i], cd[i], n, counts[i], k)
+                            lim = thr + 1 if n < k else thr
+                            if d >= lim:
+                                continue
+                        cid[i, n] = j
+                        cd[i, n] = np.int32(d)
+                        counts[i, d] += 1
+                        n += 1
+                ncand[i] = n
+                limit[i] = lim
+        for i in range(gq):
+            # counting selection over the candidates (ids ascending): exactly the k nearest
+            n, thr = _compact_candidates(cid[i], cd[i], ncand[i], counts[i], k)
+            start = np.empty(thr + 2, dtype=np.int64)
             pos = 0
-            for t in range(thr):
+            for t in range(thr + 1):
                 start[t] = pos
-                pos += counts[t]
-            start[thr] = pos
-            for j in range(nb):
-                dj = row[j]
-                if dj < thr:
-                    p = start[dj]
-                    I[i, p] = j
-                    D[i, p] = dj
-                    start[dj] = p + 1
-                elif dj == thr and take_at_thr > 0:
-                    p = start[dj]
-                    I[i, p] = j
-                    D[i, p] = dj
-                    start[dj] = p + 1
-                    take_at_thr -= 1
+                pos += counts[i, t]
+            for c in range(n):
+                d = cd[i, c]
+                p = start[d]
+                I[q0 + i, p] = cid[i, c]
+                D[q0 + i, p] = d
+                start[d] = p + 1
 
 
 @njit(numba.void(numba.float32[:, ::1], numba.float32[:, ::1], numba.int64, numba.int64[:, ::1], numba.float64[:, ::1],
