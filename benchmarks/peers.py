@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 THRESHOLDS = {10: 0.9, 30: 0.8}
-BRUTE_FORCE = {"faiss-flat", "exact"}
+BRUTE_FORCE = {"faiss-flat"}  # exact is never in the default list
 
 
 def worker(args) -> None:
@@ -39,7 +39,7 @@ def worker(args) -> None:
     that reaches the recall threshold and time it with each thread count."""
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.grids import load_grid
-    from laionknn.indexes.runner import build_or_load, peak_rss_bytes, recall_at
+    from laionknn.indexes.runner import build_or_load, peak_rss_bytes, recall_at, timed_search
 
     backend = args.backend[0]
     spec, target, database = open_target(args.data, n_queries=args.queries)
@@ -65,7 +65,7 @@ def worker(args) -> None:
                 seconds = time.perf_counter() - t0
                 rec = recall_at(res.ids, gold.ids, k)
                 out.append({**common, "kind": "probe", "threads": top_threads, "k": k,
-                            "params": index.params_string(), "query": _query(index), "recall": rec,
+                            "params": index.params_string(), "query": index.query_string(), "recall": rec,
                             "qps": len(target.queries) / seconds, "peak_rss_bytes": peak_rss_bytes()})
                 chosen = query_params
                 if rec >= threshold:
@@ -75,13 +75,9 @@ def worker(args) -> None:
             # the probe just searched every query, so the data and the index are warm: no warm-up
             for threads in args.threads:
                 index.set_threads(threads)
-                times = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    res = index.search(target.queries, k)
-                    times.append(time.perf_counter() - t0)
+                res, times = timed_search(index, target.queries, k, repeats, warmup=False)
                 out.append({**common, "kind": "timed", "threads": threads, "k": k,
-                            "params": index.params_string(), "query": _query(index),
+                            "params": index.params_string(), "query": index.query_string(),
                             "recall": recall_at(res.ids, gold.ids, k),
                             "qps": len(target.queries) / statistics.median(times), "repeats": len(times),
                             "peak_rss_bytes": peak_rss_bytes()})
@@ -90,16 +86,11 @@ def worker(args) -> None:
     print("RESULT " + json.dumps(out))
 
 
-def _query(index) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(index.query_params.items()))
-
-
 def summarise(rows: list[dict]) -> list[list[str]]:
     table = []
     keys = sorted({(r["backend"], r["threads"]) for r in rows}, key=lambda x: (x[0], x[1]))
     for backend, threads in keys:
-        mine = [r for r in rows if r["backend"] == backend and r["threads"] == threads
-                and r.get("kind", "timed") == "timed"]
+        mine = [r for r in rows if r["backend"] == backend and r["threads"] == threads and r["kind"] == "timed"]
         cells = [backend, str(threads)]
         for k, thr in THRESHOLDS.items():
             ok = [r for r in mine if r["k"] == k and r["recall"] >= thr]

@@ -181,3 +181,35 @@ def test_main_job_goes_on_when_one_backend_fails(tiny, tmp_path, monkeypatch):
     assert "hnswlib" in outcome.failed and "simulated library crash" in outcome.failed["hnswlib"]
     algos = {r["algo"] for r in csv.DictReader(open(outcome.eval_csv))}
     assert "hnswlib" not in algos and "exact" in algos
+
+
+class _CountingIndex:
+    """Stands in for an index: counts searches and answers each with its own call number."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def search(self, queries, k):
+        self.calls += 1
+        return KnnResult(ids=np.full((len(queries), k), self.calls), dists=np.zeros((len(queries), k), np.float32))
+
+
+def test_timed_search_with_and_without_warmup():
+    from laionknn.indexes.runner import timed_search
+
+    q = np.zeros((4, 3), np.float32)
+    idx = _CountingIndex()
+    res, times = timed_search(idx, q, 2, 3)
+    assert idx.calls == 4 and len(times) == 3 and (res.ids == 1).all()   # the warm-up's answer
+    idx = _CountingIndex()
+    res, times = timed_search(idx, q, 2, 3, warmup=False)
+    assert idx.calls == 3 and len(times) == 3 and (res.ids == 3).all()   # the last timed answer
+
+
+def test_params_and_query_strings():
+    from laionknn.indexes import create
+
+    index = create("faiss-ivfflat", "cosine", nlist=8)
+    index.set_query_params(nprobe=2)
+    assert index.query_string() == "nprobe=2"
+    assert index.params_string().endswith(",nprobe=2") and "nlist=8" in index.params_string()

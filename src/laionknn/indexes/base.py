@@ -128,6 +128,11 @@ def finish(ids: np.ndarray, dists: np.ndarray, *, similarity: bool = False) -> K
 
 
 # --- the protocol --------------------------------------------------------------------------------------
+def _kv(params: dict[str, Any]) -> str:
+    """``{"b": 2, "a": 1}`` -> ``a=1,b=2`` (sorted, stable)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
 class Index(abc.ABC):
     """One k-NN index over one database.
 
@@ -239,9 +244,11 @@ class Index(abc.ABC):
     # --- description ---------------------------------------------------------------------------------
     def params_string(self) -> str:
         """Build and query parameters as one stable string, e.g. ``M=16,ef_construction=100,ef=40``."""
-        parts = [f"{k}={v}" for k, v in sorted(self.build_params.items())]
-        parts += [f"{k}={v}" for k, v in sorted(self.query_params.items())]
-        return ",".join(parts)
+        return ",".join(filter(None, [_kv(self.build_params), self.query_string()]))
+
+    def query_string(self) -> str:
+        """The query parameters alone, e.g. ``ef=40`` (empty when the backend has no knobs)."""
+        return _kv(self.query_params)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}, {self.metric.value}, n={self.n}, {self.params_string()})"

@@ -135,7 +135,7 @@ def _hamming_knn_kernel(xq, xb, k, I, D, tile):
                     if d < lim:
                         if n == cap:
                             n, thr = _compact_candidates(cid[i], cd[i], n, counts[i], k)
-                            lim = thr + 1 if n < k else thr
+                            lim = thr  # the list now holds exactly k rows
                             if d >= lim:
                                 continue
                         cid[i, n] = j
