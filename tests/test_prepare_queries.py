@@ -135,6 +135,23 @@ def test_filters_match_oracle(data, tmp_path, rule):
     assert summary["kept"] == 150 and summary["candidates"] == len(rows)
 
 
+@pytest.mark.parametrize("k", [20, 40])
+def test_gold_records_ties_at_k(data, tmp_path, k):
+    """The gold file flags the queries whose ranks k and k + 1 tie in float64 (the database repeats
+    rows, so both values occur), whether k is the search depth (40) or shallower than the rule's (30)."""
+    import h5py
+
+    folder, db, src = data
+    r = select_queries(folder / "part0.npy", folder / "db.h5", n=60, rule="2024", seed=3, out_dir=tmp_path, k=k)
+    status, _, dists = oracle("2024", r.examined_rows, src, db, k=max(k, 30) + 1)
+    kept = [i for i, st in enumerate(r.statuses) if st == "kept"]
+    expect = np.array([dists[i][1][k - 1] == dists[i][1][k] for i in kept], dtype=np.uint8)
+    assert 0 < expect.sum() < len(expect)
+    with h5py.File(r.gold_path, "r") as f:
+        np.testing.assert_array_equal(f["tie_at_k"][()], expect)
+        assert f.attrs["n_tie_at_k"] == expect.sum() and f.attrs["k"] == k
+
+
 def test_deterministic_and_seeded(data, tmp_path):
     folder, _, _ = data
     a = select_queries(folder / "part0.npy", folder / "db.h5", n=50, rule="2024", seed=1, out_dir=tmp_path / "a", k=30)

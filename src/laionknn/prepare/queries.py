@@ -215,9 +215,12 @@ def select_queries(source: "str | os.PathLike[str]", database: "str | os.PathLik
     q_path = write_vectors(out_dir / f"{stem}.h5", np.stack(drawn.queries), "emb", np.float32,
                            attrs={"rule": rule, "seed": seed, "source": src_path.name})
     gold = KnnResult(ids=np.stack(drawn.ids), dists=np.stack(drawn.dists))
+    tie = np.asarray(drawn.ties, dtype=np.uint8)
     g_path = write_gold(out_dir / f"laionknn-gold-standard-dbfile={db_path.stem}--queries-rule={rule}-n={n}-seed={seed}"
                         f"-k={k_gold}.h5", gold,
-                        attrs={"metric": metric.value, "database": db_path.name, "queries": q_path.name})
+                        attrs={"metric": metric.value, "k": k_gold, "n_tie_at_k": int(tie.sum()),
+                               "database": db_path.name, "queries": q_path.name},
+                        datasets={"tie_at_k": tie})
     summary = {"rule": rule, "seed": seed, "n": n, "source": str(src_path), "source_rows": src.n,
                "database": str(db_path), "database_rows": n_db, "metric": metric.value, "k": k_gold,
                "epsilon": epsilon if rule == "2024" else None, "gap": gap if rule == "2024" else None,
@@ -235,6 +238,7 @@ def select_queries(source: "str | os.PathLike[str]", database: "str | os.PathLik
 class _Drawn:
     queries: list = field(default_factory=list)  # float32 (768,) rows
     ids: list = field(default_factory=list)  # int64 (k_gold,) 0-based
+    ties: list = field(default_factory=list)  # uint8: ranks k_gold and k_gold + 1 tie in float64
     dists: list = field(default_factory=list)  # float32 (k_gold,) ascending
     rows: list = field(default_factory=list)  # source row of each query
     statuses: list = field(default_factory=list)  # per examined candidate, sample order
@@ -268,7 +272,9 @@ def _draw(src: _Source, db, order: np.ndarray, n: int, rule: str, metric: Metric
                 st[np.flatnonzero(valid)[~keep]] = "near_duplicate"
                 q, q_rows = q[keep], q_rows[keep]
             log.info("batch %d: %d candidates, exact %d-NN of %d", out.batches, len(rows), k_search, len(q))
-            res = knn(db, q, k_search, metric, tie_ranks=(TIE_RANK,) if rule == "2023" else (), dists64=True)
+            ranks = ({TIE_RANK} if rule == "2023" else set()) | ({k_gold} if k_gold < k_search else set())
+            res = knn(db, q, k_search, metric, tie_ranks=tuple(sorted(ranks)), dists64=True)
+            tie_gold = res.attrs["tie_at"][k_gold] if k_gold < k_search else res.attrs["tie_at_k"]
             live = np.flatnonzero(st == "")
             for j, c in enumerate(_knn_filter(rule, res, min_top10, gap)):
                 if c:
@@ -278,6 +284,7 @@ def _draw(src: _Source, db, order: np.ndarray, n: int, rule: str, metric: Metric
                     out.queries.append(q[j])
                     out.ids.append(res.ids[j, :k_gold])
                     out.dists.append(res.dists[j, :k_gold])
+                    out.ties.append(int(tie_gold[j]))
                     out.rows.append(int(q_rows[j]))
                 else:
                     st[live[j]] = "passed_unused"
