@@ -386,6 +386,7 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     stop, first = (src.n, 0) if stop is None else (stop, start_row)
     scores = np.empty(qt * min(R_TILE, block_rows, stop - start_row), dtype=np.float32)
     last = time.monotonic()
+    bufs: list[Candidates | None] = [None] * len(batches)  # per-batch selection buffers, kept across blocks
     with progress_bar(f"exact {metric.value} (float32 filter)", stop - first) as bar:
         bar.update(start_row - first)
         for task in plan_row_ranges(stop, block_rows, start=start_row):
@@ -396,7 +397,9 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
             a, b, w, h = _metric_columns(metric, nx)
             for bi, (lo, hi) in enumerate(batches):
                 th, ti = kth_keys(parts[bi], kk)
-                buf = Candidates.empty(hi - lo, min(nbk, 4 * kk + 256))
+                buf = bufs[bi]
+                if buf is None:
+                    buf = Candidates.empty(hi - lo, min(nbk, 4 * kk + 256))
                 counts = np.zeros(hi - lo, dtype=np.int64)
                 pos = np.zeros(hi - lo, dtype=np.int64)
                 for q0 in range(lo, hi, qt):
@@ -413,7 +416,11 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                         if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
                             buf = buf.padded(part.width)
                             buf.lo[sl], buf.hi[sl], buf.ids[sl] = part.lo, part.hi, part.ids
-                parts[bi] = merge(parts[bi], buf.trimmed(), kk)
+                used = buf.trimmed()
+                parts[bi] = merge(parts[bi], used, kk)
+                # reuse the buffer for the next block: reset only the slots this block used
+                used.lo[:], used.hi[:], used.ids[:] = np.inf, np.inf, -1
+                bufs[bi] = buf
             bar.advance(task.rows)
             last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every)
     return parts

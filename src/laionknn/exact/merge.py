@@ -168,7 +168,12 @@ def _merge_kernel(lo_a, hi_a, id_a, lo_b, hi_b, id_b, k, out_lo, out_hi, out_id,
         n = _collect(hi_b, id_b, q, his, idx, _collect(hi_a, id_a, q, his, idx, 0))
         h, i = kth_key(his, idx, n, k)
         c = _keep_into(lo_a, hi_a, id_a, q, h, i, out_lo, out_hi, out_id, 0)
-        counts[q] = _keep_into(lo_b, hi_b, id_b, q, h, i, out_lo, out_hi, out_id, c)
+        c = _keep_into(lo_b, hi_b, id_b, q, h, i, out_lo, out_hi, out_id, c)
+        counts[q] = c
+        for e in range(c, out_id.shape[1]):  # empty slots (the output is allocated uninitialised)
+            out_lo[q, e] = np.inf
+            out_hi[q, e] = np.inf
+            out_id[q, e] = -1
 
 
 def merge(a: Candidates, b: Candidates, k: int) -> Candidates:
@@ -180,11 +185,16 @@ def merge(a: Candidates, b: Candidates, k: int) -> Candidates:
     if a.n_queries != b.n_queries:
         raise ValueError(f"merge needs the same queries on both sides, got {a.n_queries} and {b.n_queries} rows")
     nq, w = a.n_queries, a.width + b.width
-    out = Candidates.empty(nq, w)
+    if not (nq and w):
+        return Candidates.empty(nq, 0)
+    # uninitialised: the kernel fills every slot (parallel), instead of a serial np.full of the whole
+    # union (hundreds of MB at k = 1000) that is then mostly overwritten
+    out = Candidates(np.empty((nq, w)), np.empty((nq, w)), np.empty((nq, w), dtype=np.int64))
     counts = np.zeros(nq, dtype=np.int64)
-    if nq and w:
-        _merge_kernel(a.lo, a.hi, a.ids, b.lo, b.hi, b.ids, int(k), out.lo, out.hi, out.ids, counts)
-    width = int(counts.max()) if nq else 0
+    _merge_kernel(a.lo, a.hi, a.ids, b.lo, b.hi, b.ids, int(k), out.lo, out.hi, out.ids, counts)
+    width = int(counts.max())
+    if width == w:
+        return out
     return Candidates(out.lo[:, :width].copy(), out.hi[:, :width].copy(), out.ids[:, :width].copy())
 
 
