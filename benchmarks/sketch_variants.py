@@ -17,6 +17,8 @@ Variants (``--variants``, comma-separated; default all):
 * ``xor:M:P`` — P plain cfsrp bits, the other 1024 − P bits each the XOR of M tight-frame bits;
 * ``offsets:G:S`` — hyperplanes of a tight frame coloured by the *covariance* (γ = G) with offsets
   through random fit rows, pulled towards the mean by the factor S;
+* ``uoffsets:G:R`` — the same frame with offsets drawn uniformly over mean ± R standard deviations of
+  each projection (an even cut density across the data instead of the data's own);
 * ``subset:KIND`` — 1024 of 1536 cfsrp hyperplanes: the most ``balanced``, the most ``unbalanced``
   (bit frequency over the fit rows) or ``random``;
 * ``quad:L:M`` — L cfsrp bits plus 1024 − L random quadratic-form bits ``sign(Σ_j S_bj (u_j·x)²)``
@@ -38,7 +40,7 @@ from laionknn.projections.kernels import hamming_knn
 from laionknn.projections.sketches import _fit_cfsrp, _tight_frame, pack_bits
 
 DEFAULT = ("bits:768,bits:1152,bits:1280,bits:1536,xor:2:0,xor:2:512,xor:2:768,xor:3:0,"
-           "offsets:0:0.8,offsets:-0.2:0.9,offsets:0.3:0.6,subset:balanced,subset:unbalanced,subset:random,"
+           "offsets:0:0.8,offsets:-0.2:0.9,offsets:0.3:0.6,uoffsets:0:1,uoffsets:-0.2:1,uoffsets:-0.2:2,subset:balanced,subset:unbalanced,subset:random,"
            "quad:0:2048,quad:0:4096,quad:768:2048,quad:512:2048,perp:0:0,perp:0:32,perp:0:128,perp:0.5:32")
 BITS = 1024
 
@@ -84,6 +86,14 @@ def _encoder(kind: str, args: list[str], F: np.ndarray):
         P = F[np.random.default_rng(1).choice(len(F), BITS, replace=False)]
         m = W @ mu
         t = (m + pull * (np.einsum("bd,bd->b", W, P) - m)).astype(np.float32)
+        return lambda a: a @ W.T > t
+    if kind == "uoffsets":
+        gamma, reach = float(args[0]), float(args[1])
+        evc, vecc = _eigen(F, centred=True)
+        W = _coloured(BITS, evc, vecc, gamma, 0)
+        Z = F[:20000] @ W.T
+        u = np.random.default_rng(5).uniform(-1, 1, BITS)  # offsets uniform over mean ± reach·sd
+        t = (Z.mean(0) + reach * Z.std(0) * u).astype(np.float32)
         return lambda a: a @ W.T > t
     if kind == "subset":
         W = _coloured(1536, ev2, vec2, -0.1, 0)
