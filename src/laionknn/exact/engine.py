@@ -42,7 +42,7 @@ from laionknn.errors import DataError, UsageError
 from laionknn.exact import checkpoint as ckpt
 from laionknn.exact.blas import resolve_backend, sgemm_nt
 from laionknn.exact.kernels import _CHUNK, chunk_bounds, norms64, rescore_pairs, select_hamming, select_scores, to_float32
-from laionknn.exact.merge import Candidates, exact_topk, kth_keys, merge
+from laionknn.exact.merge import Candidates, exact_topk, filled_prefix, kth_keys, merge
 from laionknn.exact.plan import SCORE_TILE, plan_memory, plan_query_batches, plan_row_ranges
 from laionknn.io.vectors import check_vectors, parse_memory
 from laionknn.progress import progress_bar
@@ -374,6 +374,11 @@ def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos):
     return buf
 
 
+def _block_buffer(src: _Source, rows: int) -> np.ndarray | None:
+    """A float32 (rows, dim) buffer for converted blocks, or None when blocks are float32 already."""
+    return None if src.dtype == np.float32 or rows <= 0 else np.empty((rows, src.dim), dtype=np.float32)
+
+
 def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint, fingerprint, every,
                  backend, *, stop=None):
     """Pass 1 over rows ``[start_row, stop)`` (default: to the end; progress counts from row 0 then)."""
@@ -387,10 +392,11 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     scores = np.empty(qt * min(R_TILE, block_rows, stop - start_row), dtype=np.float32)
     last = time.monotonic()
     bufs: list[Candidates | None] = [None] * len(batches)  # per-batch selection buffers, kept across blocks
+    conv = _block_buffer(src, min(block_rows, stop - start_row))  # float32 block, reused across blocks
     with progress_bar(f"exact {metric.value} (float32 filter)", stop - first) as bar:
         bar.update(start_row - first)
         for task in plan_row_ranges(stop, block_rows, start=start_row):
-            xb = to_float32(src.read(task.start, task.stop))
+            xb = to_float32(src.read(task.start, task.stop), out=conv)
             nbk = xb.shape[0]
             nx = norms64(xb)
             _check_norms(nx, task.start, metric is Metric.COSINE)
@@ -398,8 +404,10 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
             for bi, (lo, hi) in enumerate(batches):
                 th, ti = kth_keys(parts[bi], kk)
                 buf = bufs[bi]
-                if buf is None:
-                    buf = Candidates.empty(hi - lo, min(nbk, 4 * kk + 256))
+                if buf is None:  # uninitialised: the kernels only read each row's first counts[q] slots
+                    width = min(nbk, 4 * kk + 256)
+                    buf = Candidates(np.empty((hi - lo, width)), np.empty((hi - lo, width)),
+                                     np.empty((hi - lo, width), dtype=np.int64))
                 counts = np.zeros(hi - lo, dtype=np.int64)
                 pos = np.zeros(hi - lo, dtype=np.int64)
                 for q0 in range(lo, hi, qt):
@@ -416,11 +424,8 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                         if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
                             buf = buf.padded(part.width)
                             buf.lo[sl], buf.hi[sl], buf.ids[sl] = part.lo, part.hi, part.ids
-                used = buf.trimmed()
-                parts[bi] = merge(parts[bi], used, kk)
-                # reuse the buffer for the next block: reset only the slots this block used
-                used.lo[:], used.hi[:], used.ids[:] = np.inf, np.inf, -1
-                bufs[bi] = buf
+                parts[bi] = merge(parts[bi], filled_prefix(buf, counts), kk)
+                bufs[bi] = buf  # reused by the next block (counts start again at 0)
             bar.advance(task.rows)
             last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every)
     return parts
@@ -443,11 +448,12 @@ def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_r
     xq = np.ascontiguousarray(q_in, dtype=np.float32 if exact32 else np.float64)
     qn = norms64(xq)
     mode = {Metric.DOT: 0, Metric.COSINE: 1, Metric.L2: 2}[metric]
+    conv = _block_buffer(src, min(block_rows, stop - start))  # float32 block, reused across blocks
     with progress_bar("exact rescoring (float64)", stop - start) as bar:
         for task in plan_row_ranges(stop, block_rows, start=start):
             a0, a1 = np.searchsorted(rid_s, [task.start, task.stop])
             if a1 > a0:
-                xb = to_float32(src.read(task.start, task.stop))
+                xb = to_float32(src.read(task.start, task.stop), out=conv)
                 nx = norms64(xb) if mode == 1 else qn[:1]
                 out = np.empty(a1 - a0)
                 rescore_pairs(xb, xq, rid_s[a0:a1] - task.start, q_s[a0:a1], mode, qn, nx, out)

@@ -35,14 +35,27 @@ def f16_to_f32(src, lut, out):
 F16_LUT = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
 
-def to_float32(block: np.ndarray) -> np.ndarray:
-    """A C-contiguous float32 copy of a block (float16 converted exactly, in parallel)."""
-    if block.dtype == np.float16:
-        out = np.empty(block.shape, dtype=np.float32)
-        if block.size:
-            f16_to_f32(np.ascontiguousarray(block).view(np.uint16), F16_LUT, out)
-        return out
-    return np.ascontiguousarray(block, dtype=np.float32)
+def to_float32(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A C-contiguous float32 version of a block (float16 converted exactly, in parallel); a
+    C-contiguous float32 block is returned as it is.
+
+    out: optional float32 C-contiguous buffer of at least ``block.shape[0]`` rows and the same width,
+    reused across blocks (a fresh multi-hundred-MB array per block pays its page faults every time);
+    the result is then a view of its first rows.
+    """
+    if block.dtype == np.float32 and block.flags.c_contiguous:
+        return block
+    if out is not None and out.dtype == np.float32 and out.ndim == block.ndim == 2 and out.flags.c_contiguous \
+            and out.shape[1] == block.shape[1] and out.shape[0] >= block.shape[0]:
+        dest = out[:block.shape[0]]
+    else:
+        dest = np.empty(block.shape, dtype=np.float32)
+    if block.size:
+        if block.dtype == np.float16:
+            f16_to_f32(np.ascontiguousarray(block).view(np.uint16), F16_LUT, dest)
+        else:
+            dest[...] = block
+    return dest
 
 
 @intrinsic

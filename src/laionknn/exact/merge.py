@@ -160,20 +160,58 @@ def _keep_into(lo_x, hi_x, id_x, q, h, i, out_lo, out_hi, out_id, c):
     return c
 
 
+@nb.njit(nogil=True, cache=True)
+def _count_into(lo_x, id_x, q, h, i, c):
+    """``c`` plus the number of row ``q``'s entries that survive the bound ``(h, i)``."""
+    for e in range(id_x.shape[1]):
+        if id_x[q, e] >= 0 and keep(lo_x[q, e], id_x[q, e], h, i):
+            c += 1
+    return c
+
+
 @nb.njit(parallel=True, nogil=True, cache=True)
-def _merge_kernel(lo_a, hi_a, id_a, lo_b, hi_b, id_b, k, out_lo, out_hi, out_id, counts):
-    for q in nb.prange(lo_a.shape[0]):
-        his = np.empty(lo_a.shape[1] + lo_b.shape[1])
-        idx = np.empty(lo_a.shape[1] + lo_b.shape[1], dtype=np.int64)
+def _merge_bounds(hi_a, id_a, lo_a, hi_b, id_b, lo_b, k, out_h, out_i, counts):
+    """Pass 1 of :func:`merge`: per query the union's k-th ``(hi, id)`` key and the survivor count."""
+    for q in nb.prange(hi_a.shape[0]):
+        his = np.empty(hi_a.shape[1] + hi_b.shape[1])
+        idx = np.empty(hi_a.shape[1] + hi_b.shape[1], dtype=np.int64)
         n = _collect(hi_b, id_b, q, his, idx, _collect(hi_a, id_a, q, his, idx, 0))
         h, i = kth_key(his, idx, n, k)
-        c = _keep_into(lo_a, hi_a, id_a, q, h, i, out_lo, out_hi, out_id, 0)
-        c = _keep_into(lo_b, hi_b, id_b, q, h, i, out_lo, out_hi, out_id, c)
-        counts[q] = c
-        for e in range(c, out_id.shape[1]):  # empty slots (the output is allocated uninitialised)
+        out_h[q] = h
+        out_i[q] = i
+        counts[q] = _count_into(lo_b, id_b, q, h, i, _count_into(lo_a, id_a, q, h, i, 0))
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def _merge_fill(lo_a, hi_a, id_a, lo_b, hi_b, id_b, h, i, out_lo, out_hi, out_id):
+    """Pass 2 of :func:`merge`: copy the survivors (a's, then b's) and mark the remaining slots empty."""
+    for q in nb.prange(lo_a.shape[0]):
+        c = _keep_into(lo_a, hi_a, id_a, q, h[q], i[q], out_lo, out_hi, out_id, 0)
+        c = _keep_into(lo_b, hi_b, id_b, q, h[q], i[q], out_lo, out_hi, out_id, c)
+        for e in range(c, out_id.shape[1]):
             out_lo[q, e] = np.inf
             out_hi[q, e] = np.inf
             out_id[q, e] = -1
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def _mark_tails(lo, hi, ids, counts):
+    for q in nb.prange(ids.shape[0]):
+        for e in range(counts[q], ids.shape[1]):
+            lo[q, e] = np.inf
+            hi[q, e] = np.inf
+            ids[q, e] = -1
+
+
+def filled_prefix(buf: Candidates, counts: np.ndarray) -> Candidates:
+    """The first ``counts[q]`` entries of each row of a selection buffer whose other slots may hold
+    anything (it is allocated uninitialised and reused): a view trimmed to the widest row, with the
+    slots past each row's count marked empty."""
+    w = int(counts.max()) if counts.size else 0
+    out = Candidates(buf.lo[:, :w], buf.hi[:, :w], buf.ids[:, :w])
+    if w:
+        _mark_tails(out.lo, out.hi, out.ids, np.ascontiguousarray(counts, dtype=np.int64))
+    return out
 
 
 def merge(a: Candidates, b: Candidates, k: int) -> Candidates:
@@ -184,18 +222,19 @@ def merge(a: Candidates, b: Candidates, k: int) -> Candidates:
     """
     if a.n_queries != b.n_queries:
         raise ValueError(f"merge needs the same queries on both sides, got {a.n_queries} and {b.n_queries} rows")
-    nq, w = a.n_queries, a.width + b.width
-    if not (nq and w):
+    nq = a.n_queries
+    if not (nq and a.width + b.width):
         return Candidates.empty(nq, 0)
-    # uninitialised: the kernel fills every slot (parallel), instead of a serial np.full of the whole
-    # union (hundreds of MB at k = 1000) that is then mostly overwritten
+    # two passes (bound and count, then fill) so that the output is allocated at its final width once:
+    # at k = 1000 and 10k queries the union is over a GB, the survivors a fraction of it
+    h = np.empty(nq)
+    i = np.empty(nq, dtype=np.int64)
+    counts = np.empty(nq, dtype=np.int64)
+    _merge_bounds(a.hi, a.ids, a.lo, b.hi, b.ids, b.lo, int(k), h, i, counts)
+    w = int(counts.max())
     out = Candidates(np.empty((nq, w)), np.empty((nq, w)), np.empty((nq, w), dtype=np.int64))
-    counts = np.zeros(nq, dtype=np.int64)
-    _merge_kernel(a.lo, a.hi, a.ids, b.lo, b.hi, b.ids, int(k), out.lo, out.hi, out.ids, counts)
-    width = int(counts.max())
-    if width == w:
-        return out
-    return Candidates(out.lo[:, :width].copy(), out.hi[:, :width].copy(), out.ids[:, :width].copy())
+    _merge_fill(a.lo, a.hi, a.ids, b.lo, b.hi, b.ids, h, i, out.lo, out.hi, out.ids)
+    return out
 
 
 @nb.njit(parallel=True, nogil=True, cache=True)
