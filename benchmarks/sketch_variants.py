@@ -37,7 +37,7 @@ import numpy as np
 from laionknn.evaluation import recall
 from laionknn.io import read_gold, read_vectors
 from laionknn.projections.kernels import hamming_knn
-from laionknn.projections.sketches import _fit_cfsrp, _tight_frame, pack_bits
+from laionknn.projections.sketches import _tight_frame, pack_bits
 
 DEFAULT = ("bits:768,bits:1152,bits:1280,bits:1536,xor:2:0,xor:2:512,xor:2:768,xor:3:0,"
            "offsets:0:0.8,offsets:-0.2:0.9,offsets:0.3:0.6,uoffsets:0:1,uoffsets:-0.2:1,uoffsets:-0.2:2,subset:balanced,subset:unbalanced,subset:random,"

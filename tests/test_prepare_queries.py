@@ -143,7 +143,7 @@ def test_gold_records_ties_at_k(data, tmp_path, k):
 
     folder, db, src = data
     r = select_queries(folder / "part0.npy", folder / "db.h5", n=60, rule="2024", seed=3, out_dir=tmp_path, k=k)
-    status, _, dists = oracle("2024", r.examined_rows, src, db, k=max(k, 30) + 1)
+    _, _, dists = oracle("2024", r.examined_rows, src, db, k=max(k, 30) + 1)
     kept = [i for i, st in enumerate(r.statuses) if st == "kept"]
     expect = np.array([dists[i][1][k - 1] == dists[i][1][k] for i in kept], dtype=np.uint8)
     assert 0 < expect.sum() < len(expect)

@@ -182,25 +182,28 @@ def _merge_bounds(hi_a, id_a, lo_a, hi_b, id_b, lo_b, k, out_h, out_i, counts):
         counts[q] = _count_into(lo_b, id_b, q, h, i, _count_into(lo_a, id_a, q, h, i, 0))
 
 
+@nb.njit(nogil=True, cache=True)
+def _empty_tail(lo, hi, ids, q, start):
+    """Mark row ``q``'s slots from ``start`` on as empty."""
+    for e in range(start, ids.shape[1]):
+        lo[q, e] = np.inf
+        hi[q, e] = np.inf
+        ids[q, e] = -1
+
+
 @nb.njit(parallel=True, nogil=True, cache=True)
 def _merge_fill(lo_a, hi_a, id_a, lo_b, hi_b, id_b, h, i, out_lo, out_hi, out_id):
     """Pass 2 of :func:`merge`: copy the survivors (a's, then b's) and mark the remaining slots empty."""
     for q in nb.prange(lo_a.shape[0]):
         c = _keep_into(lo_a, hi_a, id_a, q, h[q], i[q], out_lo, out_hi, out_id, 0)
         c = _keep_into(lo_b, hi_b, id_b, q, h[q], i[q], out_lo, out_hi, out_id, c)
-        for e in range(c, out_id.shape[1]):
-            out_lo[q, e] = np.inf
-            out_hi[q, e] = np.inf
-            out_id[q, e] = -1
+        _empty_tail(out_lo, out_hi, out_id, q, c)
 
 
 @nb.njit(parallel=True, nogil=True, cache=True)
 def _mark_tails(lo, hi, ids, counts):
     for q in nb.prange(ids.shape[0]):
-        for e in range(counts[q], ids.shape[1]):
-            lo[q, e] = np.inf
-            hi[q, e] = np.inf
-            ids[q, e] = -1
+        _empty_tail(lo, hi, ids, q, counts[q])
 
 
 def filled_prefix(buf: Candidates, counts: np.ndarray) -> Candidates:
