@@ -11,7 +11,7 @@ from laionknn.cli.common import catalogs, console, print_table
 
 @click.command()
 @click.option("--size", default="100K", show_default=True, help="Synthetic subset size when --data is not given.")
-@click.option("--data", default=None, help="Database name from the catalog (default: synthetic-clip768v2-n=SIZE).")
+@click.option("--data", default=None, help="Database name from the catalog (default: synthetic-v3-clip768v2-n=SIZE).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace runs/).")
 @click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
 @click.option("--threads", type=int, default=None, help="Threads (default: all cores).")

@@ -10,7 +10,7 @@ from laionknn.cli.common import catalogs, console, print_table
 
 
 @click.command()
-@click.option("--data", "data", required=True, help="Database name from the catalog, e.g. synthetic-clip768v2-n=100K.")
+@click.option("--data", "data", required=True, help="Database name from the catalog, e.g. synthetic-v3-clip768v2-n=100K.")
 @click.option("--index", "backend", required=True, help="Backend name (see `laionknn search --list`).")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False), help="TOML grid file (default: the backend's).")
 @click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
