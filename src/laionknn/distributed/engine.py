@@ -239,7 +239,7 @@ def connect(scheduler: str | None = None, workers: int = 2, threads: int | None 
     line: what to install, or how to start a scheduler) when dask is missing or the scheduler is
     unreachable."""
     try:
-        import dask  # noqa: F401
+        import dask
         import distributed
     except ModuleNotFoundError:
         raise UsageError(f"--dask needs dask and distributed, which are not installed; install them with: "
@@ -248,7 +248,8 @@ def connect(scheduler: str | None = None, workers: int = 2, threads: int | None 
         logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler:
         try:
-            client = distributed.Client(scheduler, timeout="20s")
+            # "laionknn.connect-timeout" in the dask config shortens the wait (tests)
+            client = distributed.Client(scheduler, timeout=dask.config.get("laionknn.connect-timeout", "20s"))
         except (OSError, ValueError, TypeError) as e:
             raise UsageError(f"cannot reach a Dask scheduler at {scheduler} ({e}); start one with `dask scheduler` "
                              f"and workers with `dask worker {scheduler}`, or check the address") from None
