@@ -68,8 +68,11 @@ def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick,
         common = dict(grid_file=grid_file, quick=quick, use_cache=not no_cache, repeats=repeats, gold_ids=gold_ids)
         if use_dask:
             from laionknn.distributed.engine import connect
+            from laionknn.distributed.search import check_shards
             from laionknn.distributed.sweep import sweep_dask
 
+            if shards:
+                check_shards(shards, database.n, spec.name)  # before starting or reaching a cluster
             with connect(scheduler, workers, threads or 1) as client:
                 n_shards = shards or max(1, sum(client.nthreads().values()))
                 records = sweep_dask(backend, target, k, out, client=client, shards=n_shards, layout=route or "rows",

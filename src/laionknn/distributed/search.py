@@ -316,6 +316,15 @@ def assign_lists(sizes: np.ndarray, n_shards: int) -> np.ndarray:
     return owner
 
 
+def check_shards(shards: int, n_rows: int, what: str) -> int:
+    """``shards`` when 1 <= shards <= n_rows, else a UsageError (each shard needs at least one row)."""
+    shards = int(shards)
+    if shards < 1 or shards > n_rows:
+        raise UsageError(f"--shards {shards}: the database {what} has {n_rows} rows, so ask for 1 to {n_rows} "
+                         f"shards (each shard needs at least one row)")
+    return shards
+
+
 # --- the driver -------------------------------------------------------------------------------------------
 @dataclass
 class SearchInfo:
@@ -358,10 +367,7 @@ class ShardedIndex:
         self.cls = get_backend(backend)
         with VectorFile(self.path, key) as db:
             self.key, self.n, self.dim, self.dtype = db.key, int(db.n), int(db.dim), np.dtype(db.dtype)
-        shards = int(shards)
-        if shards < 1 or shards > self.n:
-            raise UsageError(f"--shards {shards}: the database {self.path} has {self.n} rows, so ask for "
-                             f"1 to {self.n} shards (each shard needs at least one row)")
+        shards = check_shards(shards, self.n, self.path)
         self.plan = plan_shards(self.n, shards)
         self.use_cache, self.fingerprint = use_cache, fingerprint
         self.holders: list = []
@@ -480,4 +486,4 @@ def _describe(h: ShardIndex) -> dict:
             "rows": h.rows, "pid": h.pid}
 
 
-__all__ = ["ShardIndex", "ShardSource", "ShardedIndex", "SearchInfo", "assign_lists", "merge_answers"]
+__all__ = ["ShardIndex", "ShardSource", "ShardedIndex", "SearchInfo", "assign_lists", "check_shards", "merge_answers"]

@@ -84,8 +84,8 @@ def sweep_dask(backend: str, target: SweepTarget, k: int, out_dir: "str | os.Pat
                     result, info = runs[-1]
                     times = [i.seconds for _, i in runs]
                     querytime = statistics.median(times)
-                    params = describe.params_string() + f",shards={len(sharded.plan)}" + \
-                        (f",route={layout}" if layout != "rows" else "")
+                    params = ",".join(filter(None, [describe.params_string(), f"shards={len(sharded.plan)}",
+                                                    f"route={layout}" if layout != "rows" else ""]))
                     file = out_dir / "results" / backend / f"{_safe(target.size)}-k{k}-{_safe(params)}.h5"
                     short = int((result.ids < 0).any(axis=1).sum())
                     if short:

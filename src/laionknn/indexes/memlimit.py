@@ -233,8 +233,9 @@ def _child(conn, job: dict) -> None:
                                         size=job["size"], dataset=job["dataset"])
             records = runner.sweep(job["backend"], target, job["k"], job["out_dir"], grid=job["grid"],
                                    threads=job["threads"], repeats=job["repeats"], use_cache=job["use_cache"],
-                                   gold_ids=job["gold_ids"], append=False, on_phase=on_phase)
-        conn.send(("done", records, _peak_rss()))
+                                   gold_ids=job["gold_ids"], append=False, on_phase=on_phase,
+                                   on_record=lambda rec: conn.send(("record", rec, _peak_rss())))
+        conn.send(("done", len(records), _peak_rss()))
     except BaseException as exc:  # everything goes back to the parent, which decides
         try:
             kind = "exceeded" if _is_memory_error(exc) else "error"
@@ -255,7 +256,7 @@ def _run_child(job: dict) -> dict:
     proc.start()
     child.close()
     group = None
-    out: dict[str, Any] = {"phase": "start", "peak": 0, "baseline": 0}
+    out: dict[str, Any] = {"phase": "start", "peak": 0, "baseline": 0, "records": []}
     try:
         while True:
             try:
@@ -270,8 +271,11 @@ def _run_child(job: dict) -> dict:
                     parent.send("go")
             elif kind == "phase":
                 out["phase"], out["peak"] = msg[1], max(out["peak"], msg[2])
+            elif kind == "record":
+                out["records"].append(msg[1])
+                out["peak"] = max(out["peak"], msg[2])
             elif kind == "done":
-                out.update(kind="ok", records=msg[1], peak=max(out["peak"], msg[2]))
+                out.update(kind="ok", peak=max(out["peak"], msg[2]))
             else:
                 out.update(kind=kind, phase=msg[1], error=msg[2], peak=max(out["peak"], msg[3]), trace=msg[4])
         proc.join()
@@ -360,9 +364,9 @@ def capped_sweep(backend: str, target, k: int, out_dir, *, grid, memory_limit: i
         out = _run_child(job)
         memory = {"memory_limit_bytes": int(memory_limit), "memory_peak_bytes": int(out["peak"]),
                   "memory_baseline_bytes": int(out["baseline"]), "memory_enforcement": mode, "task": task or ""}
+        # the points finished before a failure keep their records and result files
+        records += [{**rec, **memory, "outcome": "ok", "outcome_detail": ""} for rec in out["records"]]
         if out["kind"] == "ok":
-            for rec in out["records"]:
-                records.append({**rec, **memory, "outcome": "ok", "outcome_detail": ""})
             continue
         if out["kind"] == "error":
             err = out["error"]

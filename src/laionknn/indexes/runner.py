@@ -163,7 +163,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
           grid: Grid | None = None, grid_file: "str | os.PathLike[str] | None" = None, threads: int | None = None,
           repeats: int | None = None, use_cache: bool = True, quick: bool = False,
           gold_ids: np.ndarray | None = None, memory_limit: int | None = None, task: str | None = None,
-          append: bool = True, on_phase=None) -> list[dict]:
+          append: bool = True, on_phase=None, on_record=None) -> list[dict]:
     """Run ``backend`` over its grid on ``target``; returns the run records (also appended to
     ``out_dir/runs.jsonl``). Result files go to ``out_dir/results/<backend>/``. A grid point where some
     query got fewer than k neighbours (id -1) is recorded with ``queries_short`` > 0 and ``file`` empty:
@@ -172,7 +172,8 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     ``memory_limit`` (bytes): each build configuration runs in a child process under that hard limit
     and an exceeded limit becomes a record (:mod:`laionknn.indexes.memlimit`); ``task`` (2024-2,
     2024-3) applies that task's rule on originals. ``append=False`` leaves ``runs.jsonl`` alone;
-    ``on_phase(name)`` is called with ``"build"`` and ``"search"`` as the sweep enters each phase."""
+    ``on_phase(name)`` is called with ``"build"`` and ``"search"`` as the sweep enters each phase,
+    ``on_record(record)`` with each record as soon as its point is done."""
     cls = get_backend(backend)
     if target.metric not in cls.metrics:
         kinds = ", ".join(sorted(m.value for m in cls.metrics))
@@ -235,6 +236,8 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                 if gold_ids is not None:
                     rec["recall"] = recall_at(result.ids, gold_ids, k)
                 records.append(rec)
+                if on_record:
+                    on_record(rec)
                 log.info("%s %s: %.3f s (%.0f QPS)%s", backend, params, querytime, rec["qps"],
                          f" recall {rec['recall']:.4f}" if "recall" in rec else "")
                 bar.advance(1)
