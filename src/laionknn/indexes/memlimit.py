@@ -307,7 +307,8 @@ def _enter_cgroup(pid: int, limit: int) -> Path:
     group.mkdir()
     (group / "cgroup.procs").write_text(str(pid))
     (group / "memory.max").write_text(str(_read_int(group / "memory.current") + limit))
-    (group / "memory.swap.max").write_text("0") if (group / "memory.swap.max").exists() else None
+    if (group / "memory.swap.max").exists():  # a swapped-out child would not be held to the limit
+        (group / "memory.swap.max").write_text("0")
     return group
 
 
