@@ -15,8 +15,9 @@ import pytest
 
 from laionknn import exact
 from laionknn.distributed.search import ShardedIndex, assign_lists, merge_answers, ShardAnswer
-from laionknn.indexes.registry import create
+from laionknn.indexes.registry import create, known_backends
 from laionknn.io import VectorFile, write_vectors
+from laionknn.types import Metric
 
 distributed = pytest.importorskip("distributed")
 
@@ -180,3 +181,32 @@ def test_assign_lists_and_merge_are_plain():
     b = ShardAnswer(1, np.array([1]), np.array([[0, 7]]), np.array([[0.2, 0.25]]), 0, "", 0)
     d, i = merge_answers(2, 2, [a, b])
     assert i.tolist() == [[4, 9], [0, 1]] and d.tolist() == [[0.1, 0.5], [0.2, 0.2]]
+
+
+@pytest.mark.parametrize("backend", known_backends())
+def test_every_backend_shards(client, data, tmp_path, backend):
+    """Every available backend of the registry runs sharded: global ids from both shards, a recall close
+    to its unsharded index on its small-data grid."""
+    from laionknn.indexes import available_backends, get_backend, load_grid
+
+    if backend not in available_backends():
+        pytest.skip(f"{backend} is not available here")
+    path, x, q = data
+    metric = "hamming" if Metric.HAMMING in get_backend(backend).metrics else "cosine"
+    if metric == "hamming":
+        rng = np.random.default_rng(8)
+        x = rng.integers(0, 2**63, (N, 16), dtype=np.uint64)
+        q = np.concatenate([x[:20] ^ np.uint64(1 << 5), rng.integers(0, 2**63, (30, 16), dtype=np.uint64)])
+        path = write_vectors(tmp_path / "ham.h5", x, "hamming")
+    grid = load_grid(backend, n_rows=N // 2)
+    build, knobs = grid.build[0], grid.query[-1]
+    res, info, built = _sharded(client, path, q, backend, build, knobs, 2, metric=metric)
+    gold = exact.knn(x, q, K, metric).ids
+    whole = create(backend, metric, threads=1, **build)
+    with VectorFile(path) as db:
+        whole.build(db)
+        whole.set_query_params(**knobs)
+        r_whole = _recall(whole.search(q, K).ids, gold)
+    assert res.ids.shape == (len(q), K) and res.ids.max() < N
+    assert (res.ids >= N // 2).any() and (res.ids[res.ids >= 0] < N // 2).any()  # answers from both shards
+    assert _recall(res.ids, gold) >= r_whole - 0.05
