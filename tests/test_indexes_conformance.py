@@ -107,3 +107,24 @@ def test_backend_conformance(name, float_data, binary_data, tmp_path):
         again.set_query_params(**grid.query[-1])
         res2 = again.search(q, K)
         assert (res2.ids == res.ids).mean() >= 0.99
+
+
+@pytest.mark.parametrize("name", known_backends())
+def test_min_index_bytes_is_a_lower_bound_of_the_saved_index(name, float_data, binary_data, tmp_path):
+    """`--memory-limit` refuses limits below ``min_index_bytes``: it must never exceed what the index
+    really stores (measured as the size of its saved files, which hold the codes, ids and links)."""
+    if name not in available_backends():
+        pytest.skip(f"{name} is not available here")
+    from laionknn.indexes.base import dir_size
+
+    cls = get_backend(name)
+    binary = Metric.HAMMING in cls.metrics
+    db, _ = binary_data if binary else float_data
+    build = load_grid(name, n_rows=N).build[0]
+    index = create(name, "hamming" if binary else "cosine", threads=1, **build)
+    index.build(db)
+    bound = cls.min_index_bytes(N, db.shape[1], index.build_params)
+    if not cls.supports_save:
+        assert bound == 0  # keeps nothing of its own
+        return
+    assert 0 < bound <= dir_size(index.save(tmp_path / "index")), name

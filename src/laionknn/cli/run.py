@@ -20,8 +20,12 @@ from laionknn.cli.common import catalogs, console, print_table
               help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="Smaller grids: first build configuration, at most 3 query points.")
 @click.option("--no-baselines", is_flag=True, help="Skip the projections' brute-force baselines.")
+@click.option("--memory-limit", "memory_limit", metavar="SIZE",
+              help="Each build configuration in a child process under this hard limit; exceeded limits are recorded.")
+@click.option("--task", type=click.Choice(["2024-2", "2024-3"]),
+              help="2024 memory-capped task preset (32G / 64G per 100M rows, k=30; task 3: no originals).")
 @click.pass_context
-def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_baselines):
+def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_baselines, memory_limit, task):
     """Ensure data, gold standard, baselines, every available index backend, evaluation and report,
     into one folder; prints the operating points at the end."""
     from laionknn.indexes.mainjob import run_pipeline
@@ -29,7 +33,7 @@ def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_bas
     t0 = time.perf_counter()
     outcome = run_pipeline(size=size, data=data, out_dir=out_dir, k=k, quick=quick, threads=threads,
                            backends=list(backends) or None, n_queries=n_queries, catalogs=catalogs(ctx),
-                           baselines=not no_baselines)
+                           baselines=not no_baselines, memory_limit=memory_limit, task=task)
     from laionknn.reporting.tables import fmt_qps, fmt_recall
 
     rows = [[f"{p.threshold:g}", p.run.get("data", ""), p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),

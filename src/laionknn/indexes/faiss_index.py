@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from laionknn.errors import UsageError
-from laionknn.indexes.base import Index, finish, float_blocks, sample_rows
+from laionknn.indexes.base import Index, finish, float_blocks, sample_rows, source_shape
 from laionknn.types import KnnResult, Metric
 
 
@@ -43,15 +43,23 @@ class FaissIndex(Index):
         return self.n
 
     def _build(self, database) -> None:
+        self.train_empty(database)
+        for _, block in float_blocks(database, self.metric):
+            self.index.add(block)
+
+    def train_empty(self, database) -> None:
+        """Make ``self.index`` and train it (codebooks, coarse quantizer) on a sample of ``database``,
+        without adding vectors: the sharded IVF layouts train one such index for the whole database
+        and fill copies of it shard by shard (laionknn.distributed.search)."""
         faiss = _faiss()
         faiss.omp_set_num_threads(self.threads)
+        n, dim, _ = source_shape(database)
+        self.n, self.dim = self.n or n, self.dim or dim
         self.index = faiss.index_factory(self.dim, self._factory(), self._faiss_metric())
         self._before_add()
         if not self.index.is_trained:
             self.index.train(sample_rows(database, self.metric, self._train_size(),
                                          seed=int(self.build_params.get("seed", 0))))
-        for _, block in float_blocks(database, self.metric):
-            self.index.add(block)
 
     def _search(self, queries: np.ndarray, k: int) -> KnnResult:
         faiss = _faiss()
@@ -87,6 +95,10 @@ class FaissFlat(FaissIndex):
 
     name = "faiss-flat"
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * dim * 4
+
     def _factory(self) -> str:
         return "Flat"
 
@@ -95,6 +107,11 @@ class FaissIVFFlat(FaissIndex):
     name = "faiss-ivfflat"
     build_defaults = {"nlist": 1024, "train_size": 100_000, "seed": 0}
     query_defaults = {"nprobe": 16}
+    code_bytes_per_dim = 4  # float32 vectors in the lists
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim * cls.code_bytes_per_dim + 8)  # codes + int64 ids
 
     def _factory(self) -> str:
         self._check_nlist()
@@ -110,6 +127,8 @@ class FaissIVFFlat(FaissIndex):
 
 class FaissIVFSQ8(FaissIVFFlat):
     name = "faiss-ivfsq8"
+    code_bytes_per_dim = 1
+    keeps_originals = False
 
     def _factory(self) -> str:
         self._check_nlist()
@@ -123,6 +142,10 @@ class FaissIVFPQFastScan(FaissIVFFlat):
     name = "faiss-ivfpqfs"
     build_defaults = {"nlist": 1024, "m": 192, "train_size": 100_000, "seed": 0}
     query_defaults = {"nprobe": 16, "k_factor": 4}
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (int(build_params.get("m", 192)) // 2 + 8 + dim * 4)  # 4-bit codes, ids, refine copy
 
     def _factory(self) -> str:
         self._check_nlist()
@@ -142,6 +165,10 @@ class FaissHNSW(FaissIndex):
     build_defaults = {"M": 16, "ef_construction": 100}
     query_defaults = {"ef_search": 32}
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim * 4 + 2 * int(build_params.get("M", 16)) * 4)  # vectors + level-0 links
+
     def _factory(self) -> str:
         return f"HNSW{int(self.build_params['M'])},Flat"
 
@@ -159,6 +186,10 @@ class FaissHNSWSQ8(FaissHNSW):
     name = "faiss-hnswsq8"
     build_defaults = {"M": 32, "ef_construction": 100, "train_size": 100_000, "seed": 0}
     query_defaults = {"ef_search": 32, "k_factor": 2}
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim + 2 * int(build_params.get("M", 32)) * 4 + dim * 4)  # SQ8 codes, links, refine copy
 
     def _factory(self) -> str:
         return f"HNSW{int(self.build_params['M'])}_SQ8,RFlat"

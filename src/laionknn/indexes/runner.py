@@ -162,11 +162,18 @@ def recall_at(ids: np.ndarray, gold_ids: np.ndarray, k: int) -> float:
 def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *,
           grid: Grid | None = None, grid_file: "str | os.PathLike[str] | None" = None, threads: int | None = None,
           repeats: int | None = None, use_cache: bool = True, quick: bool = False,
-          gold_ids: np.ndarray | None = None) -> list[dict]:
+          gold_ids: np.ndarray | None = None, memory_limit: int | None = None, task: str | None = None,
+          append: bool = True, on_phase=None, on_record=None) -> list[dict]:
     """Run ``backend`` over its grid on ``target``; returns the run records (also appended to
     ``out_dir/runs.jsonl``). Result files go to ``out_dir/results/<backend>/``. A grid point where some
     query got fewer than k neighbours (id -1) is recorded with ``queries_short`` > 0 and ``file`` empty:
-    the official format has no way to say "missing"."""
+    the official format has no way to say "missing".
+
+    ``memory_limit`` (bytes): each build configuration runs in a child process under that hard limit
+    and an exceeded limit becomes a record (:mod:`laionknn.indexes.memlimit`); ``task`` (2024-2,
+    2024-3) applies that task's rule on originals. ``append=False`` leaves ``runs.jsonl`` alone;
+    ``on_phase(name)`` is called with ``"build"`` and ``"search"`` as the sweep enters each phase,
+    ``on_record(record)`` with each record as soon as its point is done."""
     cls = get_backend(backend)
     if target.metric not in cls.metrics:
         kinds = ", ".join(sorted(m.value for m in cls.metrics))
@@ -180,6 +187,11 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n)
     if quick:
         grid = grid.quick()
+    if memory_limit is not None:
+        from laionknn.indexes.memlimit import capped_sweep
+
+        return capped_sweep(backend, target, k, out_dir, grid=grid, memory_limit=int(memory_limit), task=task,
+                            threads=threads, repeats=repeats, use_cache=use_cache, gold_ids=gold_ids)
     repeats = int(repeats or grid.repeats or 3)
     out_dir = Path(out_dir)
     fingerprint = data_fingerprint(target.database) if use_cache and cls.supports_save else None
@@ -191,8 +203,12 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     with threadpool_limits(limits=threads), progress_bar(f"{backend}", len(grid.build) * len(grid.query),
                                                           unit="points") as bar:
         for build_params in grid.build:
+            if on_phase:
+                on_phase("build")
             index, buildtime, cached, index_bytes = build_or_load(backend, target, build_params, threads=threads,
                                                                  fingerprint=fingerprint, use_cache=use_cache)
+            if on_phase:
+                on_phase("search")
             for query_params in grid.query:
                 index.set_query_params(**query_params)
                 result, times = timed_search(index, target.queries, k, repeats)
@@ -220,9 +236,12 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                 if gold_ids is not None:
                     rec["recall"] = recall_at(result.ids, gold_ids, k)
                 records.append(rec)
+                if on_record:
+                    on_record(rec)
                 log.info("%s %s: %.3f s (%.0f QPS)%s", backend, params, querytime, rec["qps"],
                          f" recall {rec['recall']:.4f}" if "recall" in rec else "")
                 bar.advance(1)
             del index
-    append_run_records(out_dir / "runs.jsonl", records)
+    if append:
+        append_run_records(out_dir / "runs.jsonl", records)
     return records
