@@ -30,7 +30,8 @@ from laionknn import workspace
 from laionknn.errors import UsageError
 from laionknn.indexes.base import Index, dir_size, source_shape
 from laionknn.indexes.grids import Grid, load_grid
-from laionknn.indexes.registry import create, get_backend
+from laionknn.indexes.machine import run_facts
+from laionknn.indexes.registry import BACKENDS, PIP_NAME, create, get_backend
 from laionknn.progress import progress_bar
 from laionknn.results import append_run_records
 from laionknn.types import KnnResult, Metric
@@ -53,6 +54,18 @@ class SweepTarget:
     data: str
     size: str
     dataset: str
+
+
+def backend_facts(backend: str) -> dict[str, str]:
+    """Fields every run record of ``backend`` carries, because the machines change kind between
+    sessions: CPU model, vendor and SIMD flags, the library and its version, faiss's BLAS kernel (faiss
+    backends), and ``search_mode``: ``batch`` or ``single-query`` (the library has no batch call and the
+    backend loops over the queries)."""
+    cls = get_backend(backend)
+    module = BACKENDS[backend][1]
+    facts = run_facts(cls.library or module, PIP_NAME.get(module, module))
+    facts["search_mode"] = "batch" if cls.batch_search else "single-query"
+    return facts
 
 
 def peak_rss_bytes() -> int:
@@ -184,6 +197,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     out_dir = Path(out_dir)
     fingerprint = data_fingerprint(target.database) if use_cache and cls.supports_save else None
     records: list[dict] = []
+    facts = backend_facts(backend)
     from threadpoolctl import threadpool_limits
 
     from laionknn.io import write_result
@@ -216,7 +230,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                        "querytime": querytime, "repeats": repeats, "querytimes": json.dumps([round(t, 6) for t in times]),
                        "qps": len(target.queries) / querytime if querytime > 0 else float("inf"),
                        "peak_rss_bytes": peak_rss_bytes(), "index_bytes": index_bytes, "cached": cached,
-                       "queries_short": short, "file": str(path) if path else ""}
+                       "queries_short": short, "file": str(path) if path else "", **facts}
                 if gold_ids is not None:
                     rec["recall"] = recall_at(result.ids, gold_ids, k)
                 records.append(rec)
