@@ -54,6 +54,13 @@ PIP_NAME = {"faiss": "faiss-cpu", "hnswlib": "hnswlib", "usearch.index": "usearc
             "rabitqlib": "rabitqlib", "pyvsag": "pyvsag", "ngtpy": "ngt", "voyager": "voyager",
             "svs": "scalable-vs"}
 
+# the peer libraries of the [peers] extra (and faiss's RaBitQ/NSG): benchmarks/peers.py runs them; the
+# main job (`laionknn run`, `make demo`) leaves them out unless asked (`--peers`, or `--index NAME`),
+# so the demo stays within its time budget on 2 cores
+PEERS = frozenset({"faiss-ivfrabitqfs", "faiss-nsg", "deglib", "deglib-u8", "rabitq-ivf", "rabitq-symqg",
+                   "vsag-hgraph", "ngt-anng", "ngt-onng", "voyager-e4m3", "voyager-f32", "svs-vamana", "svs-lvq",
+                   "svs-leanvec"})
+
 # backends that run only on one CPU vendor (checked before the library is ever called)
 CPU_REQUIREMENTS: dict[str, str] = {"svs-lvq": "GenuineIntel", "svs-leanvec": "GenuineIntel"}
 VENDOR_NAMES = {"GenuineIntel": "an Intel CPU", "AuthenticAMD": "an AMD CPU"}
