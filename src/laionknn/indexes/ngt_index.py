@@ -5,7 +5,8 @@
 ann-benchmarks' NGT-onng: an ANNG with 100 edges per vertex, then degree adjustment by
 ``ngtpy.Optimizer`` to ``outdegree`` 10 / ``indegree`` 120, searched with every edge (``edge_size``
 -2). Search knob of both: ``epsilon``, the search range coefficient (0 = greedy, larger = wider).
-Queries go through ``batch_search`` (one call for the batch).
+Queries go through ``batch_search`` (one call for the batch, on NGT's OpenMP threads, capped to the
+run's thread count with threadpoolctl).
 
 NGT's quantised graph (QG / NGT-QG) is not reachable from Python: ``ngtpy.QuantizedIndex`` only
 opens an index that the ``ngtq``/``qbg`` command-line tools built, so it is not offered here.
@@ -64,8 +65,13 @@ class NgtIndex(Index):
     def _search(self, queries: np.ndarray, k: int) -> KnnResult:
         import ngtpy
 
+        from threadpoolctl import threadpool_limits
+
         results = ngtpy.BatchResults()
-        self.index.batch_search(queries, results, k)
+        # batch_search has no thread argument: it runs on the OpenMP pool of NGT's bundled libgomp,
+        # capped here to the run's thread count like every other backend
+        with threadpool_limits(limits=self.threads, user_api="openmp"):
+            self.index.batch_search(queries, results, k)
         flat_ids = np.asarray(results.get_indexed_ids()).astype(np.int64)
         flat_d = np.asarray(results.get_indexed_distances(), dtype=np.float64)
         bounds = np.asarray(results.get_index(), dtype=np.int64)  # n_queries + 1 offsets into the flat lists
