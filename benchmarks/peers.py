@@ -109,7 +109,7 @@ def summarise(rows: list[dict]) -> list[list[str]]:
             cells.append(f"{best['qps']:,.0f} ({best['recall']:.3f}; {best['query'] or 'no knobs'})" if best
                          else f"— (max {top:.3f})")
         cells += [f"{mine[0]['buildtime']:.1f}", f"{max(r['peak_rss_bytes'] for r in mine) / 2**30:.2f}",
-                  f"{mine[0]['index_bytes'] / 2**20:,.0f}"]
+                  f"{mine[0]['index_bytes'] / 2**20:,.0f}" if mine[0]["index_bytes"] else "— (not saved)"]
         table.append(cells)
     return table
 

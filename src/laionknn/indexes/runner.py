@@ -65,6 +65,10 @@ def backend_facts(backend: str) -> dict[str, str]:
     module = BACKENDS[backend][1]
     facts = run_facts(cls.library or module, PIP_NAME.get(module, module))
     facts["search_mode"] = "batch" if cls.batch_search else "single-query"
+    if facts.get("faiss_blas_ok") == "no":  # the kernel is chosen when faiss loads: too late to fix here
+        log.warning("faiss's bundled OpenBLAS runs its %s kernel (no AVX2) on this AVX2 CPU, several times "
+                    "slower; start the process with OPENBLAS_CORETYPE=Haswell for a fair faiss timing",
+                    facts.get("faiss_blas_core"))
     return facts
 
 
