@@ -18,8 +18,10 @@ searched as one batch. SVS answers inner products (higher is better) for DOT/COS
 
 The vectors reach SVS through a float32 ``.fvecs`` file written block by block into a temporary folder
 (SVS's loaders read files; its numpy path would need one full array), removed after the build.
-Indexes are not saved (``supports_save = False``): SVS saves three folders whose loaders depend on the
-storage kind, and a rebuild is what the runner does then.
+``svs-vamana`` is saved as SVS's three folders (config, graph, float32 data) and loaded with its
+float32 loader. ``svs-lvq``/``svs-leanvec`` are not saved (``supports_save = False``): their reload path
+takes storage-specific loaders that cannot be checked on the non-Intel machines this project also
+runs on, so the runner rebuilds them instead of trusting an untested reload.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class SvsIndex(Index):
     query_defaults = {"search_window_size": 40}
     supports_save = False
 
+    def _distance(self, svs):
+        return svs.DistanceType.L2 if self.metric is Metric.L2 else svs.DistanceType.MIP
+
     def _loader(self, svs, raw):
         return raw
 
@@ -61,7 +66,7 @@ class SvsIndex(Index):
         if degree < 2 or window < degree:
             raise UsageError(f"backend {self.name!r}: graph_max_degree={degree}, window_size={window}; "
                              f"need 2 <= graph_max_degree <= window_size")
-        distance = svs.DistanceType.L2 if self.metric is Metric.L2 else svs.DistanceType.MIP
+        distance = self._distance(svs)
         params = svs.VamanaBuildParameters(graph_max_degree=degree, window_size=window)
         with tempfile.TemporaryDirectory(prefix="laionknn-svs-") as tmp:
             file = Path(tmp) / "data.fvecs"
@@ -85,6 +90,17 @@ class SvsIndex(Index):
 
 class SvsVamana(SvsIndex):
     name = "svs-vamana"
+    supports_save = True
+
+    def _save(self, path: Path) -> None:
+        self.index.save(str(path / "config"), str(path / "graph"), str(path / "data"))
+
+    def _load(self, path: Path) -> None:
+        import svs
+
+        self.index = svs.Vamana(str(path / "config"), svs.GraphLoader(str(path / "graph")),
+                                svs.VectorDataLoader(str(path / "data"), svs.DataType.float32, dims=self.dim),
+                                distance=self._distance(svs), num_threads=self.threads)
 
 
 class SvsLVQ(SvsIndex):
