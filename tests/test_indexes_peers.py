@@ -184,3 +184,21 @@ def test_faiss_blas_flags_a_kernel_without_avx2(monkeypatch, fake_cpu, core, fla
         {"internal_api": "openblas", "filepath": libs[0], "version": "0.3.15", "architecture": core}])
     got = machine.faiss_blas()
     assert got["faiss_blas_core"] == core and got["faiss_blas_ok"] == ok and "0.3.15" in got["faiss_blas"]
+
+
+def test_cli_hamming_dataset_for_a_float_peer_one_line_exit_2(home, tmp_path, capsys):
+    from laionknn import catalog
+    from laionknn.io import write_vectors
+
+    name = _first_available(["deglib", "rabitq-ivf", "voyager-f32", "svs-vamana", "faiss-nsg"])
+    rng = np.random.default_rng(4)
+    ham = catalog.dataset("synthetic-hammingv2-n=2K", n_queries=20)
+    write_vectors(catalog.local_path(ham.database), rng.integers(0, 2**63, (2000, 16), dtype=np.uint64), "hamming")
+    write_vectors(catalog.local_path(ham.queries), rng.integers(0, 2**63, (20, 16), dtype=np.uint64), "hamming")
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--data", "synthetic-hammingv2-n=2K", "--queries", "20", "--out", str(tmp_path), "--index", name])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert name in errors[0] and "hamming" in errors[0] and "faiss-binary-flat" in errors[0]
