@@ -29,11 +29,12 @@ def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick,
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.mainjob import default_out_dir
     from laionknn.indexes.registry import get_backend
-    from laionknn.indexes.runner import sweep
+    from laionknn.indexes.runner import check_metric, sweep
 
     get_backend(backend)  # unknown or unavailable backend: fail before touching data
     spec, target, database = open_target(data, n_queries=n_queries, catalogs=catalogs(ctx))
     try:
+        check_metric(backend, target)  # before the gold standard, which can take long to compute
         k = int(k or spec.default_k)
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         gold_ids = None

@@ -176,6 +176,17 @@ def recall_at(ids: np.ndarray, gold_ids: np.ndarray, k: int) -> float:
     return float(recall(ids, gold_ids, k))
 
 
+def check_metric(backend: str, target: SweepTarget) -> None:
+    """A UsageError when ``backend`` cannot search ``target``'s metric (e.g. hamming sketches given to a
+    float library), raised before anything costly (gold standard, build) is done."""
+    cls = get_backend(backend)
+    if target.metric not in cls.metrics:
+        kinds = ", ".join(sorted(m.value for m in cls.metrics))
+        raise UsageError(f"backend {backend!r} cannot search {target.dataset} ({target.metric.value} data; "
+                         f"it supports {kinds})" + ("; use faiss-binary-flat, faiss-binary-ivf or faiss-binary-hnsw"
+                                                    if target.metric is Metric.HAMMING else ""))
+
+
 def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *,
           grid: Grid | None = None, grid_file: "str | os.PathLike[str] | None" = None, threads: int | None = None,
           repeats: int | None = None, use_cache: bool = True, quick: bool = False,
@@ -185,11 +196,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     query got fewer than k neighbours (id -1) is recorded with ``queries_short`` > 0 and ``file`` empty:
     the official format has no way to say "missing"."""
     cls = get_backend(backend)
-    if target.metric not in cls.metrics:
-        kinds = ", ".join(sorted(m.value for m in cls.metrics))
-        raise UsageError(f"backend {backend!r} cannot search {target.dataset} ({target.metric.value} data; "
-                         f"it supports {kinds})" + ("; use faiss-binary-flat, faiss-binary-ivf or faiss-binary-hnsw"
-                                                    if target.metric is Metric.HAMMING else ""))
+    check_metric(backend, target)
     n, _, _ = source_shape(target.database)
     if not 1 <= k <= n:
         raise UsageError(f"k={k} is larger than the database {target.dataset} ({n} rows); ask for at most {n}")
