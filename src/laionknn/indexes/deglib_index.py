@@ -33,7 +33,6 @@ class DeglibIndex(Index):
     metrics = frozenset({Metric.DOT, Metric.COSINE})
     build_defaults = {"edges_per_vertex": 24, "extend_k": 64, "extend_eps": 0.02, "lid": "low", "seed": 0}
     query_defaults = {"eps": 0.01}
-    storage = "f32"
 
     # --- storage-specific pieces ------------------------------------------------------------------
     def _metric(self):
@@ -102,7 +101,6 @@ class DeglibU8(DeglibIndex):
     name = "deglib-u8"
     metrics = frozenset({Metric.COSINE})
     build_defaults = {**DeglibIndex.build_defaults, "train_size": 100_000}
-    storage = "u8"
 
     def _metric(self):
         import deglib

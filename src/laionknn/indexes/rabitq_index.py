@@ -87,8 +87,8 @@ class RabitqIVF(RabitqIndex):
         """Nearest centroid of every row (exact, float32 products a block at a time)."""
         out = np.empty(len(data), dtype=np.uint32)
         c_sq = (centroids.astype(np.float64) ** 2).sum(1)
-        for lo in range(0, len(data), 65536):
-            block = data[lo:lo + 65536]
+        for lo in range(0, len(data), 16384):  # (16384, nlist) float32 scores at a time
+            block = data[lo:lo + 16384]
             scores = block @ centroids.T
             if self.metric is Metric.L2:
                 scores = 2 * scores - c_sq[None, :]
