@@ -202,3 +202,43 @@ def test_cli_hamming_dataset_for_a_float_peer_one_line_exit_2(home, tmp_path, ca
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in err
     assert name in errors[0] and "hamming" in errors[0] and "faiss-binary-flat" in errors[0]
+
+
+def _peers_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+    spec = importlib.util.spec_from_file_location("peers_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("preset, ok, expected", [(None, "no", "Haswell"), (None, "yes", None),
+                                                   ("SkylakeX", "no", "SkylakeX")])
+def test_peer_benchmark_puts_faiss_on_an_avx2_kernel(monkeypatch, preset, ok, expected):
+    peers = _peers_script()
+    if preset is None:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", preset)
+    monkeypatch.setattr(machine, "faiss_blas", lambda: {"faiss_blas": "openblas 0.3.15 core=Prescott",
+                                                        "faiss_blas_core": "Prescott", "faiss_blas_ok": ok})
+    env, note = peers.blas_environment()
+    assert env.get("OPENBLAS_CORETYPE") == expected and env["LAIONKNN_QUIET"] == "1"
+    assert ("OPENBLAS_CORETYPE" in note) == (expected is not None)
+
+
+def test_peer_table_marks_single_query_backends_and_names_the_machine():
+    peers = _peers_script()
+    row = {"kind": "timed", "k": 10, "recall": 0.95, "qps": 100.0, "query": "ef_search=64", "buildtime": 1.0,
+           "peak_rss_bytes": 2**30, "index_bytes": 2**20, "threads": 1, "cpu_model": "AMD EPYC",
+           "cpu_vendor": "AuthenticAMD", "cpu_flags": "avx2,avx512f", "library": "pyvsag", "library_version": "0.18.5"}
+    rows = [{**row, "backend": "vsag-hgraph", "search_mode": "single-query"},
+            {**row, "backend": "hnswlib", "search_mode": "batch", "library": "hnswlib", "library_version": "0.8.0"}]
+    table = peers.summarise(rows)
+    assert [r[0] for r in table] == ["hnswlib", "vsag-hgraph (single-query)"]
+    lines = peers.machine_lines(rows, "")
+    assert lines[0] == "CPU: AMD EPYC (AuthenticAMD); flags: avx2,avx512f"
+    assert "vsag-hgraph = pyvsag 0.18.5" in lines[-1] and "hnswlib = hnswlib 0.8.0" in lines[-1]
