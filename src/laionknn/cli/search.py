@@ -48,13 +48,14 @@ def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick,
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.mainjob import default_out_dir
     from laionknn.indexes.registry import get_backend
-    from laionknn.indexes.runner import sweep
+    from laionknn.indexes.runner import check_metric, sweep
 
     get_backend(backend)  # unknown or unavailable backend: fail before touching data
     use_dask = use_dask or bool(scheduler)
     _check_combination(backend, use_dask, route, memory_limit, task)
     spec, target, database = open_target(data, n_queries=n_queries, catalogs=catalogs(ctx))
     try:
+        check_metric(backend, target)  # before the gold standard, which can take long to compute
         k = int(k or (30 if task else spec.default_k))
         from laionknn.indexes.memlimit import resolve_memory_limit
 

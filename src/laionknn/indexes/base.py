@@ -137,7 +137,8 @@ class Index(abc.ABC):
     """One k-NN index over one database.
 
     Subclasses declare ``build_defaults`` and ``query_defaults`` (every accepted key with its default),
-    the ``metrics`` they support, and whether they can ``save``/``load``. Life cycle::
+    the ``metrics`` they support, whether they can ``save``/``load`` and whether the library searches a
+    batch of queries in one call (``batch_search``). Life cycle::
 
         index = Cls(metric, threads=2, **build_params)   # unknown key -> UsageError
         index.build(database)                             # ndarray or VectorFile, block by block
@@ -154,6 +155,9 @@ class Index(abc.ABC):
     #: whether searching needs the original vectors (in the index or read from the database file);
     #: the 2024 task 3 (`--task 2024-3`) refuses such backends
     keeps_originals: ClassVar[bool] = True
+    # False where the library can only search one query per call: the backend then loops over the
+    # queries itself, and run records say ``search_mode: single-query`` so comparisons stay honest
+    batch_search: ClassVar[bool] = True
 
     @classmethod
     def min_index_bytes(cls, n: int, dim: int, build_params: dict[str, Any]) -> int:

@@ -1,5 +1,5 @@
-"""faiss float indexes: flat, IVF-Flat, IVF-SQ8, IVF + 4-bit fast-scan PQ + exact refine, HNSW-Flat,
-HNSW over SQ8 + exact refine.
+"""faiss float indexes: flat, IVF-Flat, IVF-SQ8, IVF + 4-bit fast-scan PQ + exact refine, IVF +
+RaBitQ fast-scan + exact refine, HNSW-Flat, HNSW over SQ8 + exact refine, NSG.
 
 faiss answers inner products for DOT/COSINE (higher is better); they become ``1 - ip`` here. For L2 it
 answers squared distances already. Vectors are added block by block (float16 → float32 per block);
@@ -160,6 +160,33 @@ class FaissIVFPQFastScan(FaissIVFFlat):
             self.index.k_factor = float(self.query_params["k_factor"])
 
 
+class FaissIVFRaBitQFastScan(FaissIVFFlat):
+    """IVF + RaBitQ codes scanned 32 at a time (faiss >= 1.13 ``RaBitQfs``), then exact float refinement
+    of ``k * k_factor`` candidates (``RFlat``). ``nb_bits`` = 1 is the sign bit alone (the configuration
+    the RaBitQ authors pair with refinement); 2-9 add extra bits per dimension. ``qb`` is the number of
+    bits the query is quantised to for the fast-scan lookup tables (faiss's default 8)."""
+
+    name = "faiss-ivfrabitqfs"
+    build_defaults = {"nlist": 1024, "nb_bits": 1, "train_size": 100_000, "seed": 0}
+    query_defaults = {"nprobe": 16, "k_factor": 4, "qb": 8}
+
+    def _factory(self) -> str:
+        self._check_nlist()
+        bits = int(self.build_params["nb_bits"])
+        if not 1 <= bits <= 9:
+            raise UsageError(f"backend {self.name!r}: nb_bits={bits}; faiss RaBitQ takes 1 to 9 bits per dimension")
+        return f"IVF{self.build_params['nlist']},RaBitQfs{bits},RFlat"
+
+    def _apply_query_params(self) -> None:
+        if getattr(self, "index", None) is not None:
+            super()._apply_query_params()
+            self.index.k_factor = float(self.query_params["k_factor"])
+            qb = int(self.query_params["qb"])
+            if not 1 <= qb <= 8:
+                raise UsageError(f"backend {self.name!r}: qb={qb}; the query is quantised to 1 to 8 bits")
+            self._inner().qb = qb
+
+
 class FaissHNSW(FaissIndex):
     name = "faiss-hnsw"
     build_defaults = {"M": 16, "ef_construction": 100}
@@ -204,4 +231,36 @@ class FaissHNSWSQ8(FaissHNSW):
             self.index.k_factor = float(self.query_params["k_factor"])
 
 
-__all__ = ["FaissFlat", "FaissHNSW", "FaissHNSWSQ8", "FaissIVFFlat", "FaissIVFPQFastScan", "FaissIVFSQ8"]
+class FaissNSG(FaissIndex):
+    """NSG graph over float vectors (``NSG{R},Flat``): out-degree ``R``, built from a k-NN graph of
+    ``GK`` neighbours (faiss builds it with NN-descent); the search knob is ``search_L``."""
+
+    name = "faiss-nsg"
+    build_defaults = {"R": 32, "GK": 64}
+    query_defaults = {"search_L": 32}
+
+    def _factory(self) -> str:
+        return f"NSG{int(self.build_params['R'])},Flat"
+
+    def _before_add(self) -> None:
+        self._inner().GK = int(self.build_params["GK"])
+
+    def _build(self, database) -> None:
+        # NSG is built in one add() over every vector (it cannot grow afterwards), so the float32
+        # copy is gathered first; IndexNSGFlat keeps that copy as its storage anyway
+        faiss = _faiss()
+        faiss.omp_set_num_threads(self.threads)
+        self.index = faiss.index_factory(self.dim, self._factory(), self._faiss_metric())
+        self._before_add()
+        data = np.empty((self.n, self.dim), dtype=np.float32)
+        for lo, block in float_blocks(database, self.metric):
+            data[lo:lo + block.shape[0]] = block
+        self.index.add(data)
+
+    def _apply_query_params(self) -> None:
+        if getattr(self, "index", None) is not None:
+            self._inner().nsg.search_L = int(self.query_params["search_L"])
+
+
+__all__ = ["FaissFlat", "FaissHNSW", "FaissHNSWSQ8", "FaissIVFFlat", "FaissIVFPQFastScan", "FaissIVFRaBitQFastScan",
+           "FaissIVFSQ8", "FaissNSG"]

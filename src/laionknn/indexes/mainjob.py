@@ -15,7 +15,7 @@ from laionknn import workspace
 from laionknn.errors import LaionKnnError
 from laionknn.catalog.manifest import synthetic_database_name
 from laionknn.indexes.datasets import gold_for, open_target
-from laionknn.indexes.registry import available_backends
+from laionknn.indexes.registry import PEERS, available_backends
 from laionknn.indexes.runner import sweep
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,12 @@ def default_out_dir(dataset: str, k: int) -> Path:
 def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str | os.PathLike[str] | None" = None,
                  k: int | None = None, quick: bool = False, threads: int | None = None,
                  backends: list[str] | None = None, n_queries: int = 10_000, catalogs=None,
-                 baselines: bool = True, memory_limit: "str | int | None" = None,
+                 baselines: bool = True, peers: bool = False, memory_limit: "str | int | None" = None,
                  task: str | None = None) -> RunOutcome:
-    """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``). ``memory_limit``
-    / ``task``: memory-capped sweeps (:mod:`laionknn.indexes.memlimit`); with ``task`` and no
-    ``backends`` only the backends the task allows are swept."""
+    """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``). Without
+    ``backends`` it sweeps every available backend, less the peer libraries unless ``peers``.
+    ``memory_limit`` / ``task``: memory-capped sweeps (:mod:`laionknn.indexes.memlimit`); with ``task``
+    and no ``backends`` only the backends the task allows are swept."""
     from laionknn.indexes import memlimit
 
     name = data or synthetic_database_name(size)
@@ -60,7 +61,7 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
         out.mkdir(parents=True, exist_ok=True)
         gold_path, gold = gold_for(spec)
         baselines_csv = _baselines(spec.name, k, out) if baselines else None
-        chosen = backends or available_backends(spec.metric)
+        chosen = backends or [b for b in available_backends(spec.metric) if peers or b not in PEERS]
         if task and not backends:
             chosen = memlimit.task_backends(task, chosen)
         log.info("sweeping %s on %s", ", ".join(chosen), spec.name)

@@ -30,7 +30,8 @@ from laionknn import workspace
 from laionknn.errors import UsageError
 from laionknn.indexes.base import Index, dir_size, source_shape
 from laionknn.indexes.grids import Grid, load_grid
-from laionknn.indexes.registry import create, get_backend
+from laionknn.indexes.machine import run_facts
+from laionknn.indexes.registry import BACKENDS, PIP_NAME, create, get_backend
 from laionknn.progress import progress_bar
 from laionknn.results import append_run_records
 from laionknn.types import KnnResult, Metric
@@ -53,6 +54,22 @@ class SweepTarget:
     data: str
     size: str
     dataset: str
+
+
+def backend_facts(backend: str) -> dict[str, str]:
+    """Fields every run record of ``backend`` carries, because the machines change kind between
+    sessions: CPU model, vendor and SIMD flags, the library and its version, faiss's BLAS kernel (faiss
+    backends), and ``search_mode``: ``batch`` or ``single-query`` (the library has no batch call and the
+    backend loops over the queries)."""
+    cls = get_backend(backend)
+    module = BACKENDS[backend][1]
+    facts = run_facts(cls.library or module, PIP_NAME.get(module, module))
+    facts["search_mode"] = "batch" if cls.batch_search else "single-query"
+    if facts.get("faiss_blas_ok") == "no":  # the kernel is chosen when faiss loads: too late to fix here
+        log.warning("faiss's bundled OpenBLAS runs its %s kernel (no AVX2) on this AVX2 CPU, several times "
+                    "slower; start the process with OPENBLAS_CORETYPE=Haswell for a fair faiss timing",
+                    facts.get("faiss_blas_core"))
+    return facts
 
 
 def peak_rss_bytes() -> int:
@@ -159,6 +176,17 @@ def recall_at(ids: np.ndarray, gold_ids: np.ndarray, k: int) -> float:
     return float(recall(ids, gold_ids, k))
 
 
+def check_metric(backend: str, target: SweepTarget) -> None:
+    """A UsageError when ``backend`` cannot search ``target``'s metric (e.g. hamming sketches given to a
+    float library), raised before anything costly (gold standard, build) is done."""
+    cls = get_backend(backend)
+    if target.metric not in cls.metrics:
+        kinds = ", ".join(sorted(m.value for m in cls.metrics))
+        raise UsageError(f"backend {backend!r} cannot search {target.dataset} ({target.metric.value} data; "
+                         f"it supports {kinds})" + ("; use faiss-binary-flat, faiss-binary-ivf or faiss-binary-hnsw"
+                                                    if target.metric is Metric.HAMMING else ""))
+
+
 def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *,
           grid: Grid | None = None, grid_file: "str | os.PathLike[str] | None" = None, threads: int | None = None,
           repeats: int | None = None, use_cache: bool = True, quick: bool = False,
@@ -175,11 +203,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     ``on_phase(name)`` is called with ``"build"`` and ``"search"`` as the sweep enters each phase,
     ``on_record(record)`` with each record as soon as its point is done."""
     cls = get_backend(backend)
-    if target.metric not in cls.metrics:
-        kinds = ", ".join(sorted(m.value for m in cls.metrics))
-        raise UsageError(f"backend {backend!r} cannot search {target.dataset} ({target.metric.value} data; "
-                         f"it supports {kinds})" + ("; use faiss-binary-flat, faiss-binary-ivf or faiss-binary-hnsw"
-                                                    if target.metric is Metric.HAMMING else ""))
+    check_metric(backend, target)
     n, _, _ = source_shape(target.database)
     if not 1 <= k <= n:
         raise UsageError(f"k={k} is larger than the database {target.dataset} ({n} rows); ask for at most {n}")
@@ -196,6 +220,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     out_dir = Path(out_dir)
     fingerprint = data_fingerprint(target.database) if use_cache and cls.supports_save else None
     records: list[dict] = []
+    facts = backend_facts(backend)
     from threadpoolctl import threadpool_limits
 
     from laionknn.io import write_result
@@ -232,7 +257,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                        "querytime": querytime, "repeats": repeats, "querytimes": json.dumps([round(t, 6) for t in times]),
                        "qps": len(target.queries) / querytime if querytime > 0 else float("inf"),
                        "peak_rss_bytes": peak_rss_bytes(), "index_bytes": index_bytes, "cached": cached,
-                       "queries_short": short, "file": str(path) if path else ""}
+                       "queries_short": short, "file": str(path) if path else "", **facts}
                 if gold_ids is not None:
                     rec["recall"] = recall_at(result.ids, gold_ids, k)
                 records.append(rec)
