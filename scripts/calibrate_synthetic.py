@@ -1,28 +1,43 @@
 """Tune the synthetic generator against the real LAION figures (a tuning aid, not a test).
 
-Generates a database of --rows rows and --queries queries with the given parameter overrides, then
-prints the sample statistics (1024 random rows) and the pca32/pca96 recall@30 next to the targets.
+Generates --rows rows and --queries queries with the given parameter overrides (of
+laionknn.synthetic.ParamsV3 for --generator v3, of Params for v2), then prints the sample statistics
+(1024 random rows of the first 100K) next to the real ones and the fingerprint figures at every scale
+<= --rows (pca32/pca96 recall@30 at 100K/300K/10M, IVF-1024 at 1M, BinWalk at 10M with --binwalk);
+--ivf-lists L adds an IVF-Flat curve with L lists at --rows (a cheap proxy of the 1M/1024 figure).
 
-    PYTHONPATH=src python scripts/calibrate_synthetic.py --rows 300000 --queries 1000 beta=0.3 f_point=0.3
+    PYTHONPATH=src python scripts/calibrate_synthetic.py --rows 300000 --ivf-lists 300 rho=0.85 f_tree=0.55
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 
 import numpy as np
 
-from laionknn.synthetic.model import DEFAULT_PARAMS, Params, iter_chunks, load_frame
-from laionknn.synthetic.report import database_neighbours
-from laionknn.synthetic.stats import global_stats, normalize_rows, projection_recall
+from laionknn.synthetic.fidelity import (IVF_NPROBES, _normalise, fingerprint, generator_blocks,
+                                         generator_queries, recall)
+from laionknn.synthetic.model import DEFAULT_PARAMS, load_frame
+from laionknn.synthetic.model_v3 import DEFAULT_PARAMS_V3
+from laionknn.synthetic.stats import global_stats
 
 
-def generate(n: int, seed: int, params: Params, queries: bool = False) -> np.ndarray:
-    out = np.empty((n, 768), np.float16 if not queries else np.float32)
-    for lo, block in iter_chunks(n, seed, queries=queries, params=params):
-        out[lo:lo + len(block)] = block
+def ivf_proxy(blocks, n: int, q: np.ndarray, nlist: int) -> list[float]:
+    import faiss
+
+    xb = np.concatenate([_normalise(b) for _, b in blocks(n)])
+    qn = _normalise(q)
+    gold = np.argsort(-(qn @ xb.T), axis=1)[:, :100]
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(xb.shape[1]), xb.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    index.train(xb[np.random.default_rng(0).choice(n, min(n, 256 * nlist), replace=False)])
+    index.add(xb)
+    out = []
+    for nprobe in IVF_NPROBES:
+        index.nprobe = nprobe
+        out.append(round(recall(index.search(qn, 100)[1], gold, 100), 3))
     return out
 
 
@@ -31,33 +46,35 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-recall", action="store_true")
+    ap.add_argument("--generator", default="v3")
+    ap.add_argument("--ivf-lists", type=int, default=0)
+    ap.add_argument("--binwalk", action="store_true")
     ap.add_argument("overrides", nargs="*", help="name=value parameter overrides")
     args = ap.parse_args()
-    fields = {f.name: f.type for f in dataclasses.fields(Params)}
+    base = DEFAULT_PARAMS_V3 if args.generator == "v3" else DEFAULT_PARAMS
+    types = {f.name: f.type for f in dataclasses.fields(base)}
     kw = {}
     for o in args.overrides:
         k, v = o.split("=", 1)
-        kw[k] = (int if fields[k] in (int, "int") else float)(v)
-    params = dataclasses.replace(DEFAULT_PARAMS, **kw)
+        kw[k] = (int if types[k] in (int, "int") else float)(v)
+    params = dataclasses.replace(base, **kw)
+    blocks = generator_blocks(args.seed, args.generator, params)
+    q = generator_queries(args.queries, args.seed, args.generator, params)
     t0 = time.perf_counter()
-    db = generate(args.rows, args.seed, params)
-    t1 = time.perf_counter()
-    sample = db[np.sort(np.random.default_rng(1).choice(args.rows, 1024, replace=False))]
-    s = global_stats(sample)
+    head = np.concatenate([b for _, b in blocks(min(args.rows, 100_000))]).astype(np.float64)
+    s = global_stats(head[np.sort(np.random.default_rng(1).choice(len(head), 1024, replace=False))])
     real = load_frame()["real_stats"]
-    print(f"params {kw}  (gen {args.rows} rows: {t1 - t0:.1f}s)")
-    line = lambda name, a, b: print(f"  {name:14s} synth {a:7.3f}   real {b:7.3f}")
-    for key in ("mean_cos", "std_cos", "norm_of_mean", "nn_cos", "near_dup_rate", "lid"):
-        line(key, s[key], real[key])
+    print(f"params {kw}")
+    for key in ("mean_cos", "std_cos", "norm_of_mean", "nn_cos", "lid"):
+        print(f"  {key:14s} synth {s[key]:7.3f}   real {real[key]:7.3f}")
     print("  pca   " + " ".join(f"{d}:{s['pca'][d]:.3f}/{real['pca'][d]:.3f}" for d in s["pca"]))
-    ids = np.sort(np.random.default_rng(2).choice(args.rows, 300, replace=False))
-    dbn = database_neighbours(db[ids].astype(np.float64), ids, normalize_rows(db))
-    print(f"  database-scale: nn_cos {dbn['nn_cos']:.3f}  near_dup_rate {dbn['near_dup_rate']:.4f}  lid {dbn['lid']:.1f}")
-    if not args.no_recall:
-        q = generate(args.queries, args.seed, params, queries=True)
-        r = projection_recall(db, q)
-        print(f"  recall@30 pca32 {r[32]:.3f} (0.26)  pca96 {r[96]:.3f} (0.47)   [{time.perf_counter() - t1:.1f}s]")
+    fp = fingerprint(blocks, args.rows, q, binwalk=args.binwalk, seed=args.seed)
+    print("  figures " + json.dumps({k: {str(sc): v for sc, v in d.items()} for k, d in fp.figures.items()},
+                                    default=lambda v: [round(x, 3) for x in v]))
+    if args.ivf_lists:
+        print(f"  IVF-Flat {args.ivf_lists} lists at {args.rows:,} rows, recall@100 at nprobe "
+              f"{'/'.join(map(str, IVF_NPROBES))}: {ivf_proxy(blocks, args.rows, q, args.ivf_lists)}")
+    print(f"  [{time.perf_counter() - t0:.0f} s]")
 
 
 if __name__ == "__main__":

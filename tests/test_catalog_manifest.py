@@ -124,9 +124,11 @@ def test_synthetic_entries_resolve_by_name():
     assert (r.synthetic, r.seed, r.kind, r.n_rows, r.keys) == (True, 7, "database", 300_000, ("emb",))
     q = resolve("synthetic-queries-10k-pca32v2-n=100K")
     assert (q.kind, q.keys, q.dtype_shape) == ("queries", ("pca32",), "float32 (10000,32)")
-    names = {r.name for r in all_records() if r.synthetic}
-    assert {"synthetic-clip768v2-n=100K", "synthetic-queries-10k-clip768v2",
-            "synthetic-gold-standard-clip768v2-n=100K-q=10k"} <= names
+    v3 = resolve("synthetic-v3-clip768v2-n=300K-seed=7")
+    assert (v3.generator, v3.seed, v3.n_rows, r.generator) == ("v3", 7, 300_000, "v2")
+    names = {r.name for r in all_records() if r.synthetic}  # the listed ones are of the default generator, v3
+    assert {"synthetic-v3-clip768v2-n=100K", "synthetic-v3-queries-10k-clip768v2",
+            "synthetic-v3-gold-standard-clip768v2-n=100K-q=10k"} <= names
 
 
 # --- CLI ---------------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ def test_cli_list_shows_every_file_with_md5_unwrapped():
         for m in rec.md5s:
             assert m in line  # full name and md5 on one line, not folded
     assert "2023:61dea2ae683636a248cb915391156435;2024:47fe7d2da1644bffee684d3b17b7d404" in res.output
-    assert "synthetic-clip768v2-n=100K " in res.output
+    assert "synthetic-v3-clip768v2-n=100K " in res.output
     assert "52 official files (53 md5s)" in res.output
 
 

@@ -51,10 +51,12 @@ class ParamsV3:
     branching: int = 8  # children per node
     levels: int = 8  # depth of the tree (k1 * branching^(levels-1) leaves)
     explicit_levels: int = 3  # the first levels have full-rank offsets stored per node
-    rank: int = 96  # rank of the bases of the deeper levels and of the noise
+    rank: int = 96  # rank of the bases of the deeper levels
+    noise_rank: int = 96  # rank of the noise basis of a family
     n_families: int = 32  # basis families; a row uses family (top node % n_families) below the explicit levels
     alpha_top: float = 1.6  # frame spectrum exponent of level 1
-    alpha_bottom: float = 0.0  # ... of the deepest level and the noise
+    alpha_bottom: float = 0.0  # ... of the deepest level (linear in between)
+    alpha_noise: float = 0.4  # ... of the noise
     i0: float = 8.0  # spectrum offset
     gamma: float = 0.0  # decay of the variance over the rank components of a basis (j^-gamma)
     rho: float = 0.7  # variance ratio between consecutive levels
@@ -164,8 +166,8 @@ class UniverseV3:
         lv = p.rho ** np.arange(p.levels, dtype=np.float64)
         self.level_sd = np.sqrt(p.f_tree * total * lv / lv.sum()).astype(np.float32)
         self.noise_sd = float(np.sqrt((1.0 - p.f_tree) * total))
-        alphas = p.alpha_top + (p.alpha_bottom - p.alpha_top) * np.arange(p.levels + 1) / max(p.levels, 1)
-        self.alphas = alphas
+        alphas = p.alpha_top + (p.alpha_bottom - p.alpha_top) * np.arange(p.levels) / max(p.levels - 1, 1)
+        self.alphas = alphas = np.append(alphas, p.alpha_noise)  # index `levels`: the noise
         # explicit levels: cumulative offset of every node of the last explicit level (its ancestors' too)
         cum = np.zeros((p.k1, DIM))
         for lev in range(p.explicit_levels):
@@ -178,10 +180,13 @@ class UniverseV3:
         comp = np.arange(1, p.rank + 1, dtype=np.float64) ** -p.gamma
         comp = np.sqrt(comp / comp.sum())[:, None]
         deep = list(range(p.explicit_levels, p.levels)) + [p.levels]  # the last one is the noise
+        ncomp = np.arange(1, p.noise_rank + 1, dtype=np.float64) ** -p.gamma
+        ncomp = np.sqrt(ncomp / ncomp.sum())[:, None]
         fam = []
         for _ in range(p.n_families):
             fam.append(np.vstack([_frame_gaussian(rng, (p.rank,), alphas[lev], p.i0, basis) * comp
-                                  for lev in deep]))
+                                  for lev in deep[:-1]]
+                                 + [_frame_gaussian(rng, (p.noise_rank,), alphas[-1], p.i0, basis) * ncomp]))
         self.families = np.stack(fam).astype(np.float32)
         self.noise_in = np.float32(self.noise_sd * np.sqrt(1.0 - p.white_share))
         pop = np.arange(1, p.k1 + 1, dtype=np.float64) ** -p.top_zipf
@@ -200,12 +205,12 @@ class UniverseV3:
         family = top % p.n_families
         order = np.argsort(family, kind="stable")
         bounds = np.searchsorted(family[order], np.arange(p.n_families + 1))
-        noise = rng.standard_normal((m, p.rank), dtype=np.float32) * self.noise_in
+        noise = rng.standard_normal((m, p.noise_rank), dtype=np.float32) * self.noise_in
         for f in range(p.n_families):
             rows = order[bounds[f]:bounds[f + 1]]
             if not rows.size:
                 continue
-            coef = np.empty((rows.size, (n_deep + 1) * p.rank), np.float32)
+            coef = np.empty((rows.size, n_deep * p.rank + p.noise_rank), np.float32)
             if n_deep:
                 fill_coefficients(np.uint64(self.seed), paths, rows, p.explicit_levels, p.rank, self.level_sd,
                                   self.table, coef)
