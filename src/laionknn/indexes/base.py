@@ -176,6 +176,17 @@ class Index(abc.ABC):
     def _apply_query_params(self) -> None:
         """Push ``self.query_params`` into the library object (called after build/load too)."""
 
+    def knob_floors(self, k: int) -> dict[str, int]:
+        """Query knobs that must reach a value for a search of ``k`` neighbours (a candidate list shorter
+        than k cannot hold k answers): ``{"ef": k}`` for HNSW. The runner raises a grid point's knobs to
+        these floors, so no grid point runs, or is reported, below them. Default: none."""
+        return {}
+
+    def effective_query_params(self, k: int) -> dict[str, Any]:
+        """The knobs a search of ``k`` really runs with, where the library (or the backend) raises or
+        clamps a knob (hnswlib's ``ef`` to k, faiss's ``nprobe`` to ``nlist``...). Default: as set."""
+        return dict(self.query_params)
+
     def set_threads(self, threads: int) -> None:
         self.threads = max(1, int(threads))
 
