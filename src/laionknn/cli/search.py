@@ -10,7 +10,12 @@ from laionknn.cli.common import catalogs, console, print_table
 
 
 @click.command()
-@click.option("--data", "data", required=True, help="Database name from the catalog, e.g. synthetic-clip768v2-n=100K.")
+@click.option("--data", "data", required=True,
+              help="Database: a catalog name (e.g. synthetic-clip768v2-n=100K) or an HDF5 file (with --query-file).")
+@click.option("--query-file", type=click.Path(dir_okay=False), default=None,
+              help="Queries of a plain database file (HDF5, one query per row).")
+@click.option("--gold", "gold_file", type=click.Path(dir_okay=False), default=None,
+              help="Gold standard of a plain database file (default: computed by the exact engine).")
 @click.option("--index", "backend", required=True, help="Backend name (see `laionknn search --list`).")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False), help="TOML grid file (default: the backend's).")
 @click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
@@ -23,7 +28,8 @@ from laionknn.cli.common import catalogs, console, print_table
 @click.option("--repeats", type=int, default=None,
               help="Timed searches after the warm-up (default: the grid's, else 3).")
 @click.pass_context
-def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache, repeats):
+def search(ctx, data, query_file, gold_file, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache,
+           repeats):
     """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one
     official result file and one run record per point."""
     from laionknn.indexes.datasets import gold_for, open_target
@@ -32,7 +38,8 @@ def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick,
     from laionknn.indexes.runner import sweep
 
     get_backend(backend)  # unknown or unavailable backend: fail before touching data
-    spec, target, database = open_target(data, n_queries=n_queries, catalogs=catalogs(ctx))
+    spec, target, database = open_target(data, n_queries=n_queries, catalogs=catalogs(ctx), query_file=query_file,
+                                         gold_file=gold_file)
     try:
         k = int(k or spec.default_k)
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
