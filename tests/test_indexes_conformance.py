@@ -65,7 +65,7 @@ def _true_dists(metric, db, q):
 def test_registry_lists_every_backend_with_a_grid_and_floor():
     assert set(known_backends()) == set(FLOORS)
     for name in known_backends():
-        assert load_grid(name, n_rows=N).build  # default grid file parses, its rules evaluate, it validates
+        assert load_grid(name, n_rows=N, dim=DIM).build  # default grid file parses, its rules evaluate, it validates
 
 
 @pytest.mark.parametrize("name", known_backends())
@@ -77,7 +77,7 @@ def test_backend_conformance(name, float_data, binary_data, tmp_path):
     db, q = binary_data if metric is Metric.HAMMING else float_data
     db_before, q_before = db.copy(), q.copy()
 
-    grid = load_grid(name, n_rows=N)
+    grid = load_grid(name, n_rows=N, dim=db.shape[1])
     index = create(name, metric, threads=2, **grid.build[0])
     index.build(db)
     index.set_query_params(**grid.query[-1])
