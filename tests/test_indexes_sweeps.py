@@ -126,11 +126,12 @@ def test_a_cache_that_does_not_load_is_rebuilt(data, caplog):
 
 
 # --- grids scaled to the data --------------------------------------------------------------------------
-# by hand: nlist = pow2(sqrt(n)) (sqrt: 44.7, 158, 316, 1000), train_size = min(n, max(50000, 40 nlist)),
+# by hand: nlist = pow2(sqrt(n)) (sqrt: 44.7, 158, 316, 1000; n // 39 is larger), train_size =
+# min(n, max(20000, 50 nlist)),
 # num_leaves = round(sqrt(n)), training_sample = min(n, 100000)
 SIZES = {2_000: "2K", 25_000: "25K", 100_000: "100K", 1_000_000: "1M"}
 NLIST = {2_000: 32, 25_000: 128, 100_000: 256, 1_000_000: 1024}
-TRAIN = {2_000: 2_000, 25_000: 25_000, 100_000: 50_000, 1_000_000: 50_000}
+TRAIN = {2_000: 2_000, 25_000: 20_000, 100_000: 20_000, 1_000_000: 51_200}
 LEAVES = {2_000: 45, 25_000: 158, 100_000: 316, 1_000_000: 1000}
 SAMPLE = {2_000: 2_000, 25_000: 25_000, 100_000: 100_000, 1_000_000: 100_000}
 EF_CONSTRUCTION = {2_000: 40, 25_000: 100, 100_000: 64, 1_000_000: 100}
@@ -147,7 +148,7 @@ def test_grid_defaults_follow_the_row_count(n, kind):
         (b,) = g.build
         assert (b["nlist"], b["train_size"]) == (NLIST[n], TRAIN[n]), backend
         assert b["train_size"] <= n and b["train_size"] >= 39 * b["nlist"]  # faiss's own training minimum
-        assert f"nlist=pow2(sqrt(n))->{NLIST[n]}" in g.build_rule(0)
+        assert f"nlist=max(1, min(pow2(sqrt(n)), n // 39))->{NLIST[n]}" in g.build_rule(0)
     assert load_grid("faiss-ivfpqfs", dataset=name, n_rows=n, dim=768).build[0]["m"] == (16 if n <= 20_000 else 192)
     g = load_grid("scann", dataset=name, n_rows=n, dim=768)
     assert (g.build[0]["num_leaves"], g.build[0]["training_sample"]) == (LEAVES[n], SAMPLE[n])
@@ -183,6 +184,9 @@ def test_rules_evaluate_and_refuse(tmp_path):
     assert [p["nprobe"] for p in g.query] == [2, 4, 10]  # equal points (4 and 2 + 2) kept once
     with pytest.raises(UsageError, match="database size"):
         load_grid("faiss-ivfflat", grid)
+    # below about 3,000 rows sqrt(n) lists would hold fewer than faiss's 39 training rows each
+    assert load_grid("faiss-ivfflat", n_rows=800).build == [{"nlist": 20, "train_size": 800}]
+    assert load_grid("faiss-ivfflat", n_rows=30).build == [{"nlist": 1, "train_size": 30}]
 
 
 # --- knobs aware of k ---------------------------------------------------------------------------------
@@ -270,7 +274,7 @@ def test_ivf_seed_seeds_kmeans_and_train_size_is_what_was_trained(data):
 def test_sweep_record_names_the_rules_that_chose_the_grid(data, tmp_path):
     pytest.importorskip("faiss")
     records = sweep("faiss-ivfflat", _target(data, Metric.COSINE), 10, tmp_path, threads=1, use_cache=False, repeats=1)
-    assert records and all("nlist=pow2(sqrt(n))->32" in r["grid_rules"] for r in records)
+    assert records and all("nlist=max(1, min(pow2(sqrt(n)), n // 39))->32" in r["grid_rules"] for r in records)
     assert all("override max_rows=20000" in r["grid_rules"] for r in records)
     assert json.loads(records[0]["build_params"])["train_size"] == N
 
@@ -303,7 +307,7 @@ def test_search_on_a_plain_file(tmp_path, capsys):
     sims = (b / np.linalg.norm(b, axis=1, keepdims=True)) @ (a / np.linalg.norm(a, axis=1, keepdims=True)).T
     gold = np.argsort(-sims, axis=1, kind="stable")[:, :10]
     for r in records:
-        assert r["dataset"] == "my-vectors" and r["size"] == "2K" and "nlist=pow2(sqrt(n))->32" in r["grid_rules"]
+        assert r["dataset"] == "my-vectors" and r["size"] == "2K" and "nlist=max(1, min(pow2(sqrt(n)), n // 39))->32" in r["grid_rules"]
         res = read_result(r["file"], n_database=N, n_queries=30)
         assert r["recall"] == pytest.approx(py_recall(res.ids, gold, 10), abs=0.01)  # the computed gold is exact
     assert list(workspace.gold_dir().glob("gold-my-vectors--my-queries-k=100-*.h5"))
@@ -334,7 +338,7 @@ def test_default_grids_above_20k_rows_write_a_result_for_every_point(tmp_path):
     for r in records:
         assert r["queries_short"] == 0 and r["file"], (r["algo"], r["params"])
     ivf = next(r for r in records if r["algo"] == "faiss-ivfflat")
-    assert json.loads(ivf["build_params"]) == {"nlist": 128, "train_size": 21_000, "seed": 0}
+    assert json.loads(ivf["build_params"]) == {"nlist": 128, "train_size": 20_000, "seed": 0}
     counts = {a: sum(r["algo"] == a for r in records) for a in ("faiss-ivfflat", "faiss-ivfpqfs", "scann")}
     assert counts == {"faiss-ivfflat": 7, "faiss-ivfpqfs": 18, "scann": 12}
     scann = next(r for r in records if r["algo"] == "scann")
