@@ -243,6 +243,27 @@ def test_libraries_that_raise_ef_to_k_answer_as_reported(backend, knob, data):
     np.testing.assert_array_equal(index.search(q, 30).ids, low.ids)
 
 
+def test_probes_for_k():
+    from laionknn.indexes.base import probes_for_k
+
+    assert probes_for_k([5, 1, 0, 20], 10) == 4  # 0 + 1 + 5 < 10 <= 0 + 1 + 5 + 20
+    assert probes_for_k([10, 50], 10) == 1
+    assert probes_for_k([9, 1, 100], 10) == 2
+    assert probes_for_k([3, 3], 10) == 2  # fewer than k in the whole index: every list
+
+
+def test_ivf_nprobe_is_raised_until_no_query_comes_back_short(data, tmp_path):
+    """Many small lists and nprobe=1 used to return short rows (and no result file); the floor for
+    k raises nprobe until the smallest lists together hold k vectors."""
+    pytest.importorskip("faiss")
+    grid = Grid("faiss-ivfflat", build=[{"nlist": 512, "train_size": N}], query=[{"nprobe": 1}, {"nprobe": 512}])
+    records = sweep("faiss-ivfflat", _target(data, Metric.COSINE), 10, tmp_path, grid=grid, threads=1,
+                    use_cache=False, repeats=1)
+    low = records[0]
+    assert json.loads(low["query_params"])["nprobe"] > 1 and low["knob_changes"].startswith("nprobe 1->")
+    assert all(r["queries_short"] == 0 and r["file"] for r in records)
+
+
 def test_set_knobs_for_k_reads_back_from_the_library(data):
     pytest.importorskip("faiss")
     db, q = data[Metric.COSINE]
@@ -339,8 +360,13 @@ def test_default_grids_above_20k_rows_write_a_result_for_every_point(tmp_path):
         assert r["queries_short"] == 0 and r["file"], (r["algo"], r["params"])
     ivf = next(r for r in records if r["algo"] == "faiss-ivfflat")
     assert json.loads(ivf["build_params"]) == {"nlist": 128, "train_size": 20_000, "seed": 0}
-    counts = {a: sum(r["algo"] == a for r in records) for a in ("faiss-ivfflat", "faiss-ivfpqfs", "scann")}
-    assert counts == {"faiss-ivfflat": 7, "faiss-ivfpqfs": 18, "scann": 12}
+    # nprobe is raised to the fewest lists that always hold k candidates: the grid from there on, once each
+    for algo, grid in (("faiss-ivfflat", [1, 2, 4, 8, 16, 32, 64]), ("faiss-ivfpqfs", [1, 2, 4, 8, 16, 32])):
+        for k_factor in ((None,) if algo == "faiss-ivfflat" else (2, 4, 8)):
+            used = [json.loads(r["query_params"])["nprobe"] for r in records if r["algo"] == algo
+                    and json.loads(r["query_params"]).get("k_factor") == k_factor]
+            assert used == [used[0]] + [g for g in grid if g > used[0]], (algo, k_factor, used)
+    assert sum(r["algo"] == "scann" for r in records) == 12
     scann = next(r for r in records if r["algo"] == "scann")
     assert json.loads(scann["build_params"])["num_leaves"] == 145  # round(sqrt(21000))
     assert json.loads(scann["build_params"])["training_sample"] == 21_000

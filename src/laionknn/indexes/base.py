@@ -288,6 +288,17 @@ def check_params(backend: str, kind: str, given: dict[str, Any], defaults: dict[
     return out
 
 
+def probes_for_k(list_sizes, k: int) -> int:
+    """The fewest lists an inverted-file search must probe so that no query can get fewer than ``k``
+    candidates: even when a query's nearest lists are the smallest ones, the ``m`` smallest lists hold
+    at least ``k`` vectors (all lists when the whole index holds fewer)."""
+    sizes = np.sort(np.asarray(list_sizes, dtype=np.int64))
+    reach = np.cumsum(sizes)
+    if reach.size == 0 or reach[-1] < k:
+        return int(max(1, reach.size))
+    return int(np.searchsorted(reach, k) + 1)
+
+
 def dir_size(path: Path) -> int:
     """Total bytes of the files under ``path`` (or of the file itself)."""
     path = Path(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from laionknn.errors import UsageError
-from laionknn.indexes.base import BINARY_METRICS, Index, finish, raw_blocks
+from laionknn.indexes.base import BINARY_METRICS, Index, finish, probes_for_k, raw_blocks
 from laionknn.types import KnnResult
 
 
@@ -99,6 +99,11 @@ class FaissBinaryIVF(FaissBinary):
     def effective_query_params(self, k: int) -> dict:
         # faiss probes min(nprobe, nlist) lists
         return {**self.query_params, "nprobe": min(int(self.query_params["nprobe"]), int(self.build_params["nlist"]))}
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        # enough lists that a query whose nearest lists are the smallest still gets k candidates
+        invlists = self.index.invlists
+        return {"nprobe": probes_for_k([invlists.list_size(i) for i in range(invlists.nlist)], k)}
 
 
 class FaissBinaryHNSW(FaissBinary):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from laionknn.errors import UsageError
-from laionknn.indexes.base import Index, finish, float_blocks, sample_rows
+from laionknn.indexes.base import Index, finish, float_blocks, probes_for_k, sample_rows
 from laionknn.types import KnnResult, Metric
 
 
@@ -127,6 +127,12 @@ class FaissIVFFlat(FaissIndex):
     def effective_query_params(self, k: int) -> dict:
         # faiss probes min(nprobe, nlist) lists
         return {**self.query_params, "nprobe": min(int(self.query_params["nprobe"]), int(self.build_params["nlist"]))}
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        # enough lists that even the k nearest of a query in the smallest lists fill k answers (the
+        # refine layer of ivfpqfs re-ranks whatever valid candidates come back, so k suffices there)
+        invlists = _faiss().extract_index_ivf(self.index).invlists
+        return {"nprobe": probes_for_k([invlists.list_size(i) for i in range(invlists.nlist)], k)}
 
 
 class FaissIVFSQ8(FaissIVFFlat):
