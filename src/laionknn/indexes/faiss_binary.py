@@ -102,6 +102,8 @@ class FaissBinaryIVF(FaissBinary):
 
     def knob_floors(self, k: int) -> dict[str, int]:
         # enough lists that a query whose nearest lists are the smallest still gets k candidates
+        if getattr(self, "index", None) is None:  # not built (a describing instance): no lists to read
+            return {}
         invlists = self.index.invlists
         return {"nprobe": probes_for_k([invlists.list_size(i) for i in range(invlists.nlist)], k)}
 

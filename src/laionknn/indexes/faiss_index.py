@@ -131,6 +131,8 @@ class FaissIVFFlat(FaissIndex):
     def knob_floors(self, k: int) -> dict[str, int]:
         # enough lists that even the k nearest of a query in the smallest lists fill k answers (the
         # refine layer of ivfpqfs re-ranks whatever valid candidates come back, so k suffices there)
+        if getattr(self, "index", None) is None:  # not built (a describing instance): no lists to read
+            return {}
         invlists = _faiss().extract_index_ivf(self.index).invlists
         return {"nprobe": probes_for_k([invlists.list_size(i) for i in range(invlists.nlist)], k)}
 
