@@ -102,30 +102,12 @@ def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: boo
 def _gold_dask(db_path: Path, q_path: Path, k: int, *, resume: bool, workers: int, scheduler: str | None,
                threads: int | None, **kw) -> Path:
     """``gold --dask``: the Dask engine on a local cluster or the cluster at ``scheduler``."""
-    from laionknn.distributed.engine import INSTALL_HINT, gold_standard_dask, local_client
+    from laionknn.distributed.engine import connect, gold_standard_dask
     from laionknn.errors import UsageError
 
     if resume:
         raise UsageError("--resume applies to the local engine's checkpoints; with --dask a lost task is "
                          "recomputed by Dask, so run again without --resume")
-    try:
-        import dask  # noqa: F401
-        import distributed
-    except ModuleNotFoundError:
-        raise UsageError(f"--dask needs dask and distributed, which are not installed; install them with: "
-                         f"{INSTALL_HINT}") from None
-    import logging
-
-    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:  # dask logs at INFO unless -v was asked
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-    if scheduler:
-        try:
-            client = distributed.Client(scheduler, timeout="20s")
-        except OSError as e:
-            raise UsageError(f"cannot reach a Dask scheduler at {scheduler} ({e}); start one with `dask scheduler` "
-                             f"and workers with `dask worker {scheduler}`, or check the address") from None
-        with client:
-            return gold_standard_dask(db_path, q_path, k, client=client, threads=threads, **kw)
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    with local_client(workers, threads) as client:
-        return gold_standard_dask(db_path, q_path, k, client=client, threads=threads, **kw)
+    threads_per_task = threads or (None if scheduler else max(1, (os.cpu_count() or 1) // workers))
+    with connect(scheduler, workers, threads_per_task) as client:
+        return gold_standard_dask(db_path, q_path, k, client=client, threads=threads_per_task, **kw)
