@@ -294,6 +294,10 @@ class FaissNSG(FaissIndex):
             data[lo:lo + block.shape[0]] = block
         self.index.add(data)
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim * 4 + 4)  # float32 storage, at least the end-of-list marker of each vertex
+
     def _apply_query_params(self) -> None:
         if getattr(self, "index", None) is not None:
             self._inner().nsg.search_L = int(self.query_params["search_L"])

@@ -54,6 +54,11 @@ class RabitqIVF(RabitqIndex):
     build_defaults = {"nlist": 1024, "nbits": 9, "train_size": 100_000, "niter": 25, "seed": 42}
     query_defaults = {"nprobe": 16}
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        bits = min(32, int(build_params.get("nbits", cls.build_defaults["nbits"])))
+        return n * (dim * bits // 8 + 4)  # nbits per dimension, a 4-byte id
+
     def _build(self, database) -> None:
         import rabitqlib
 
@@ -113,6 +118,13 @@ class RabitqSymQG(RabitqIndex):
     name = "rabitq-symqg"
     build_defaults = {"max_degree": 32, "ef_construction": 200, "quantization_bits": 0, "init": "pipnn"}
     query_defaults = {"ef": 64}
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        degree = int(build_params.get("max_degree", cls.build_defaults["max_degree"]))
+        bits = int(build_params.get("quantization_bits", cls.build_defaults["quantization_bits"]))
+        # the vectors (float32, or codes), then per vertex its neighbours' ids and 1-bit RaBitQ codes
+        return n * ((dim * bits // 8 if bits else dim * 4) + degree * 4 + degree * dim // 8)
 
     def _build(self, database) -> None:
         import rabitqlib

@@ -92,6 +92,11 @@ class SvsVamana(SvsIndex):
     name = "svs-vamana"
     supports_save = True
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        degree = int(build_params.get("graph_max_degree", cls.build_defaults["graph_max_degree"]))
+        return n * (dim * 4 + degree * 4)  # float32 vectors, a fixed-degree adjacency list per vertex
+
     def _save(self, path: Path) -> None:
         self.index.save(str(path / "config"), str(path / "graph"), str(path / "data"))
 

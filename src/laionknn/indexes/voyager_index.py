@@ -24,6 +24,12 @@ class VoyagerIndex(Index):
     build_defaults = {"M": 12, "ef_construction": 200, "seed": 1}
     query_defaults = {"query_ef": 64}
     storage = "Float32"
+    bytes_per_dim = 4
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        m = int(build_params.get("M", cls.build_defaults["M"]))
+        return n * (dim * cls.bytes_per_dim + 2 * m * 4)  # vectors and level-0 links (2M, as hnswlib)
 
     def _space(self):
         import voyager
@@ -62,3 +68,4 @@ class VoyagerF32(VoyagerIndex):
 class VoyagerE4M3(VoyagerIndex):
     name = "voyager-e4m3"
     storage = "E4M3"
+    bytes_per_dim = 1
