@@ -168,6 +168,53 @@ def test_query_grids_start_at_k():
     assert {p["reorder"] for p in load_grid("scann", n_rows=25_000, k=50).query} == {50, 100}
 
 
+# the peer libraries' grids follow the same rules: IVF lists from n, candidate lists from k
+PEER_IVF = ("faiss-ivfrabitqfs", "rabitq-ivf")
+PEER_CANDIDATE_KNOBS = {"faiss-nsg": "search_L", "rabitq-symqg": "ef", "vsag-hgraph": "ef_search",
+                        "voyager-f32": "query_ef", "voyager-e4m3": "query_ef", "svs-vamana": "search_window_size",
+                        "svs-lvq": "search_window_size", "svs-leanvec": "search_window_size"}
+
+
+def test_default_grids_choose_by_size_never_by_name():
+    import tomllib
+
+    from laionknn.indexes.grids import default_grid_path
+
+    for backend in known_backends():
+        raw = tomllib.loads(default_grid_path(backend).read_text())
+        assert all("match" not in ov for ov in raw.get("override", [])), backend
+
+
+@pytest.mark.parametrize("n", list(SIZES))
+def test_peer_ivf_grids_follow_the_row_count(n):
+    backends = [b for b in PEER_IVF if b in available_backends()]
+    if not backends:
+        pytest.skip("no peer IVF backend available here")
+    for backend in backends:
+        for name in (f"synthetic-clip768v2-n={SIZES[n]}", "laion2B-en-clip768v2-n=100K", "/data/my-own-vectors.h5"):
+            (b,) = load_grid(backend, dataset=name, n_rows=n, dim=768).build
+            assert (b["nlist"], b["train_size"]) == (NLIST[n], TRAIN[n]), (backend, name)
+
+
+def test_peer_candidate_lists_start_at_k_and_are_recorded_as_run():
+    ran = [b for b in PEER_CANDIDATE_KNOBS if b in available_backends()]
+    if not ran and "rabitq-ivf" not in available_backends():
+        pytest.skip("no peer library available here")
+    for backend in ran:
+        knob = PEER_CANDIDATE_KNOBS[backend]
+        for n in SIZES:
+            for k in (10, 30):
+                assert min(p[knob] for p in load_grid(backend, n_rows=n, k=k).query) >= k, (backend, n, k)
+        index = create(backend, "cosine", threads=1)  # not built: these floors need no index
+        assert set_knobs_for_k(index, {knob: 10}, 30) == [f"{knob} 10->30 (at least k=30)"], backend
+        assert index.query_params[knob] == 30
+        index.set_query_params(**{knob: 10})
+        assert index.effective_query_params(30)[knob] == 30, backend  # the backend widens it to k itself
+    if "rabitq-ivf" in available_backends():
+        index = create("rabitq-ivf", "cosine", threads=1, nlist=8)
+        assert set_knobs_for_k(index, {"nprobe": 64}, 10) == ["nprobe 64->8 (as the library runs it)"]
+
+
 def test_rules_evaluate_and_refuse(tmp_path):
     assert evaluate("=pow2(sqrt(n))", {"n": 24_833}) == 128
     assert evaluate("=clamp(n // 10, 1, 50)", {"n": 2000}) == 50

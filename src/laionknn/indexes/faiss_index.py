@@ -302,6 +302,13 @@ class FaissNSG(FaissIndex):
         if getattr(self, "index", None) is not None:
             self._inner().nsg.search_L = int(self.query_params["search_L"])
 
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"search_L": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        # faiss's NSG::search walks a pool of max(search_L, k) candidates
+        return {**self.query_params, "search_L": max(int(self.query_params["search_L"]), k)}
+
 
 __all__ = ["FaissFlat", "FaissHNSW", "FaissHNSWSQ8", "FaissIVFFlat", "FaissIVFPQFastScan", "FaissIVFRaBitQFastScan",
            "FaissIVFSQ8", "FaissNSG"]

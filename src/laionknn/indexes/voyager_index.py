@@ -31,6 +31,12 @@ class VoyagerIndex(Index):
         m = int(build_params.get("M", cls.build_defaults["M"]))
         return n * (dim * cls.bytes_per_dim + 2 * m * 4)  # vectors and level-0 links (2M, as hnswlib)
 
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"query_ef": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        return {**self.query_params, "query_ef": max(int(self.query_params["query_ef"]), k)}  # as _search runs it
+
     def _space(self):
         import voyager
 

@@ -43,6 +43,12 @@ class VsagHGraph(Index):
             codes += per_dim.get(str(p["precise_quantization_type"]), 0)
         return int(n * dim * codes)  # base codes (+ the re-order codes); links and headers come on top
 
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"ef_search": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        return {**self.query_params, "ef_search": max(int(self.query_params["ef_search"]), k)}  # as _search runs it
+
     def _parameters(self) -> str:
         p = self.build_params
         for key in ("base_quantization_type", "precise_quantization_type"):
