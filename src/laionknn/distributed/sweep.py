@@ -24,7 +24,7 @@ from laionknn.indexes.base import source_shape
 from laionknn.indexes.grids import Grid, load_grid
 from laionknn.indexes.registry import create, get_backend
 from laionknn.indexes.runner import (SweepTarget, _rules_note, _safe, backend_facts, check_metric, data_fingerprint,
-                                     peak_rss_bytes, recall_at, set_knobs_for_k)
+                                     peak_rss_bytes, points_as_run, recall_at)
 from laionknn.progress import progress_bar
 from laionknn.results import append_run_records
 from laionknn.types import Metric
@@ -75,19 +75,10 @@ def sweep_dask(backend: str, target: SweepTarget, k: int, out_dir: "str | os.Pat
             try:
                 built = sharded.build()
                 sharded.scatter(target.queries)
-                done: set[str] = set()
-                for q, query_params in enumerate(grid.query):
-                    # knobs as the local runner sets them; the describing index is not built, so floors
-                    # that read the built index (IVF lists) give nothing here, the others (ef >= k) apply
-                    describe = create(backend, target.metric, **build_params)
-                    changes = set_knobs_for_k(describe, query_params, k)
-                    key = json.dumps(describe.query_params, sort_keys=True)
-                    if key in done:
-                        log.info("%s %s: same run as an earlier point of the grid (%s); skipped", backend,
-                                 describe.query_string(), "; ".join(changes))
-                        bar.advance(1)
-                        continue
-                    done.add(key)
+                # knobs as the local runner sets them; the describing index is not built, so floors
+                # that read the built index (IVF lists) give nothing here, the others (ef >= k) apply
+                describe = create(backend, target.metric, **build_params)
+                for q, changes in points_as_run(describe, grid.query, k, on_skip=lambda: bar.advance(1)):
                     sharded.search(k, **describe.query_params)  # warm-up
                     runs = [sharded.search(k, **describe.query_params) for _ in range(max(1, repeats))]
                     result, info = runs[-1]

@@ -29,7 +29,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -197,6 +197,24 @@ def set_knobs_for_k(index: Index, query_params: dict, k: int) -> list[str]:
     return changes
 
 
+def points_as_run(index: Index, query_grid: list[dict], k: int, *, on_skip=None) -> Iterator[tuple[int, list[str]]]:
+    """Set each query point of ``query_grid`` on ``index`` as it will run for ``k``
+    (:func:`set_knobs_for_k`) and yield ``(position in the grid, changes)``; a point that becomes the
+    same run as an earlier one is logged, ``on_skip()`` is called, and it is not yielded."""
+    done: set[str] = set()
+    for q, query_params in enumerate(query_grid):
+        changes = set_knobs_for_k(index, query_params, k)
+        key = json.dumps(index.query_params, sort_keys=True)
+        if key in done:
+            log.info("%s %s: same run as an earlier point of the grid (%s); skipped", index.name,
+                     index.query_string(), "; ".join(changes))
+            if on_skip:
+                on_skip()
+            continue
+        done.add(key)
+        yield q, changes
+
+
 def _rules_note(grid: Grid, b: int, q: int) -> str:
     """Which rules and size bands chose this point's parameters (for the run record)."""
     return "; ".join(filter(None, [*grid.notes, grid.build_rule(b), grid.query_rule(q)]))
@@ -271,16 +289,7 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                                                                  fingerprint=fingerprint, use_cache=use_cache)
             if on_phase:
                 on_phase("search")
-            done: set[str] = set()
-            for q, query_params in enumerate(grid.query):
-                changes = set_knobs_for_k(index, query_params, k)
-                key = json.dumps(index.query_params, sort_keys=True)
-                if key in done:
-                    log.info("%s %s: same run as an earlier point of the grid (%s); skipped", backend,
-                             index.query_string(), "; ".join(changes))
-                    bar.advance(1)
-                    continue
-                done.add(key)
+            for q, changes in points_as_run(index, grid.query, k, on_skip=lambda: bar.advance(1)):
                 result, times = timed_search(index, target.queries, k, repeats)
                 querytime = statistics.median(times)
                 params = index.params_string()
