@@ -48,12 +48,13 @@ def worker(args) -> None:
     that reaches the recall threshold and time it with each thread count."""
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.grids import load_grid
-    from laionknn.indexes.runner import backend_facts, build_or_load, peak_rss_bytes, recall_at, timed_search
+    from laionknn.indexes.runner import (backend_facts, build_or_load, peak_rss_bytes, recall_at, set_knobs_for_k,
+                                         timed_search)
 
     backend = args.backend[0]
     spec, target, database = open_target(args.data, n_queries=args.queries)
     _, gold = gold_for(spec)
-    grid = load_grid(backend, dataset=spec.name, n_rows=database.n)
+    grid = load_grid(backend, dataset=spec.name, n_rows=database.n, dim=database.dim)
     repeats = args.repeats or grid.repeats or 3
     top_threads = max(args.threads)
     out = []
@@ -67,8 +68,9 @@ def worker(args) -> None:
             # effort), stopping at the first point that reaches the threshold: later points are slower
             index.set_threads(top_threads)
             chosen = None
-            for query_params in grid.query:
-                index.set_query_params(**query_params)
+            # query grids are rules of k (ef >= k...): load them for this k; knobs as really run
+            for query_params in load_grid(backend, dataset=spec.name, n_rows=database.n, k=k, dim=database.dim).query:
+                set_knobs_for_k(index, query_params, k)
                 t0 = time.perf_counter()
                 res = index.search(target.queries, k)
                 seconds = time.perf_counter() - t0
@@ -76,7 +78,7 @@ def worker(args) -> None:
                 out.append({**common, "kind": "probe", "threads": top_threads, "k": k,
                             "params": index.params_string(), "query": index.query_string(), "recall": rec,
                             "qps": len(target.queries) / seconds, "peak_rss_bytes": peak_rss_bytes()})
-                chosen = query_params
+                chosen = dict(index.query_params)
                 if rec >= threshold:
                     break
             # time the chosen point (or the most accurate one when none reaches the threshold)

@@ -198,7 +198,7 @@ def test_every_backend_shards(client, data, tmp_path, backend):
         x = rng.integers(0, 2**63, (N, 16), dtype=np.uint64)
         q = np.concatenate([x[:20] ^ np.uint64(1 << 5), rng.integers(0, 2**63, (30, 16), dtype=np.uint64)])
         path = write_vectors(tmp_path / "ham.h5", x, "hamming")
-    grid = load_grid(backend, n_rows=N // 2)
+    grid = load_grid(backend, n_rows=N // 2, k=K, dim=x.shape[1])  # grid rules of the shard size, k and dim
     build, knobs = grid.build[0], grid.query[-1]
     res, info, built = _sharded(client, path, q, backend, build, knobs, 2, metric=metric)
     gold = exact.knn(x, q, K, metric).ids
@@ -210,3 +210,25 @@ def test_every_backend_shards(client, data, tmp_path, backend):
     assert res.ids.shape == (len(q), K) and res.ids.max() < N
     assert (res.ids >= N // 2).any() and (res.ids[res.ids >= 0] < N // 2).any()  # answers from both shards
     assert _recall(res.ids, gold) >= r_whole - 0.05
+
+
+def test_sweep_dask_sets_knobs_for_k_and_loads_rule_grids(client, data, tmp_path):
+    """`search --dask` runs the local runner's knobs: ef raised to k (points that become equal run once),
+    grids whose rules need k and dim, and records with the rules and the machine/library fields."""
+    pytest.importorskip("hnswlib")
+    pytest.importorskip("faiss")
+    from laionknn.distributed.sweep import sweep_dask
+    from laionknn.indexes.grids import Grid
+    from laionknn.indexes.runner import SweepTarget
+
+    path, x, q = data
+    grid = Grid("hnswlib", [{"M": 8, "ef_construction": 40}], [{"ef": 4}, {"ef": 10}, {"ef": 20}])
+    with VectorFile(path) as db:
+        target = SweepTarget(db, q, Metric.COSINE, "clip768v2", "4000", "test-4000")
+        recs = sweep_dask("hnswlib", target, K, tmp_path / "h", client=client, shards=2, grid=grid, use_cache=False)
+        assert [json.loads(r["query_params"])["ef"] for r in recs] == [10, 20]
+        assert recs[0]["knob_changes"] == "ef 4->10 (at least k=10)" and recs[1]["knob_changes"] == ""
+        recs = sweep_dask("faiss-ivfpqfs", target, K, tmp_path / "p", client=client, shards=2, quick=True,
+                          use_cache=False)  # its m rule uses dim
+    assert recs and all("m=dim // 4 if n > 20000 else min(16, dim)->16" in r["grid_rules"] for r in recs)
+    assert all(r["library"] and r["search_mode"] == "batch" and r["file"] for r in recs)

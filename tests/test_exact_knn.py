@@ -176,3 +176,23 @@ def test_tie_ranks_and_float64_distances(metric):
     np.testing.assert_array_equal(res.attrs["dists64"].astype(np.float32), res.dists)
     with pytest.raises(UsageError, match="tie_ranks"):
         knn(X, Q, 20, metric, tie_ranks=(21,))
+
+
+def test_first_use_says_once_that_numba_compiles(monkeypatch, caplog):
+    """A fresh install compiles the numba kernels on the first search (about 100 s): one warning, once;
+    nothing when numba's cache already holds them."""
+    from laionknn.exact import engine
+
+    x = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    knn(x, x[:3], 2, "cosine")
+    assert engine.kernels_compiled() is True  # after one search numba's cache holds the kernel
+    monkeypatch.setattr(engine, "_ANNOUNCED", False)
+    monkeypatch.setattr(engine, "kernels_compiled", lambda kernel=None: False)
+    knn(x, x[:3], 2, "cosine")
+    knn(x, x[:3], 2, "cosine")
+    assert caplog.text.count("numba compiles its kernels once") == 1
+    caplog.clear()
+    monkeypatch.setattr(engine, "_ANNOUNCED", False)
+    monkeypatch.setattr(engine, "kernels_compiled", lambda kernel=None: True)
+    knn(x, x[:3], 2, "cosine")
+    assert "numba compiles" not in caplog.text

@@ -70,7 +70,7 @@ def test_registry_lists_every_backend_with_a_grid_and_floor():
     for name in known_backends():
         assert default_grid_path(name) is not None, f"{name}: no grid file"
     for name in available_backends():  # validating keys needs the backend class (its library)
-        assert load_grid(name).build  # default grid file parses and validates
+        assert load_grid(name, n_rows=N, dim=DIM).build  # default grid file parses, its rules evaluate, it validates
 
 
 @pytest.mark.parametrize("name", known_backends())
@@ -82,7 +82,7 @@ def test_backend_conformance(name, float_data, binary_data, tmp_path):
     db, q = binary_data if metric is Metric.HAMMING else float_data
     db_before, q_before = db.copy(), q.copy()
 
-    grid = load_grid(name, n_rows=N)
+    grid = load_grid(name, n_rows=N, dim=db.shape[1])
     index = create(name, metric, threads=2, **grid.build[0])
     index.build(db)
     index.set_query_params(**grid.query[-1])
@@ -125,7 +125,7 @@ def test_min_index_bytes_is_a_lower_bound_of_the_saved_index(name, float_data, b
     cls = get_backend(name)
     binary = Metric.HAMMING in cls.metrics
     db, _ = binary_data if binary else float_data
-    build = load_grid(name, n_rows=N).build[0]
+    build = load_grid(name, n_rows=N, dim=db.shape[1]).build[0]
     index = create(name, "hamming" if binary else "cosine", threads=1, **build)
     index.build(db)
     bound = cls.min_index_bytes(N, db.shape[1], index.build_params)

@@ -149,13 +149,18 @@ def test_missing_library_marks_backend_unavailable(monkeypatch):
         registry.get_backend("ghost")
 
 
-def test_point_with_missing_neighbours_is_recorded_without_a_result_file(tiny, tmp_path):
+def test_point_with_missing_neighbours_is_recorded_without_a_result_file(tiny, tmp_path, monkeypatch):
     """IVF with many lists and nprobe=1 finds fewer than k candidates for some queries: the official
-    format cannot say "missing", so the point is recorded (queries_short) and no file is written."""
+    format cannot say "missing", so the point is recorded (queries_short) and no file is written.
+    (The IVF backends raise nprobe to a floor that prevents this; the floor is switched off here to
+    stand for a backend that has none.)"""
     pytest.importorskip("faiss")
     from laionknn.indexes.datasets import open_target
+    from laionknn.indexes.faiss_index import FaissIVFFlat
     from laionknn.indexes.grids import Grid
     from laionknn.indexes.runner import sweep
+
+    monkeypatch.setattr(FaissIVFFlat, "knob_floors", lambda self, k: {})
 
     spec, target, database = open_target(DB, n_queries=NQ)
     try:

@@ -63,6 +63,24 @@ def test_greedy_backend_exceeds_its_limit_and_the_sweep_goes_on(home, tmp_path, 
         np.testing.assert_array_equal(res.ids, exact.knn(x, q, 5, "cosine").ids)
 
 
+def test_capped_sweep_keeps_the_grid_rules_and_the_knobs_as_run(home, tmp_path):
+    """The child runs the merged runner on the grid loaded in the parent: every record names the size
+    band and rules of its build configuration, and build parameters as really used."""
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1500, 32)).astype(np.float16)
+    q = rng.standard_normal((12, 32)).astype(np.float32)
+    path = write_vectors(tmp_path / "db.h5", x, "emb")
+    with VectorFile(path) as db:
+        target = SweepTarget(db, q, Metric.COSINE, "clip768v2", "1500", "tiny")
+        recs = sweep("faiss-ivfflat", target, 5, tmp_path / "out", memory_limit=512 * MB, threads=1, use_cache=False)
+    assert [r["outcome"] for r in recs] == ["ok"] * len(recs) and len(recs) == 3  # nprobe 4, 8, 16
+    for r in recs:
+        assert r["grid_rules"].startswith("override max_rows=20000; nlist=max(1, min(pow2(sqrt(n)), n // 39))->32")
+        assert json.loads(r["build_params"]) == {"nlist": 32, "train_size": 1500, "seed": 0}
+        assert "knob_changes" in r and r["library"] and r["file"]
+
+
 def test_task_presets_and_limit_checks():
     assert memlimit.task_limit("2024-2", 100_000_000) == 32 * 1024**3
     assert memlimit.task_limit("2024-3", 1_000_000) == 64 * 1024**3 // 100

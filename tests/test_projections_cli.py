@@ -68,3 +68,18 @@ def test_baselines(files, tmp_path, capsys):
     assert {r["k"] for r in rows} == {"10", "30"}
     assert all(0 <= float(r["recall"]) <= float(r["recall_tie_aware"]) <= 1 for r in rows)
     assert _run(["baselines", "--database", str(db), "--queries", str(q), "--bits", "96"]) == 2
+
+
+def test_baselines_record_the_rows_really_fitted(files, tmp_path, capsys):
+    """Asked for 100,000 fit rows on a 900-row database, every label and saved model says 900."""
+    from laionknn.projections.sketches import SketchModel
+
+    db, q = files
+    out = tmp_path / "bl"
+    main(["-q", "baselines", "--database", str(db), "--queries", str(q), "--bits", "64", "--methods", "itq",
+          "--sketch-fit-rows", "100000", "--out", str(out)])
+    rows = list(csv.DictReader(open(out / "baselines-d-clip768v2-n=900.csv")))
+    fitted = [r["params"] for r in rows if r["data"] in ("pca32v2", "pca96v2", "sketch-itq-64")]
+    assert fitted and all("fit_rows=900" in p and "100000" not in p for p in fitted)
+    model = SketchModel.load(next(out.glob("sketch-itq-64-model-*.npz")))
+    assert model.meta["n_fit"] == 900

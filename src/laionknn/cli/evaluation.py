@@ -51,7 +51,8 @@ def check_cmd(ctx: click.Context, files: tuple[str, ...], n_database: str | None
               help="Result files, or folders searched recursively for *.h5 (more may follow as arguments).")
 @click.argument("more", nargs=-1, type=click.Path(), metavar="[DIR|FILE]...")
 @click.option("--gold", required=True, metavar="NAME|FILE", help="Gold standard: catalog name or file.")
-@click.option("--k", type=int, help="Neighbours scored (default: 10 for 2023/synthetic gold, 30 for 2024).")
+@click.option("--k", type=int, help="Neighbours scored (default: the result files' width when they all agree; "
+                                   "otherwise --k is required).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the CSV here (default: standard output).")
 @click.option("--database", metavar="NAME|FILE", help="Database the gold was computed on (exact tie-aware recall).")
 @click.option("--queries", metavar="NAME|FILE", help="Queries of the gold standard (with --database).")

@@ -11,7 +11,12 @@ from laionknn.cli.common import catalogs, console, print_table
 
 @click.command()
 @click.option("--size", default="100K", show_default=True, help="Synthetic subset size when --data is not given.")
-@click.option("--data", default=None, help="Database name from the catalog (default: synthetic-v3-clip768v2-n=SIZE).")
+@click.option("--data", default=None,
+              help="Database: a catalog name (default: synthetic-v3-clip768v2-n=SIZE) or an HDF5 file (with --query-file).")
+@click.option("--query-file", type=click.Path(dir_okay=False), default=None,
+              help="Queries of a plain database file (HDF5, one query per row).")
+@click.option("--gold", "gold_file", type=click.Path(dir_okay=False), default=None,
+              help="Gold standard of a plain database file (default: computed by the exact engine).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace runs/).")
 @click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
 @click.option("--threads", type=int, default=None, help="Threads (default: all cores).")
@@ -28,7 +33,8 @@ from laionknn.cli.common import catalogs, console, print_table
 @click.option("--task", type=click.Choice(["2024-2", "2024-3"]),
               help="2024 memory-capped task preset (32G / 64G per 100M rows, k=30; task 3: no originals).")
 @click.pass_context
-def run(ctx, size, data, out_dir, k, threads, backends, peers, n_queries, quick, no_baselines, memory_limit, task):
+def run(ctx, size, data, query_file, gold_file, out_dir, k, threads, backends, peers, n_queries, quick, no_baselines,
+        memory_limit, task):
     """Ensure data, gold standard, baselines, every available index backend, evaluation and report,
     into one folder; prints the operating points at the end."""
     from laionknn.indexes.mainjob import run_pipeline
@@ -36,7 +42,8 @@ def run(ctx, size, data, out_dir, k, threads, backends, peers, n_queries, quick,
     t0 = time.perf_counter()
     outcome = run_pipeline(size=size, data=data, out_dir=out_dir, k=k, quick=quick, threads=threads,
                            backends=list(backends) or None, n_queries=n_queries, catalogs=catalogs(ctx),
-                           baselines=not no_baselines, peers=peers, memory_limit=memory_limit, task=task)
+                           baselines=not no_baselines, peers=peers, memory_limit=memory_limit, task=task,
+                           query_file=query_file, gold_file=gold_file)
     from laionknn.reporting.tables import fmt_qps, fmt_recall
 
     rows = [[f"{p.threshold:g}", p.run.get("data", ""), p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),

@@ -10,7 +10,12 @@ from laionknn.cli.common import catalogs, console, print_table
 
 
 @click.command()
-@click.option("--data", "data", required=True, help="Database name from the catalog, e.g. synthetic-v3-clip768v2-n=100K.")
+@click.option("--data", "data", required=True,
+              help="Database: a catalog name (e.g. synthetic-v3-clip768v2-n=100K) or an HDF5 file (with --query-file).")
+@click.option("--query-file", type=click.Path(dir_okay=False), default=None,
+              help="Queries of a plain database file (HDF5, one query per row).")
+@click.option("--gold", "gold_file", type=click.Path(dir_okay=False), default=None,
+              help="Gold standard of a plain database file (default: computed by the exact engine).")
 @click.option("--index", "backend", required=True, help="Backend name (see `laionknn search --list`).")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False), help="TOML grid file (default: the backend's).")
 @click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
@@ -41,8 +46,8 @@ from laionknn.cli.common import catalogs, console, print_table
               help="2024 memory-capped task: limit 32G (task 2) or 64G (task 3) per 100M rows, k=30; task 3 refuses "
                    "backends that need the original vectors at search time.")
 @click.pass_context
-def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache, repeats, use_dask, workers,
-           scheduler, shards, route, memory_limit, task):
+def search(ctx, data, query_file, gold_file, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache,
+           repeats, use_dask, workers, scheduler, shards, route, memory_limit, task):
     """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one
     official result file and one run record per point."""
     from laionknn.indexes.datasets import gold_for, open_target
@@ -53,7 +58,8 @@ def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick,
     get_backend(backend)  # unknown or unavailable backend: fail before touching data
     use_dask = use_dask or bool(scheduler)
     _check_combination(backend, use_dask, route, memory_limit, task)
-    spec, target, database = open_target(data, n_queries=n_queries, catalogs=catalogs(ctx))
+    spec, target, database = open_target(data, n_queries=n_queries, catalogs=catalogs(ctx), query_file=query_file,
+                                         gold_file=gold_file)
     try:
         check_metric(backend, target)  # before the gold standard, which can take long to compute
         k = int(k or (30 if task else spec.default_k))

@@ -23,7 +23,8 @@ from laionknn.errors import UsageError
 from laionknn.indexes.base import source_shape
 from laionknn.indexes.grids import Grid, load_grid
 from laionknn.indexes.registry import create, get_backend
-from laionknn.indexes.runner import SweepTarget, _safe, data_fingerprint, peak_rss_bytes, recall_at
+from laionknn.indexes.runner import (SweepTarget, _rules_note, _safe, backend_facts, check_metric, data_fingerprint,
+                                     peak_rss_bytes, points_as_run, recall_at)
 from laionknn.progress import progress_bar
 from laionknn.results import append_run_records
 from laionknn.types import Metric
@@ -47,38 +48,37 @@ def sweep_dask(backend: str, target: SweepTarget, k: int, out_dir: "str | os.Pat
     shard task (default 1). Returns the run records (also appended to ``out_dir/runs.jsonl``).
     """
     cls = get_backend(backend)
-    if target.metric not in cls.metrics:
-        kinds = ", ".join(sorted(m.value for m in cls.metrics))
-        raise UsageError(f"backend {backend!r} cannot search {target.dataset} ({target.metric.value} data; it "
-                         f"supports {kinds})")
+    check_metric(backend, target)
     path = getattr(target.database, "path", None)
     if path is None:
         raise UsageError("a sharded search reads the database from its HDF5 file; pass an open VectorFile")
-    n, _, _ = source_shape(target.database)
+    n, dim, _ = source_shape(target.database)
     if not 1 <= k <= n:
         raise UsageError(f"k={k} is larger than the database {target.dataset} ({n} rows); ask for at most {n}")
     threads = max(1, int(threads or 1))
-    grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n)
+    grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n, k=k, dim=dim)
     if quick:
         grid = grid.quick()
     repeats = int(repeats or grid.repeats or 3)
     out_dir = Path(out_dir)
     fingerprint = data_fingerprint(target.database) if use_cache and cls.supports_save and layout == "rows" else None
     workers = len(client.scheduler_info().get("workers", {}))
+    facts = backend_facts(backend)
     from laionknn.io import write_result
 
     records: list[dict] = []
     with progress_bar(f"{backend} on {shards} shards", len(grid.build) * len(grid.query), unit="points") as bar:
-        for build_params in grid.build:
+        for b, build_params in enumerate(grid.build):
             sharded = ShardedIndex(client, backend, path, target.metric, build_params, shards=shards,
                                    key=getattr(target.database, "key", None), threads=threads, layout=layout,
                                    use_cache=use_cache, fingerprint=fingerprint)
             try:
                 built = sharded.build()
                 sharded.scatter(target.queries)
-                for query_params in grid.query:
-                    describe = create(backend, target.metric, **build_params)
-                    describe.set_query_params(**query_params)
+                # knobs as the local runner sets them; the describing index is not built, so floors
+                # that read the built index (IVF lists) give nothing here, the others (ef >= k) apply
+                describe = create(backend, target.metric, **build_params)
+                for q, changes in points_as_run(describe, grid.query, k, on_skip=lambda: bar.advance(1)):
                     sharded.search(k, **describe.query_params)  # warm-up
                     runs = [sharded.search(k, **describe.query_params) for _ in range(max(1, repeats))]
                     result, info = runs[-1]
@@ -104,6 +104,8 @@ def sweep_dask(backend: str, target: SweepTarget, k: int, out_dir: "str | os.Pat
                            "peak_rss_bytes": peak_rss_bytes(), "index_bytes": int(sum(built["index_bytes"])),
                            "cached": bool(built["cached"]) and all(built["cached"]), "queries_short": short,
                            "file": str(file) if file else "",
+                           "grid": grid.source, "grid_rules": _rules_note(grid, b, q),
+                           "knob_changes": "; ".join(changes), **facts,
                            "engine": "dask", "workers": workers, "shards": len(sharded.plan), "layout": layout,
                            "shard_rows": json.dumps(built["shard_rows"]),
                            "shard_buildtimes": _rounded(built["shard_seconds"]),

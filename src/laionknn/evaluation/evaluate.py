@@ -21,7 +21,7 @@ from laionknn.errors import LaionKnnError, UsageError
 from laionknn.evaluation.gold import GoldSource, locate_gold
 from laionknn.evaluation.recall import TIE_TOL, recall_hits, tie_hits_from_distances, tie_hits_from_gold
 from laionknn.fsutil import atomic_path
-from laionknn.io import VectorFile, read_gold, read_result, read_vectors
+from laionknn.io import VectorFile, read_gold, read_result, read_vectors, result_shape
 from laionknn.progress import progress_bar
 from laionknn.types import parse_size
 
@@ -104,8 +104,9 @@ def evaluate(paths: "Iterable[str | os.PathLike[str]]", gold: "str | os.PathLike
              catalogs=None) -> list[dict]:
     """Score every result file under ``paths`` against ``gold``; one dict per file (:data:`EVAL_COLUMNS`).
 
-    gold: a gold file, a catalog name, or a :class:`GoldSource`; ``k`` defaults to the gold's year
-    (10 for 2023/synthetic, 30 for 2024). ``recall`` is the official id-only recall@k (with
+    gold: a gold file, a catalog name, or a :class:`GoldSource`; ``k`` defaults to the number of
+    neighbours the result files hold when they all agree (:func:`infer_k`; a UsageError otherwise:
+    never a guess). ``recall`` is the official id-only recall@k (with
     ``all_columns`` every returned column is intersected with gold[:k], as the organisers' scripts
     do). ``recall_tie_aware`` uses true distances when ``database`` and ``queries`` (paths or catalog
     names of the clip768 files the gold was computed from) are given, else the full gold row's
@@ -115,7 +116,7 @@ def evaluate(paths: "Iterable[str | os.PathLike[str]]", gold: "str | os.PathLike
     src = gold if isinstance(gold, GoldSource) else locate_gold(gold, catalogs)
     files = find_result_files(paths, exclude=[src.path])
     g = read_gold(src.path)
-    k = int(k or src.default_k)
+    k = int(k) if k is not None else infer_k(files, g.k, g.n_queries, src)
     if k > g.k:
         raise UsageError(f"k={k} is larger than the gold standard's {g.k} columns ({src.path.name}); "
                          f"use --k {g.k} or less")
@@ -149,6 +150,38 @@ def evaluate(paths: "Iterable[str | os.PathLike[str]]", gold: "str | os.PathLike
     if not rows:
         raise UsageError(f"none of the {len(files)} result files could be scored (see the warnings above)")
     return rows
+
+
+def infer_k(files: list[Path], gold_k: int, n_queries: int, src: GoldSource | None = None) -> int:
+    """The k to score at when ``--k`` is not given: the width of the result files (``knns`` columns)
+    when every file with one row per gold query has the same one, and the gold is at least that wide.
+
+    Anything else raises :class:`UsageError` asking for ``--k``: files of different widths (a k=10 and a
+    k=30 sweep in one folder), files wider than the gold, or no usable file (then the first file's own
+    problem is raised, e.g. "looks transposed").
+    """
+    widths: dict[int, list[Path]] = {}
+    for path in files:
+        shape = result_shape(path)
+        if shape is not None and shape[0] == n_queries:  # other shapes: the scoring step says what is wrong
+            widths.setdefault(shape[1], []).append(path)
+    if not widths:
+        read_result(files[0], n_queries=n_queries)  # raises the file's own problem (transposed, short...)
+        raise UsageError(f"cannot tell k: none of the {len(files)} result file(s) has a readable knns dataset; "
+                         f"pass --k (and `laionknn results check` says what is wrong with the files)")
+    if len(widths) > 1:
+        seen = "; ".join(f"{w} columns in {len(ps)} file(s), e.g. {ps[0]}" for w, ps in sorted(widths.items()))
+        raise UsageError(f"cannot tell k: the result files disagree ({seen}); pass --k N (files wider than N "
+                         f"are scored on their first N columns) or score each sweep's folder on its own")
+    (width, _), = widths.items()
+    if width > gold_k:
+        raise UsageError(f"cannot tell k: the result files hold {width} neighbours per query but the gold standard "
+                         f"has only {gold_k} columns; pass --k {min(gold_k, src.default_k if src else gold_k)} "
+                         f"or any k up to {gold_k}")
+    if src is not None and src.year is not None and src.default_k != width:
+        log.info("scoring at k=%d, the width of the result files (the %d challenge scored at k=%d)",
+                 width, src.year, src.default_k)
+    return width
 
 
 def _score_one(path, g, src, k, db, q, metric, all_columns, tol) -> dict:

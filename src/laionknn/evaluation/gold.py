@@ -88,6 +88,7 @@ def locate_gold(name_or_path: "str | os.PathLike[str]", catalogs=None, *, fetch:
     if year is None:
         year = year_from_name(path.name)
     if year is None:
-        log.warning("cannot tell the challenge year of gold file %s from its name; using k=10 (pass --k)", path)
+        # only informative: eval takes k from --k or from the result files (evaluate.infer_k)
+        log.info("cannot tell the challenge year of gold file %s from its name", path)
     subset = record.subset if record is not None else None
     return GoldSource(path=path, year=year, default_k=YEAR_K.get(year, 10), name=path.stem, subset=subset)

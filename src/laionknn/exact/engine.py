@@ -55,6 +55,30 @@ SLACK = 1e-6
 SLEEP_ENV = "LAIONKNN_EXACT_TEST_SLEEP"  # test hook: seconds to sleep after each finished row range
 
 
+_ANNOUNCED = False
+
+
+def kernels_compiled(kernel=select_scores) -> bool | None:
+    """Whether numba's on-disk cache already holds ``kernel`` (its index file exists): False on the
+    first use after an install, when every kernel is compiled once (about 100 s on 2 cores); None when
+    numba's cache layout cannot be read."""
+    try:
+        return os.path.exists(kernel._cache._cache_file._index_path)
+    except AttributeError:
+        return None
+
+
+def announce_compilation(metric: Metric) -> None:
+    """Say once per process, before the wait, that the first run compiles the numba kernels."""
+    global _ANNOUNCED
+    if _ANNOUNCED:
+        return
+    _ANNOUNCED = True
+    if kernels_compiled(select_hamming if metric is Metric.HAMMING else select_scores) is False:
+        log.warning("first use of the exact engine on this install: numba compiles its kernels once "
+                    "(about 100 s on 2 cores); later runs load them from numba's cache")
+
+
 def gamma(dim: int) -> float:
     """Relative error factor of a float32 dot product of length ``dim`` (inputs rounded from float64
     included), inflated by ``1 + SLACK``: ``(d u / (1 - d u) + 2u) (1 + SLACK)``."""
@@ -196,6 +220,7 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     query_batch = int(query_batch or plan.query_batch)
     log.info("exact %s k=%d: %d queries x %d rows (dim %d, %s), blocks of %d rows, query batches of %d",
              metric.value, k, nq, n, src.dim, src.dtype, block_rows, query_batch)
+    announce_compilation(metric)
     if nq == 0:
         dd = np.zeros((0, k))
         return KnnResult(np.zeros((0, k), np.int64), dd.astype(np.float32),

@@ -190,6 +190,17 @@ class Index(abc.ABC):
     def _apply_query_params(self) -> None:
         """Push ``self.query_params`` into the library object (called after build/load too)."""
 
+    def knob_floors(self, k: int) -> dict[str, int]:
+        """Query knobs that must reach a value for a search of ``k`` neighbours (a candidate list shorter
+        than k cannot hold k answers): ``{"ef": k}`` for HNSW. The runner raises a grid point's knobs to
+        these floors, so no grid point runs, or is reported, below them. Default: none."""
+        return {}
+
+    def effective_query_params(self, k: int) -> dict[str, Any]:
+        """The knobs a search of ``k`` really runs with, where the library (or the backend) raises or
+        clamps a knob (hnswlib's ``ef`` to k, faiss's ``nprobe`` to ``nlist``...). Default: as set."""
+        return dict(self.query_params)
+
     def set_threads(self, threads: int) -> None:
         self.threads = max(1, int(threads))
 
@@ -289,6 +300,17 @@ def check_params(backend: str, kind: str, given: dict[str, Any], defaults: dict[
         else:
             out[key] = value
     return out
+
+
+def probes_for_k(list_sizes, k: int) -> int:
+    """The fewest lists an inverted-file search must probe so that no query can get fewer than ``k``
+    candidates: even when a query's nearest lists are the smallest ones, the ``m`` smallest lists hold
+    at least ``k`` vectors (all lists when the whole index holds fewer)."""
+    sizes = np.sort(np.asarray(list_sizes, dtype=np.int64))
+    reach = np.cumsum(sizes)
+    if reach.size == 0 or reach[-1] < k:
+        return int(max(1, reach.size))
+    return int(np.searchsorted(reach, k) + 1)
 
 
 def dir_size(path: Path) -> int:

@@ -33,6 +33,12 @@ class DeglibIndex(Index):
     metrics = frozenset({Metric.DOT, Metric.COSINE})
     build_defaults = {"edges_per_vertex": 24, "extend_k": 64, "extend_eps": 0.02, "lid": "low", "seed": 0}
     query_defaults = {"eps": 0.01}
+    bytes_per_dim = 4
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        edges = int(build_params.get("edges_per_vertex", cls.build_defaults["edges_per_vertex"]))
+        return n * (dim * cls.bytes_per_dim + edges * 4)  # features and the fixed-degree neighbour ids
 
     # --- storage-specific pieces ------------------------------------------------------------------
     def _metric(self):
@@ -101,6 +107,7 @@ class DeglibU8(DeglibIndex):
     name = "deglib-u8"
     metrics = frozenset({Metric.COSINE})
     build_defaults = {**DeglibIndex.build_defaults, "train_size": 100_000}
+    bytes_per_dim = 1
 
     def _metric(self):
         import deglib

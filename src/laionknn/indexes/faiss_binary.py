@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from laionknn.errors import UsageError
-from laionknn.indexes.base import BINARY_METRICS, Index, finish, raw_blocks
+from laionknn.indexes.base import BINARY_METRICS, Index, finish, probes_for_k, raw_blocks
 from laionknn.types import KnnResult
 
 
@@ -43,6 +43,8 @@ class FaissBinary(Index):
         faiss.omp_set_num_threads(self.threads)
         self.index = self._make(self.dim * 64)
         if not self.index.is_trained:
+            if hasattr(self.index, "cp"):
+                self.index.cp.seed = int(self.build_params.get("seed", 0))  # k-means, like the sample
             self.index.train(self._sample(database))
         for _, block in raw_blocks(database):
             self.index.add(_bytes(block))
@@ -50,6 +52,8 @@ class FaissBinary(Index):
     def _sample(self, database) -> np.ndarray:
         size = int(self.build_params.get("train_size", 0))
         count = self.n if size <= 0 else min(self.n, size)
+        if "train_size" in self.build_params:
+            self.build_params["train_size"] = count  # the record states the rows really trained on
         rng = np.random.default_rng(int(self.build_params.get("seed", 0)))
         chosen = np.sort(rng.choice(self.n, size=count, replace=False))
         parts = []
@@ -97,6 +101,17 @@ class FaissBinaryIVF(FaissBinary):
         if getattr(self, "index", None) is not None:
             self.index.nprobe = int(self.query_params["nprobe"])
 
+    def effective_query_params(self, k: int) -> dict:
+        # faiss probes min(nprobe, nlist) lists
+        return {**self.query_params, "nprobe": min(int(self.query_params["nprobe"]), int(self.build_params["nlist"]))}
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        # enough lists that a query whose nearest lists are the smallest still gets k candidates
+        if getattr(self, "index", None) is None:  # not built (a describing instance): no lists to read
+            return {}
+        invlists = self.index.invlists
+        return {"nprobe": probes_for_k([invlists.list_size(i) for i in range(invlists.nlist)], k)}
+
 
 class FaissBinaryHNSW(FaissBinary):
     name = "faiss-binary-hnsw"
@@ -111,6 +126,9 @@ class FaissBinaryHNSW(FaissBinary):
     def _apply_query_params(self) -> None:
         if getattr(self, "index", None) is not None:
             self.index.hnsw.efSearch = int(self.query_params["ef_search"])
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"ef_search": k}
 
 
 __all__ = ["FaissBinaryFlat", "FaissBinaryHNSW", "FaissBinaryIVF"]

@@ -3,17 +3,20 @@ RaBitQ fast-scan + exact refine, HNSW-Flat, HNSW over SQ8 + exact refine, NSG.
 
 faiss answers inner products for DOT/COSINE (higher is better); they become ``1 - ip`` here. For L2 it
 answers squared distances already. Vectors are added block by block (float16 → float32 per block);
-IVF and SQ codebooks are trained on a random sample gathered in one pass.
+IVF and SQ codebooks are trained on a random sample gathered in one pass; the build parameter
+``seed`` seeds that sample and faiss's k-means (coarse quantiser and PQ codebooks) alike, and
+``train_size`` is recorded as the number of rows really trained on.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from laionknn.errors import UsageError
-from laionknn.indexes.base import Index, finish, float_blocks, sample_rows, source_shape
+from laionknn.indexes.base import Index, finish, float_blocks, probes_for_k, sample_rows, source_shape
 from laionknn.types import KnnResult, Metric
 
 
@@ -42,6 +45,9 @@ class FaissIndex(Index):
     def _train_size(self) -> int:
         return self.n
 
+    def _seed_training(self, seed: int) -> None:
+        """Seed the library's own training (k-means); the sample is seeded by :meth:`train_empty`."""
+
     def _build(self, database) -> None:
         self.train_empty(database)
         for _, block in float_blocks(database, self.metric):
@@ -58,8 +64,12 @@ class FaissIndex(Index):
         self.index = faiss.index_factory(self.dim, self._factory(), self._faiss_metric())
         self._before_add()
         if not self.index.is_trained:
-            self.index.train(sample_rows(database, self.metric, self._train_size(),
-                                         seed=int(self.build_params.get("seed", 0))))
+            seed = int(self.build_params.get("seed", 0))
+            size = self._train_size()
+            if "train_size" in self.build_params:
+                self.build_params["train_size"] = size  # the record states the rows really trained on
+            self._seed_training(seed)
+            self.index.train(sample_rows(database, self.metric, size, seed=seed))
 
     def _search(self, queries: np.ndarray, k: int) -> KnnResult:
         faiss = _faiss()
@@ -120,9 +130,28 @@ class FaissIVFFlat(FaissIndex):
     def _train_size(self) -> int:
         return self._ivf_train_size()
 
+    def _seed_training(self, seed: int) -> None:
+        ivf = _faiss().extract_index_ivf(self.index)
+        ivf.cp.seed = seed  # coarse k-means
+        pq = getattr(ivf, "pq", None)
+        if pq is not None:
+            pq.cp.seed = seed  # PQ codebooks (fast-scan)
+
     def _apply_query_params(self) -> None:
         if getattr(self, "index", None) is not None:
             _faiss().extract_index_ivf(self.index).nprobe = int(self.query_params["nprobe"])
+
+    def effective_query_params(self, k: int) -> dict:
+        # faiss probes min(nprobe, nlist) lists
+        return {**self.query_params, "nprobe": min(int(self.query_params["nprobe"]), int(self.build_params["nlist"]))}
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        # enough lists that even the k nearest of a query in the smallest lists fill k answers (the
+        # refine layer of ivfpqfs re-ranks whatever valid candidates come back, so k suffices there)
+        if getattr(self, "index", None) is None:  # not built (a describing instance): no lists to read
+            return {}
+        invlists = _faiss().extract_index_ivf(self.index).invlists
+        return {"nprobe": probes_for_k([invlists.list_size(i) for i in range(invlists.nlist)], k)}
 
 
 class FaissIVFSQ8(FaissIVFFlat):
@@ -206,6 +235,10 @@ class FaissHNSW(FaissIndex):
         if getattr(self, "index", None) is not None:
             self._inner().hnsw.efSearch = int(self.query_params["ef_search"])
 
+    def knob_floors(self, k: int) -> dict[str, int]:
+        # faiss honours an efSearch below k and then returns short rows
+        return {"ef_search": k}
+
 
 class FaissHNSWSQ8(FaissHNSW):
     """HNSW over 8-bit scalar-quantised vectors, then exact float refinement of ``k * k_factor``."""
@@ -229,6 +262,10 @@ class FaissHNSWSQ8(FaissHNSW):
         if getattr(self, "index", None) is not None:
             super()._apply_query_params()
             self.index.k_factor = float(self.query_params["k_factor"])
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        # the refine layer asks the HNSW for k * k_factor candidates
+        return {"ef_search": int(math.ceil(k * float(self.query_params["k_factor"])))}
 
 
 class FaissNSG(FaissIndex):
@@ -257,9 +294,20 @@ class FaissNSG(FaissIndex):
             data[lo:lo + block.shape[0]] = block
         self.index.add(data)
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim * 4 + 4)  # float32 storage, at least the end-of-list marker of each vertex
+
     def _apply_query_params(self) -> None:
         if getattr(self, "index", None) is not None:
             self._inner().nsg.search_L = int(self.query_params["search_L"])
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"search_L": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        # faiss's NSG::search walks a pool of max(search_L, k) candidates
+        return {**self.query_params, "search_L": max(int(self.query_params["search_L"]), k)}
 
 
 __all__ = ["FaissFlat", "FaissHNSW", "FaissHNSWSQ8", "FaissIVFFlat", "FaissIVFPQFastScan", "FaissIVFRaBitQFastScan",

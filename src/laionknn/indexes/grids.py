@@ -11,13 +11,18 @@ Layout of a grid file::
     ef = [16, 32, 64]
 
     [[override]]              # optional, in order; the last matching one wins
-    match = "*n=300K*"        # shell pattern on the dataset name, and/or
-    max_rows = 20000          # applies when the database has at most this many rows
+    min_rows = 50000          # applies when the database has at least this many rows, and/or
+    max_rows = 200000         # at most this many rows, and/or
+    match = "*n=300K*"        # a shell pattern on the dataset name (for user grids; the default
+                              # grids choose by size only, so plain files get the same grids)
     build = [{ M = 8, ef_construction = 40 }]   # replaces [[build]] when given
     query = { ef = [8, 16] }                     # replaces [query] when given
 
-Every key is checked against the backend's accepted keys: a key it does not know raises a
-:class:`UsageError` naming the accepted ones.
+Any value (or list element) may be a rule of the data, a string starting with ``=``:
+``nlist = "=pow2(sqrt(n))"``, ``ef = ["=k", "=2*k"]`` (:mod:`laionknn.indexes.rules`). Rules are
+evaluated per expanded configuration once the database size is known; the notes of each
+configuration say which rule chose which value. Every key is checked against the backend's
+accepted keys: a key it does not know raises a :class:`UsageError` naming the accepted ones.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from laionknn.errors import UsageError
+from laionknn.indexes.rules import is_rule, resolve_config
 
 TOP_KEYS = {"build", "query", "override", "description", "repeats"}
-OVERRIDE_KEYS = {"match", "max_rows", "build", "query"}
+OVERRIDE_KEYS = {"match", "min_rows", "max_rows", "build", "query"}
+DEFAULT_K = 10  # the k rules see when the caller does not say (the 2023 challenge's)
 
 
 @dataclass
@@ -47,13 +54,24 @@ class Grid:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     repeats: int | None = None  # timed searches after the warm-up (None: the runner's default, 3)
+    # parallel to build / query: the rules that chose each configuration's values ("" when none)
+    build_rules: list[str] = field(default_factory=list)
+    query_rules: list[str] = field(default_factory=list)
 
     def quick(self) -> "Grid":
         """The first build configuration and at most three query points (lowest, middle, highest)."""
-        q = self.query
-        if len(q) > 3:
-            q = [q[0], q[len(q) // 2], q[-1]]
-        return Grid(self.backend, self.build[:1], q, self.source, self.notes + ["quick"], self.repeats)
+        picks = list(range(len(self.query)))
+        if len(picks) > 3:
+            picks = [0, len(picks) // 2, len(picks) - 1]
+        return Grid(self.backend, self.build[:1], [self.query[i] for i in picks], self.source,
+                    self.notes + ["quick"], self.repeats, self.build_rules[:1],
+                    [self.query_rules[i] for i in picks if i < len(self.query_rules)])
+
+    def build_rule(self, i: int) -> str:
+        return self.build_rules[i] if i < len(self.build_rules) else ""
+
+    def query_rule(self, i: int) -> str:
+        return self.query_rules[i] if i < len(self.query_rules) else ""
 
 
 def default_grid_path(backend: str) -> Path | None:
@@ -76,9 +94,10 @@ def _as_list(value, what: str, source: str) -> list[dict]:
 
 
 def load_grid(backend: str, path: "str | os.PathLike[str] | None" = None, *, dataset: str | None = None,
-              n_rows: int | None = None) -> Grid:
+              n_rows: int | None = None, k: int | None = None, dim: int | None = None) -> Grid:
     """Read the grid of ``backend`` (its default file unless ``path``), apply the overrides that match
-    ``dataset``/``n_rows``, expand the products and validate every key against the backend."""
+    ``dataset``/``n_rows``, expand the products, evaluate the rules (of ``n_rows``, ``k``, ``dim``) and
+    validate every key against the backend. Query points that rules make equal are kept once."""
     from laionknn.indexes.registry import BACKENDS, get_backend
 
     if backend not in BACKENDS:
@@ -106,9 +125,12 @@ def load_grid(backend: str, path: "str | os.PathLike[str] | None" = None, *, dat
         if extra:
             raise UsageError(f"{source}: override has unknown key(s) {', '.join(extra)}; accepted: "
                              f"{', '.join(sorted(OVERRIDE_KEYS))}")
-        if "match" not in ov and "max_rows" not in ov:
-            raise UsageError(f"{source}: an override needs `match` (dataset pattern) or `max_rows`")
+        if not {"match", "min_rows", "max_rows"} & set(ov):
+            raise UsageError(f"{source}: an override needs `min_rows`/`max_rows` (database size) or `match` "
+                             f"(dataset pattern)")
         if "match" in ov and (dataset is None or not fnmatch.fnmatchcase(dataset, str(ov["match"]))):
+            continue
+        if "min_rows" in ov and (n_rows is None or n_rows < int(ov["min_rows"])):
             continue
         if "max_rows" in ov and (n_rows is None or n_rows > int(ov["max_rows"])):
             continue
@@ -116,18 +138,40 @@ def load_grid(backend: str, path: "str | os.PathLike[str] | None" = None, *, dat
             build_tables = _as_list(ov["build"], "override build", source)
         if "query" in ov:
             query_table = ov["query"]
-        notes.append(f"override {ov.get('match', '')}{'<=' + str(ov['max_rows']) if 'max_rows' in ov else ''}")
+        notes.append("override " + " ".join(f"{key}={ov[key]}" for key in ("match", "min_rows", "max_rows")
+                                            if key in ov))
     if not isinstance(query_table, dict):
         raise UsageError(f"{source}: query must be a table of key = [values]")
     cls = get_backend(backend)
-    build = [cfg for table in build_tables for cfg in _expand(table)] or [{}]
-    query = _expand(query_table) or [{}]
+    env = {"k": int(k or DEFAULT_K)}
+    if n_rows is not None:
+        env["n"] = int(n_rows)
+    if dim is not None:
+        env["dim"] = int(dim)
+    build, build_rules = _resolve([cfg for table in build_tables for cfg in _expand(table)], env, source)
+    query, query_rules = _resolve(_expand(query_table), env, source, dedupe=True)
     _validate(backend, "build", build, cls.build_defaults, source)
     _validate(backend, "query", query, cls.query_defaults, source)
     repeats = raw.get("repeats")
     if repeats is not None and (not isinstance(repeats, int) or repeats < 1):
         raise UsageError(f"{source}: repeats must be a positive whole number, found {repeats!r}")
-    return Grid(backend, build, query, source, notes, repeats)
+    return Grid(backend, build, query, source, notes, repeats, build_rules, query_rules)
+
+
+def _resolve(configs: list[dict], env: dict, source: str, *, dedupe: bool = False) -> tuple[list[dict], list[str]]:
+    """Configurations with their rules evaluated (at least one, ``{}``), and one rule note per config."""
+    out: list[dict] = []
+    rules: list[str] = []
+    for cfg in configs or [{}]:
+        if "n" not in env and any(is_rule(v) for v in cfg.values()):
+            raise UsageError(f"{source}: the grid has rules of the data (values starting with '='); "
+                             f"load it with the database size (n_rows)")
+        plain, notes = resolve_config(cfg, env)
+        if dedupe and plain in out:
+            continue
+        out.append(plain)
+        rules.append("; ".join(notes))
+    return out, rules
 
 
 def _validate(backend: str, kind: str, configs: list[dict], accepted: dict, source: str) -> None:

@@ -36,6 +36,13 @@ class HnswlibIndex(Index):
         if getattr(self, "index", None) is not None:
             self.index.set_ef(int(self.query_params["ef"]))
 
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"ef": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        # hnswlib searches with max(ef, k) whatever ef says
+        return {**self.query_params, "ef": max(int(self.query_params["ef"]), k)}
+
     def _search(self, queries: np.ndarray, k: int) -> KnnResult:
         labels, dists = self.index.knn_query(queries, k=k, num_threads=self.threads)
         return finish(labels.astype(np.int64), dists)

@@ -14,7 +14,7 @@ from pathlib import Path
 from laionknn import workspace
 from laionknn.errors import LaionKnnError
 from laionknn.catalog.manifest import synthetic_database_name
-from laionknn.indexes.datasets import gold_for, open_target
+from laionknn.indexes.datasets import PlainDataset, gold_for, open_target
 from laionknn.indexes.registry import PEERS, available_backends
 from laionknn.indexes.runner import sweep
 
@@ -43,8 +43,9 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
                  k: int | None = None, quick: bool = False, threads: int | None = None,
                  backends: list[str] | None = None, n_queries: int = 10_000, catalogs=None,
                  baselines: bool = True, peers: bool = False, memory_limit: "str | int | None" = None,
-                 task: str | None = None) -> RunOutcome:
-    """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``). Without
+                 task: str | None = None, query_file=None, gold_file=None) -> RunOutcome:
+    """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``): a catalog
+    name, or a plain HDF5 file with ``query_file`` (and optionally ``gold_file``). Without
     ``backends`` it sweeps every available backend, less the peer libraries unless ``peers``.
     ``memory_limit`` / ``task``: memory-capped sweeps (:mod:`laionknn.indexes.memlimit`); with ``task``
     and no ``backends`` only the backends the task allows are swept."""
@@ -53,14 +54,15 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
     name = data or synthetic_database_name(size)
     for backend in (backends or []) if task else []:
         memlimit.check_task_backend(task, backend)
-    spec, target, database = open_target(name, n_queries=n_queries, catalogs=catalogs)
+    spec, target, database = open_target(name, n_queries=n_queries, catalogs=catalogs, query_file=query_file,
+                                         gold_file=gold_file)
     try:
         limit = memlimit.resolve_memory_limit(memory_limit, task, database.n)
         k = int(k or (30 if task else spec.default_k))
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         out.mkdir(parents=True, exist_ok=True)
         gold_path, gold = gold_for(spec)
-        baselines_csv = _baselines(spec.name, k, out) if baselines else None
+        baselines_csv = _baselines(spec, gold_path, k, out) if baselines else None
         chosen = backends or [b for b in available_backends(spec.metric) if peers or b not in PEERS]
         if task and not backends:
             chosen = memlimit.task_backends(task, chosen)
@@ -98,12 +100,20 @@ MAINJOB_SKETCH_BITS = (256, 1024)
 MAINJOB_SKETCH_METHODS = ("cfsrp",)
 
 
-def _baselines(dataset: str, k: int, out: Path) -> Path:
-    """The projections' brute-force baselines (PCA, BinWalk, learned sketches) as an evaluation CSV."""
+def _baselines(spec, gold_path: Path, k: int, out: Path) -> Path | None:
+    """The projections' brute-force baselines (PCA, BinWalk, learned sketches) as an evaluation CSV
+    (clip768 data only: the projections start from the 768-d vectors)."""
     from laionknn.projections import run_baselines
 
-    return Path(run_baselines(dataset, [k], out / "baselines", bits=MAINJOB_SKETCH_BITS,
-                              methods=MAINJOB_SKETCH_METHODS, sketch_fit_rows=50_000))
+    kwargs = dict(bits=MAINJOB_SKETCH_BITS, methods=MAINJOB_SKETCH_METHODS, sketch_fit_rows=50_000)
+    if isinstance(spec, PlainDataset):
+        if spec.family != "clip768v2":
+            log.info("baselines skipped: %s holds %s data, the projections start from clip768 vectors",
+                     spec.name, spec.family)
+            return None
+        return Path(run_baselines(None, [k], out / "baselines", database=spec.database_path,
+                                  queries=spec.queries_path, gold=gold_path, **kwargs))
+    return Path(run_baselines(spec.name, [k], out / "baselines", **kwargs))
 
 
 def evaluate_to_csv(paths: list[Path], gold_path: Path, k: int, csv_path: Path) -> Path:

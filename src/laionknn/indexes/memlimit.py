@@ -355,11 +355,14 @@ def capped_sweep(backend: str, target, k: int, out_dir, *, grid, memory_limit: i
     from laionknn.types import Metric
 
     records: list[dict] = []
-    for build_params in grid.build:
+    for b, build_params in enumerate(grid.build):
+        # one build configuration per child, with the rules that chose its values (for the records)
+        one = Grid(backend, [build_params], grid.query, grid.source, grid.notes, grid.repeats,
+                   build_rules=[grid.build_rule(b)], query_rules=list(grid.query_rules))
         job = {"backend": backend, "registry_entry": BACKENDS[backend], "path": str(path),
                "key": getattr(target.database, "key", None), "queries": target.queries, "metric": Metric.parse(target.metric),
                "data": target.data, "size": target.size, "dataset": target.dataset, "k": k, "out_dir": str(out_dir),
-               "grid": Grid(backend, [build_params], grid.query, grid.source, grid.notes, grid.repeats),
+               "grid": one,
                "threads": threads, "repeats": repeats, "use_cache": use_cache, "gold_ids": gold_ids,
                "limit": int(memory_limit), "mode": mode}
         out = _run_child(job)
@@ -383,7 +386,9 @@ def capped_sweep(backend: str, target, k: int, out_dir, *, grid, memory_limit: i
                         "build_params": json.dumps({**cls.build_defaults, **build_params}, sort_keys=True),
                         "query_params": "", "k": k, "threads": threads or os.cpu_count() or 1,
                         "n_queries": int(len(target.queries)), "buildtime": None, "querytime": None, "qps": None,
-                        "file": "", "queries_short": 0, **memory, "outcome": out["kind"], "outcome_detail": detail})
+                        "file": "", "queries_short": 0, "grid": grid.source,
+                        "grid_rules": "; ".join(filter(None, [*grid.notes, grid.build_rule(b)])), "knob_changes": "",
+                        **memory, "outcome": out["kind"], "outcome_detail": detail})
     append_run_records(Path(out_dir) / "runs.jsonl", records)
     return records
 

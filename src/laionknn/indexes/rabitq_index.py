@@ -54,6 +54,15 @@ class RabitqIVF(RabitqIndex):
     build_defaults = {"nlist": 1024, "nbits": 9, "train_size": 100_000, "niter": 25, "seed": 42}
     query_defaults = {"nprobe": 16}
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        bits = min(32, int(build_params.get("nbits", cls.build_defaults["nbits"])))
+        return n * (dim * bits // 8 + 4)  # nbits per dimension, a 4-byte id
+
+    def effective_query_params(self, k: int) -> dict:
+        # at most every list is scanned (see _search)
+        return {**self.query_params, "nprobe": min(int(self.query_params["nprobe"]), int(self.build_params["nlist"]))}
+
     def _build(self, database) -> None:
         import rabitqlib
 
@@ -65,8 +74,9 @@ class RabitqIVF(RabitqIndex):
         if self.dim < 64:
             raise UsageError(f"backend {self.name!r}: rabitqlib's k-means needs dim >= 64; the data has {self.dim}")
         size = int(self.build_params["train_size"])
-        train = sample_rows(database, self.metric, self.n if size <= 0 else min(self.n, size),
-                            seed=int(self.build_params["seed"]))
+        size = self.n if size <= 0 else min(self.n, size)
+        self.build_params["train_size"] = size  # the record states the rows really trained on
+        train = sample_rows(database, self.metric, size, seed=int(self.build_params["seed"]))
         common = dict(niter=int(self.build_params["niter"]), num_threads=self.threads,
                       seed=int(self.build_params["seed"]), spherical=self.metric is Metric.COSINE,
                       final_assignment=rabitqlib.FinalAssignmentMode.Exact)
@@ -113,6 +123,19 @@ class RabitqSymQG(RabitqIndex):
     name = "rabitq-symqg"
     build_defaults = {"max_degree": 32, "ef_construction": 200, "quantization_bits": 0, "init": "pipnn"}
     query_defaults = {"ef": 64}
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        degree = int(build_params.get("max_degree", cls.build_defaults["max_degree"]))
+        bits = int(build_params.get("quantization_bits", cls.build_defaults["quantization_bits"]))
+        # the vectors (float32, or codes), then per vertex its neighbours' ids and 1-bit RaBitQ codes
+        return n * ((dim * bits // 8 if bits else dim * 4) + degree * 4 + degree * dim // 8)
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"ef": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        return {**self.query_params, "ef": max(int(self.query_params["ef"]), k)}  # as _search runs it
 
     def _build(self, database) -> None:
         import rabitqlib

@@ -5,7 +5,14 @@ Timing follows the challenge: ``buildtime`` is the seconds to build (or, for a c
 seconds the original build took, recorded beside it); ``querytime`` is the median of ``repeats``
 timed searches of *all* queries after one warm-up search. Built indexes are cached under
 ``workspace.index_cache_dir()`` by a hash of the data and the build parameters, so a second sweep
-skips the build.
+skips the build. A cached index that does not load back (a library upgrade, a damaged folder) is
+reported, removed and rebuilt, never silently dropped.
+
+Knobs are reported as run: a grid point's query knobs are first raised to the backend's floors for k
+(``Index.knob_floors``: HNSW's candidate list ``ef >= k``), then replaced by what the library really
+uses (``Index.effective_query_params``: hnswlib's ``max(ef, k)``, faiss's ``min(nprobe, nlist)``);
+points that become equal are run once. Build parameters in records and meta files are the ones the
+backend really used (``train_size`` capped at n...).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -37,7 +44,7 @@ from laionknn.results import append_run_records
 from laionknn.types import KnnResult, Metric
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: build params as really used, ScaNN assets with relative paths
 
 
 @dataclass
@@ -117,11 +124,18 @@ def build_or_load(backend: str, target: SweepTarget, build_params: dict, *, thre
         folder = workspace.index_cache_dir() / f"{backend}-{cache_key(backend, target.metric, index.build_params, fingerprint)}"
         meta_path = folder / "meta.json"
         if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            index.load(folder / "index", n, dim)
-            index.attach(target.database)
-            log.info("%s: loaded cached index %s", backend, folder)
-            return index, float(meta["buildtime"]), True, int(meta["index_bytes"])
+            try:
+                meta = json.loads(meta_path.read_text())
+                index.load(folder / "index", n, dim)
+                index.attach(target.database)
+                index.build_params.update(meta.get("build_params", {}))  # as really used by the build
+                log.info("%s: loaded cached index %s", backend, folder)
+                return index, float(meta["buildtime"]), True, int(meta["index_bytes"])
+            except Exception as exc:  # noqa: BLE001 - any library error: rebuild instead of losing the backend
+                log.warning("%s: cached index %s does not load back (%s: %s); removing it and building again",
+                            backend, folder, type(exc).__name__, exc)
+                shutil.rmtree(folder, ignore_errors=True)
+                index = create(backend, target.metric, threads=threads, **build_params)
     t0 = time.perf_counter()
     index.build(target.database)
     buildtime = time.perf_counter() - t0
@@ -165,6 +179,47 @@ def timed_search(index: Index, queries: np.ndarray, k: int, repeats: int = 3, *,
     return (result if warmup else last), times
 
 
+def set_knobs_for_k(index: Index, query_params: dict, k: int) -> list[str]:
+    """Set a grid point's knobs on ``index`` as they will really run for ``k`` neighbours: raised to
+    the backend's floors, then to the library's own effective values. Returns what changed, e.g.
+    ``["ef 10->30 (at least k=30)"]`` (empty when the point runs as written)."""
+    index.set_query_params(**query_params)
+    changes = []
+    floors = {key: v for key, v in index.knob_floors(k).items() if index.query_params[key] < v}
+    if floors:
+        changes += [f"{key} {index.query_params[key]}->{v} (at least k={k})" if v == k else
+                    f"{key} {index.query_params[key]}->{v} (floor for k={k})" for key, v in floors.items()]
+        index.set_query_params(**floors)
+    used = {key: v for key, v in index.effective_query_params(k).items() if index.query_params.get(key) != v}
+    if used:
+        changes += [f"{key} {index.query_params[key]}->{v} (as the library runs it)" for key, v in used.items()]
+        index.set_query_params(**used)
+    return changes
+
+
+def points_as_run(index: Index, query_grid: list[dict], k: int, *, on_skip=None) -> Iterator[tuple[int, list[str]]]:
+    """Set each query point of ``query_grid`` on ``index`` as it will run for ``k``
+    (:func:`set_knobs_for_k`) and yield ``(position in the grid, changes)``; a point that becomes the
+    same run as an earlier one is logged, ``on_skip()`` is called, and it is not yielded."""
+    done: set[str] = set()
+    for q, query_params in enumerate(query_grid):
+        changes = set_knobs_for_k(index, query_params, k)
+        key = json.dumps(index.query_params, sort_keys=True)
+        if key in done:
+            log.info("%s %s: same run as an earlier point of the grid (%s); skipped", index.name,
+                     index.query_string(), "; ".join(changes))
+            if on_skip:
+                on_skip()
+            continue
+        done.add(key)
+        yield q, changes
+
+
+def _rules_note(grid: Grid, b: int, q: int) -> str:
+    """Which rules and size bands chose this point's parameters (for the run record)."""
+    return "; ".join(filter(None, [*grid.notes, grid.build_rule(b), grid.query_rule(q)]))
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9=.+-]+", "_", text).strip("_") or "default"
 
@@ -204,11 +259,11 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     ``on_record(record)`` with each record as soon as its point is done."""
     cls = get_backend(backend)
     check_metric(backend, target)
-    n, _, _ = source_shape(target.database)
+    n, dim, _ = source_shape(target.database)
     if not 1 <= k <= n:
         raise UsageError(f"k={k} is larger than the database {target.dataset} ({n} rows); ask for at most {n}")
     threads = int(threads or os.cpu_count() or 1)
-    grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n)
+    grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n, k=k, dim=dim)
     if quick:
         grid = grid.quick()
     if memory_limit is not None:
@@ -227,15 +282,14 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
 
     with threadpool_limits(limits=threads), progress_bar(f"{backend}", len(grid.build) * len(grid.query),
                                                           unit="points") as bar:
-        for build_params in grid.build:
+        for b, build_params in enumerate(grid.build):
             if on_phase:
                 on_phase("build")
             index, buildtime, cached, index_bytes = build_or_load(backend, target, build_params, threads=threads,
                                                                  fingerprint=fingerprint, use_cache=use_cache)
             if on_phase:
                 on_phase("search")
-            for query_params in grid.query:
-                index.set_query_params(**query_params)
+            for q, changes in points_as_run(index, grid.query, k, on_skip=lambda: bar.advance(1)):
                 result, times = timed_search(index, target.queries, k, repeats)
                 querytime = statistics.median(times)
                 params = index.params_string()
@@ -257,7 +311,9 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                        "querytime": querytime, "repeats": repeats, "querytimes": json.dumps([round(t, 6) for t in times]),
                        "qps": len(target.queries) / querytime if querytime > 0 else float("inf"),
                        "peak_rss_bytes": peak_rss_bytes(), "index_bytes": index_bytes, "cached": cached,
-                       "queries_short": short, "file": str(path) if path else "", **facts}
+                       "queries_short": short, "file": str(path) if path else "",
+                       "grid": grid.source, "grid_rules": _rules_note(grid, b, q), "knob_changes": "; ".join(changes),
+                       **facts}
                 if gold_ids is not None:
                     rec["recall"] = recall_at(result.ids, gold_ids, k)
                 records.append(rec)

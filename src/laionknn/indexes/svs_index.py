@@ -78,6 +78,13 @@ class SvsIndex(Index):
         if getattr(self, "index", None) is not None:
             self.index.search_window_size = int(self.query_params["search_window_size"])
 
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"search_window_size": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        # _search widens a window narrower than k (SVS needs room for k answers)
+        return {**self.query_params, "search_window_size": max(int(self.query_params["search_window_size"]), k)}
+
     def _search(self, queries: np.ndarray, k: int) -> KnnResult:
         self.index.num_threads = self.threads
         if self.index.search_window_size < k:
@@ -91,6 +98,11 @@ class SvsIndex(Index):
 class SvsVamana(SvsIndex):
     name = "svs-vamana"
     supports_save = True
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        degree = int(build_params.get("graph_max_degree", cls.build_defaults["graph_max_degree"]))
+        return n * (dim * 4 + degree * 4)  # float32 vectors, a fixed-degree adjacency list per vertex
 
     def _save(self, path: Path) -> None:
         self.index.save(str(path / "config"), str(path / "graph"), str(path / "data"))

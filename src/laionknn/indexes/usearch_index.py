@@ -49,6 +49,13 @@ class USearchIndex(Index):
         if getattr(self, "index", None) is not None:
             self.index.expansion_search = int(self.query_params["expansion_search"])
 
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"expansion_search": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        # usearch widens the search to max(expansion_search, k) candidates
+        return {**self.query_params, "expansion_search": max(int(self.query_params["expansion_search"]), k)}
+
     def _search(self, queries: np.ndarray, k: int) -> KnnResult:
         matches = self.index.search(queries, k, threads=self.threads)
         keys = np.asarray(matches.keys).astype(np.int64).reshape(len(queries), -1)

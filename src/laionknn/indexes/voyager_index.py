@@ -24,6 +24,18 @@ class VoyagerIndex(Index):
     build_defaults = {"M": 12, "ef_construction": 200, "seed": 1}
     query_defaults = {"query_ef": 64}
     storage = "Float32"
+    bytes_per_dim = 4
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        m = int(build_params.get("M", cls.build_defaults["M"]))
+        return n * (dim * cls.bytes_per_dim + 2 * m * 4)  # vectors and level-0 links (2M, as hnswlib)
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"query_ef": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        return {**self.query_params, "query_ef": max(int(self.query_params["query_ef"]), k)}  # as _search runs it
 
     def _space(self):
         import voyager
@@ -62,3 +74,4 @@ class VoyagerF32(VoyagerIndex):
 class VoyagerE4M3(VoyagerIndex):
     name = "voyager-e4m3"
     storage = "E4M3"
+    bytes_per_dim = 1

@@ -34,6 +34,21 @@ class VsagHGraph(Index):
     query_defaults = {"ef_search": 64}
     batch_search = False
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        p = {**cls.build_defaults, **build_params}
+        per_dim = {"fp32": 4, "fp16": 2, "bf16": 2, "sq8": 1, "sq8_uniform": 1, "sq4_uniform": 0.5}
+        codes = per_dim.get(str(p["base_quantization_type"]), 0)
+        if p["use_reorder"]:
+            codes += per_dim.get(str(p["precise_quantization_type"]), 0)
+        return int(n * dim * codes)  # base codes (+ the re-order codes); links and headers come on top
+
+    def knob_floors(self, k: int) -> dict[str, int]:
+        return {"ef_search": k}
+
+    def effective_query_params(self, k: int) -> dict:
+        return {**self.query_params, "ef_search": max(int(self.query_params["ef_search"]), k)}  # as _search runs it
+
     def _parameters(self) -> str:
         p = self.build_params
         for key in ("base_quantization_type", "precise_quantization_type"):

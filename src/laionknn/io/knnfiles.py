@@ -172,6 +172,19 @@ class ResultFile:
         return float(self.meta.get("buildtime", "nan"))
 
 
+def result_shape(path: "str | os.PathLike[str]") -> tuple[int, int] | None:
+    """``(n_queries, k)`` of a result file's ``knns`` as h5py sees it, from the header only; None when
+    the file or its ``knns`` cannot be read (reading it fully says why)."""
+    try:
+        with open_h5(Path(path)) as f:
+            knns = f.get("knns")
+            if not isinstance(knns, h5py.Dataset) or knns.ndim != 2:
+                return None
+            return int(knns.shape[0]), int(knns.shape[1])
+    except (OSError, FormatError):
+        return None
+
+
 def read_result(path: "str | os.PathLike[str]", *, n_database: int | None = None,
                 n_queries: int | None = None) -> ResultFile:
     """Read a result file (attributes or JLD2-style scalar datasets); ids become 0-based."""

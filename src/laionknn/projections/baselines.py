@@ -126,7 +126,7 @@ def build_projections(db_path: Path, q_path: Path, out_dir: Path, *, bits=DEFAUL
         fdb = papply.pca_file(model, db_path, out_dir)
         fq = papply.pca_file(model, q_path, out_dir)
         yield Projection(f"pca{dims}v2", Metric.L2, read(fdb), read(fq), time.perf_counter() - t0,
-                         f"dims={dims} fit_rows={fit_rows or 'all'}", str(fdb))
+                         f"dims={dims} fit_rows={model.n_fit}", str(fdb))  # rows really fitted on
     if binwalk:
         t0 = time.perf_counter()
         fdb = papply.binwalk_file(db_path, out_dir)
@@ -142,7 +142,7 @@ def build_projections(db_path: Path, q_path: Path, out_dir: Path, *, bits=DEFAUL
             fdb = papply.sketch_file(model, db_path, out_dir)
             fq = papply.sketch_file(model, q_path, out_dir)
             yield Projection(f"sketch-{method}-{b}", Metric.HAMMING, read(fdb, b // 64), read(fq, b // 64), time.perf_counter() - t0,
-                             f"method={method} bits={b} fit_rows={sketch_fit_rows} seed={seed}", str(fdb))
+                             f"method={method} bits={b} fit_rows={model.meta['n_fit']} seed={seed}", str(fdb))
 
 
 def run_baselines(dataset_name: str | None = None, ks=(10, 30), out_dir: "str | os.PathLike[str] | None" = None, *,

@@ -110,12 +110,16 @@ class SketchModel:
         return pack_bits(x @ self.W.T > self.offset)
 
     def save(self, path: "str | os.PathLike[str]") -> Path:
-        return save_npz(path, "sketch", method=np.array(self.method), mean=self.mean, W=self.W, offset=self.offset)
+        """Write the model; ``n_fit`` (rows really fitted on) is stored when known."""
+        extra = {"n_fit": np.int64(self.meta["n_fit"])} if "n_fit" in self.meta else {}
+        return save_npz(path, "sketch", method=np.array(self.method), mean=self.mean, W=self.W, offset=self.offset,
+                        **extra)
 
     @classmethod
     def load(cls, path: "str | os.PathLike[str]") -> "SketchModel":
         z = load_npz(path, "sketch", "laionknn project sketch")
-        return cls(method=str(z["method"]), mean=z["mean"], W=z["W"], offset=z["offset"])
+        meta = {"n_fit": int(z["n_fit"])} if "n_fit" in z else {}  # older files do not record it
+        return cls(method=str(z["method"]), mean=z["mean"], W=z["W"], offset=z["offset"], meta=meta)
 
 
 def load_fit_set(source, fit_rows: int | None, *, sample: str = "first", seed: int = 0) -> np.ndarray:
