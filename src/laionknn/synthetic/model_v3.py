@@ -4,27 +4,35 @@ Why not v2. v2 bound every neighbourhood to one of 512 x 32 discrete clusters: e
 (IVF found the 100-NN probing 2 of 1024 lists at 1M, against about 16 on real LAION) and too easy for
 projections at 100K, because whole sub-clusters were the neighbourhoods. v3 has no preferred scale.
 
-Model (coordinates in the frame B of :mod:`laionknn.synthetic.model`; a vector is
-``x = a * mean + sum_l sqrt(v_l) * o_l(node_l) + sqrt(v_eps) * eps``, then L2-normalised):
+Model (coordinates in the frame B of :mod:`laionknn.synthetic.model`; a row is
+``x = a * mean + sum_l sd_l * o_l(node_l) + noise``, then L2-normalised):
 
-* a tree with ``k1`` top nodes (Zipf popularity) and ``branching`` children per node, ``levels`` deep;
-  a row walks down it, choosing child c of node u with probability ∝ exp(child_sigma * h(u, c)) for a
-  hashed standard normal h: subtree sizes are heavy-tailed, and no two nodes look alike;
-* the offset of node u at level l is ``o_l(u) = g(u) @ L_{l, b(u)}``: g(u) ~ N(0, I_r) is hashed from
-  (seed, l, u), so no table of nodes is stored and every chunk sees the same node; L_{l, b} is one of
-  ``n_bases`` random rank-r bases of level l whose rows have frame-coordinate variance ∝ (i + i0)^-alpha_l,
-  with alpha_l falling linearly from ``alpha_top`` (top levels: the steep real PCA spectrum) to
-  ``alpha_bottom`` (deep levels: flat, so a low-dimensional PCA loses close neighbours as on real CLIP
-  vectors, more so the larger the database);
-* level variances fall geometrically, v_l ∝ rho^(l-1): siblings overlap, neighbourhoods at every scale
-  look alike, and a row's nearest neighbours straddle the cells of any partition;
-* eps: per-row noise inside the leaf's basis of the deepest level plus ``white_share`` of isotropic noise;
-* loading a ~ N(1, mean_loading_sd^2) on the real mean direction (its norm 0.62);
+* a tree with ``k1`` top nodes (Zipf popularity) and ``branching`` children per node, ``levels`` deep; a
+  row walks down it, choosing child c of node u with probability ∝ exp(child_sigma * T[w(u) + c]), where
+  T is a table of 2^24 standard normals drawn from the seed and w(u) a hash of (seed, level, u): subtree
+  sizes are heavy-tailed and no node is stored;
+* level variances fall geometrically, sd_l^2 ∝ rho^l (a share ``f_tree`` of 1 - |mean|^2 in all):
+  siblings overlap, neighbourhoods at every scale look alike, and a row's nearest neighbours straddle
+  the cells of any partition of the data;
+* offsets of the first ``explicit_levels`` levels are full-rank Gaussians stored per node (2,336 nodes
+  at the defaults; the table keeps the last explicit level, 2,048 rows) with frame-coordinate variance ∝ (i + i0)^-alpha_l; deeper offsets are
+  ``o_l(u) = T[w(l, u) : w(l, u) + rank] @ L_{l, f}``, a window of the table (N(0, I) coefficients that
+  depend only on (seed, level, node)) times a rank-``rank`` basis of the row's family f (top node mod
+  ``n_families``) whose rows have frame variance ∝ (i + i0)^-alpha_l; alpha_l falls linearly from
+  ``alpha_top`` (top level: the steep real PCA spectrum) to ``alpha_bottom`` (deepest level: flatter,
+  so a low-dimensional PCA loses close neighbours as on real CLIP vectors, more so the larger n);
+* noise: a share 1 - f_tree inside the family's rank-``noise_rank`` noise basis (spectrum exponent
+  ``alpha_noise``), plus an optional isotropic part ``white_share``;
+* loading a ~ N(1, mean_loading_sd^2) on the real mean direction (norm 0.62);
 * ``dup_rate`` of database rows are near-duplicates of another row of the same chunk.
 
-Determinism and streaming are as in v2: the bases come from ``default_rng([seed, 0, 3])``; database
-chunk c from ``default_rng([seed, 1, c])``, query chunk c from ``default_rng([seed, 2, c])``; node
-offsets only from (seed, level, node). A database of n rows is the prefix of every larger one.
+Cost per row: one gather and a (levels - explicit_levels) * rank + noise_rank wide product with the
+family basis (528 x 768 at the defaults), grouped by family in one BLAS call per family and chunk.
+
+Determinism and streaming are as in v2: the universe (table, explicit offsets, bases) comes from
+``default_rng([seed, 0, 3])``; database chunk c from ``default_rng([seed, 1, c])``, query chunk c from
+``default_rng([seed, 2, c])``; node offsets only from (seed, level, node). A database of n rows is the
+prefix of every larger one; memory is the universe (about 120 MB) plus a few chunks, whatever n.
 """
 
 from __future__ import annotations
@@ -52,18 +60,18 @@ class ParamsV3:
     levels: int = 8  # depth of the tree (k1 * branching^(levels-1) leaves)
     explicit_levels: int = 3  # the first levels have full-rank offsets stored per node
     rank: int = 96  # rank of the bases of the deeper levels
-    noise_rank: int = 96  # rank of the noise basis of a family
+    noise_rank: int = 48  # rank of the noise basis of a family
     n_families: int = 32  # basis families; a row uses family (top node % n_families) below the explicit levels
-    alpha_top: float = 1.6  # frame spectrum exponent of level 1
-    alpha_bottom: float = 0.0  # ... of the deepest level (linear in between)
+    alpha_top: float = 2.0  # frame spectrum exponent of level 1
+    alpha_bottom: float = 0.4  # ... of the deepest level (linear in between)
     alpha_noise: float = 0.4  # ... of the noise
     i0: float = 8.0  # spectrum offset
     gamma: float = 0.0  # decay of the variance over the rank components of a basis (j^-gamma)
-    rho: float = 0.7  # variance ratio between consecutive levels
-    f_tree: float = 0.75  # share of the total variance 1 - |mean|^2 carried by the tree (rest: noise)
+    rho: float = 0.8  # variance ratio between consecutive levels
+    f_tree: float = 0.5  # share of the total variance 1 - |mean|^2 carried by the tree (rest: noise)
     white_share: float = 0.0  # share of the noise that is isotropic (rest inside the family's noise basis)
     mean_loading_sd: float = 0.25
-    mean_scale: float = 1.015
+    mean_scale: float = 1.0
     top_zipf: float = 0.6  # popularity of the top nodes ∝ rank^-top_zipf
     child_sigma: float = 1.0  # log-normal spread of child weights
     dup_rate: float = 0.02
