@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from laionknn.errors import CatalogError
+
 
 @contextlib.contextmanager
 def atomic_path(target: "str | os.PathLike[str]") -> Iterator[Path]:
@@ -28,3 +30,47 @@ def atomic_path(target: "str | os.PathLike[str]") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+# --- names that come from catalogs and file attributes -------------------------------------------
+def plain_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a plain file name (``None`` when it is one).
+
+    A plain name has no directory part: no ``/`` or ``\\``, not ``.`` or ``..``, not absolute, no
+    NUL or other control character, no drive (``C:``). Catalog ``file`` columns must be plain names:
+    a ``../x`` or ``/usr/lib/python3/site-packages/x.pth`` would otherwise be downloaded there.
+    """
+    if not name:
+        return "it is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it holds a NUL or control character"
+    if "/" in name or "\\" in name:
+        return "it holds a path separator"
+    if name in (".", ".."):
+        return "it is a relative folder reference"
+    if len(name) >= 2 and name[1] == ":":
+        return "it starts with a drive letter"
+    return None
+
+
+def check_plain_name(name: str, what: str) -> str:
+    """``name`` unchanged when it is a plain file name, else :class:`CatalogError` naming ``what``."""
+    problem = plain_name_problem(name)
+    if problem is not None:
+        raise CatalogError(f"{what}: file name {name!r} is not a plain file name ({problem}); a catalog gives "
+                           f"names like laion2B-en-clip768v2-n=300K.h5, never a path; fix the catalog")
+    return name
+
+
+def contained_path(folder: "str | os.PathLike[str]", name: str, what: str = "catalog entry") -> Path:
+    """``folder / name`` for a plain ``name``, checked again after resolving ``folder``'s symbolic
+    links: the result must lie directly inside it (raises :class:`CatalogError` otherwise). A final
+    component that is itself a link (a user's own large file kept elsewhere) is allowed: it is only
+    read, and downloads replace the link rather than write through it."""
+    check_plain_name(name, what)
+    folder = Path(folder).expanduser()
+    real_folder = folder.resolve()
+    real = real_folder / name
+    if real.parent != real_folder or os.path.normpath(real) != str(real):
+        raise CatalogError(f"{what}: {name!r} would resolve to {real}, outside {real_folder}; fix the catalog")
+    return folder / name

@@ -177,13 +177,59 @@ def _total_from_content_range(value: str | None) -> tuple[int | None, int | None
     return start, (None if total.strip() in ("", "*") else int(total))
 
 
+#: schemes a catalog URL may use (``file`` for local mirrors); a redirect may only lead to http(s).
+URL_SCHEMES = ("http", "https", "file")
+REDIRECT_SCHEMES = ("http", "https")
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded from (``None`` when it can): no scheme, an unsupported
+    scheme, or an http(s) URL without a host."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme:
+        return "it has no scheme (expected http://, https:// or file://)"
+    if parts.scheme.lower() not in URL_SCHEMES:
+        return f"its scheme {parts.scheme}:// is not supported (expected http://, https:// or file://)"
+    if parts.scheme.lower() in REDIRECT_SCHEMES and not parts.netloc:
+        return "it has no host"
+    return None
+
+
+class _RedirectRefused(urllib.error.URLError):
+    pass
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only: urllib's default also follows ``ftp://``, which would let a
+    server send the client to any other protocol."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        newurl = headers.get("location") or headers.get("uri")
+        if newurl is not None:
+            scheme = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl)).scheme.lower()
+            if scheme not in REDIRECT_SCHEMES:
+                fp.close()
+                raise _RedirectRefused(f"redirect to {newurl!r} refused: only http(s) redirects are followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
 def _open(url: str, start: int, timeout: float):
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if start:
         headers["Range"] = f"bytes={start}-"
+    problem = url_problem(url)
+    if problem is not None:
+        raise _Permanent(f"cannot download from it: {problem}")
     req = urllib.request.Request(url, headers=headers)
     try:
-        return urllib.request.urlopen(req, timeout=timeout)
+        return _OPENER.open(req, timeout=timeout)
+    except _RedirectRefused as exc:
+        raise _Permanent(str(exc.reason)) from None
     except urllib.error.HTTPError as exc:
         code = exc.code
         if code == 416:

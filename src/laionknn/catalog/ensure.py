@@ -19,6 +19,7 @@ from laionknn.catalog.download import (RetryPolicy, candidate_urls, describe_siz
                                        size_agrees)
 from laionknn.catalog.manifest import Record
 from laionknn.errors import CatalogError, ChecksumError, FormatError
+from laionknn.fsutil import contained_path
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,12 @@ SYNTHETIC_GOLD_K = 100
 
 
 def target_path(record: Record, dest: "str | os.PathLike[str] | None" = None) -> Path:
-    """Where ``record``'s file goes: ``dest/filename`` or the workspace data folder."""
-    if dest is not None:
-        return Path(dest).expanduser() / record.filename
-    from laionknn.catalog import local_path
+    """Where ``record``'s file goes: ``dest/filename`` or the workspace data folder; always directly
+    inside that folder (a name that would leave it raises :class:`CatalogError`)."""
+    from laionknn import workspace
 
-    return local_path(record)
+    folder = Path(dest).expanduser() if dest is not None else workspace.data_dir()
+    return contained_path(folder, record.filename, f"{record.name} ({record.source})")
 
 
 def _mirror(mirror: str | None) -> str | None:

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from laionknn.errors import CatalogError
+from laionknn.fsutil import check_plain_name
 from laionknn.types import format_size, parse_size
 
 COLUMNS = ("file", "role", "family", "subset", "h5_keys", "dtype_shape_as_h5py_sees_it", "md5",
@@ -112,6 +113,7 @@ def _parse_row(row: dict, source: str) -> Record:
     filename = row["file"].strip()
     if not filename:
         raise CatalogError(f"catalog {source}: a row has an empty 'file' column")
+    check_plain_name(filename, f"catalog {source}")
     md5s, labels = [], []
     for part in (row["md5"] or "").split(";"):
         part = part.strip()

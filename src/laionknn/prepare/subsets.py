@@ -128,6 +128,11 @@ class _Job:
             if any(rec.get(k) != v for k, v in now.items()):
                 raise CheckpointError(f"{part.label}: changed since it was processed (checkpoint {rec}, now {now}); "
                                       f"rerun with --restart")
+        names = {name for name, _ in self.subsets}
+        if not isinstance(state.get("finished"), list) or not set(state["finished"]) <= names:
+            # the names become file names: only the job's own subset names may come back from the file
+            raise CheckpointError(f"{self.state_path}: damaged checkpoint (finished subsets "
+                                  f"{state.get('finished')!r} are not among {sorted(names)}); rerun with --restart")
         self.done, self.finished = state["parts"], state["finished"]
         for name in self.finished:
             if not (self.out_dir / subset_filename(name)).exists():

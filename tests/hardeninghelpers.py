@@ -1,0 +1,167 @@
+"""Shared helpers of the hardening audit tests (tests/test_hardening_*.py).
+
+``cli(argv)`` runs laionknn in-process and returns exit code, stdout and stderr; ``assert_clean_error``
+states the house rule for bad input: exit 2, ONE line on stderr starting with ``error:``, no traceback.
+``cli_subprocess`` runs it in a child process (needed for kills, segfault checks and fresh imports).
+``Server`` is a real HTTP server on 127.0.0.1 whose paths answer with a chosen behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from laionknn.catalog.manifest import COLUMNS
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def cli(argv, capsys) -> tuple[int, str, str]:
+    """Run the CLI in-process; (exit code, stdout, stderr)."""
+    from laionknn.cli.main import main
+
+    code = 0
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def cli_subprocess(*args, env_extra: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env.update({"LAIONKNN_RETRIES": "1", "LAIONKNN_BACKOFF": "0.001", **(env_extra or {})})
+    return subprocess.run([sys.executable, "-m", "laionknn", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def assert_clean_error(code: int, err: str, *needles: str) -> str:
+    """Exit 2, exactly one non-empty line on stderr, starting with 'error:', no traceback; each
+    needle (case-insensitive) appears in it. Returns the line."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, f"exit {code}, stderr: {err!r}"
+    assert len(lines) == 1, f"expected one line, got {len(lines)}: {err!r}"
+    assert "Traceback" not in err
+    assert lines[0].startswith("error: "), lines[0]
+    for n in needles:
+        assert n.lower() in lines[0].lower(), f"{n!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def write_catalog(path: Path, rows: list[dict]) -> Path:
+    """A user catalog TSV in the shared columns; defaults describe a small pca96 database."""
+    lines = ["\t".join(COLUMNS)]
+    for r in rows:
+        base = {"file": "", "role": "database", "family": "pca96v2", "subset": "1000", "h5_keys": "pca96",
+                "dtype_shape_as_h5py_sees_it": "float32 (n,96)", "md5": "", "listed_size": "",
+                "listed_in": "test", "urls": ""}
+        base.update(r)
+        lines.append("\t".join(base[c] for c in COLUMNS))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def small_vectors(n: int = 200, dim: int = 96, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+class Server:
+    """``routes[path] = (behaviour, payload)``; behaviours: 'file' (payload bytes, with
+    Content-Length), 'nolength' (payload bytes streamed without Content-Length, then more junk
+    forever up to ``payload``*8), 'redirect' (payload: the Location), 'trickle' (one byte per
+    0.2 s, forever). Each request's path is logged in ``requests``."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[str, object]] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                behaviour, payload = server.routes.get(self.path, ("missing", None))
+                try:
+                    if behaviour == "missing":
+                        self.send_error(404)
+                    elif behaviour == "redirect":
+                        self.send_response(302)
+                        self.send_header("Location", str(payload))
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                    elif behaviour == "file":
+                        self.send_response(200)
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                    elif behaviour == "nolength":
+                        self.send_response(200)
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        for _ in range(8):
+                            self.wfile.write(b"\0" * len(payload))
+                    elif behaviour == "trickle":
+                        self.send_response(200)
+                        self.end_headers()
+                        for _ in range(10_000):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
+
+    def __enter__(self) -> "Server":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Listener:
+    """A bare TCP listener on 127.0.0.1 that records whether anyone connected (the target of a
+    redirect that must not be followed)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+
+    def connected(self) -> bool:
+        try:
+            conn, _ = self.sock.accept()
+        except (TimeoutError, socket.timeout, OSError):
+            return False
+        conn.close()
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
