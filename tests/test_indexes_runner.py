@@ -92,7 +92,7 @@ def test_run_main_job_report_lists_every_backend(tiny, tmp_path):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--index", "no-such-index"], "known backends: exact, faiss-flat"),
-    (["--index", "hnswlib", "--k", "5000"], "k=5000 is larger than the database"),
+    (["--index", "hnswlib", "--k", "5000"], "--k must be between 1 and 1000, got 5000"),
 ])
 def test_search_bad_input_exits_2(tiny, tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as exc:

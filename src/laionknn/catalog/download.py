@@ -55,10 +55,13 @@ class RetryPolicy:
     @classmethod
     def from_env(cls) -> "RetryPolicy":
         """Defaults, overridden by ``$LAIONKNN_RETRIES``, ``$LAIONKNN_BACKOFF``, ``$LAIONKNN_TIMEOUT``."""
+        from laionknn.validation import check_float, check_int
+
         env = os.environ
-        return cls(retries=int(env.get("LAIONKNN_RETRIES", cls.retries)),
-                   backoff=float(env.get("LAIONKNN_BACKOFF", cls.backoff)),
-                   timeout=float(env.get("LAIONKNN_TIMEOUT", cls.timeout)))
+        return cls(retries=check_int(env.get("LAIONKNN_RETRIES", cls.retries), "$LAIONKNN_RETRIES", min=0, max=100),
+                   backoff=check_float(env.get("LAIONKNN_BACKOFF", cls.backoff), "$LAIONKNN_BACKOFF", min=0),
+                   timeout=check_float(env.get("LAIONKNN_TIMEOUT", cls.timeout), "$LAIONKNN_TIMEOUT", min=0,
+                                       min_exclusive=True))
 
     def delay(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * (2 ** attempt))

@@ -8,6 +8,7 @@ import sys
 import click
 
 from laionknn.cli.common import catalogs, console, print_table, quiet
+from laionknn.cli.options import K, count
 
 
 @click.group()
@@ -19,8 +20,8 @@ def results() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--n-database", "n_database", metavar="ROWS",
               help="Database rows: ids above it are errors (a number, or an official size such as 10M).")
-@click.option("--k", type=int, help="Required neighbours per query (fewer columns is an error).")
-@click.option("--n-queries", "n_queries", type=int, help="Expected number of queries (rows).")
+@click.option("--k", type=K, help="Required neighbours per query (fewer columns is an error).")
+@click.option("--n-queries", "n_queries", type=count(), help="Expected number of queries (rows).")
 @click.pass_context
 def check_cmd(ctx: click.Context, files: tuple[str, ...], n_database: str | None, k: int | None,
               n_queries: int | None) -> None:
@@ -51,7 +52,7 @@ def check_cmd(ctx: click.Context, files: tuple[str, ...], n_database: str | None
               help="Result files, or folders searched recursively for *.h5 (more may follow as arguments).")
 @click.argument("more", nargs=-1, type=click.Path(), metavar="[DIR|FILE]...")
 @click.option("--gold", required=True, metavar="NAME|FILE", help="Gold standard: catalog name or file.")
-@click.option("--k", type=int, help="Neighbours scored (default: 10 for 2023/synthetic gold, 30 for 2024).")
+@click.option("--k", type=K, help="Neighbours scored (default: 10 for 2023/synthetic gold, 30 for 2024).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the CSV here (default: standard output).")
 @click.option("--database", metavar="NAME|FILE", help="Database the gold was computed on (exact tie-aware recall).")
 @click.option("--queries", metavar="NAME|FILE", help="Queries of the gold standard (with --database).")

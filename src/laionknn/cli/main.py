@@ -64,17 +64,31 @@ def cli(ctx: click.Context, quiet: bool, verbose: int, catalogs: tuple[str, ...]
     ctx.obj["quiet"] = quiet
 
 
+def one_line(text: str) -> str:
+    """Messages from libraries (h5py, click, the OS) can hold newlines: the CLI prints one line."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def click_message(exc: click.ClickException) -> str:
+    """click's usage error (four lines: usage, hint, blank, error) as one line with the help hint."""
+    message = one_line(exc.format_message())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        message += f" (see `{ctx.command_path} --help`)"
+    return message
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="laionknn", standalone_mode=False)
     except LaionKnnError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {one_line(exc)}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {click_message(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -7,16 +7,17 @@ import time
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
+from laionknn.cli.options import K, THREADS, count
 
 
 @click.command()
 @click.option("--size", default="100K", show_default=True, help="Synthetic subset size when --data is not given.")
 @click.option("--data", default=None, help="Database name from the catalog (default: synthetic-clip768v2-n=SIZE).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace runs/).")
-@click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
-@click.option("--threads", type=int, default=None, help="Threads (default: all cores).")
+@click.option("--k", type=K, default=None, help="Neighbours per query, 1..1000 (default: the dataset's, 10 or 30).")
+@click.option("--threads", type=THREADS, default=None, help="Threads (default: all cores).")
 @click.option("--index", "backends", multiple=True, help="Only these backends (repeatable; default: all available).")
-@click.option("--queries", "n_queries", type=int, default=10_000, show_default=True,
+@click.option("--queries", "n_queries", type=count(), default=10_000, show_default=True,
               help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="Smaller grids: first build configuration, at most 3 query points.")
 @click.option("--no-baselines", is_flag=True, help="Skip the projections' brute-force baselines.")

@@ -7,20 +7,21 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
+from laionknn.cli.options import K, REPEATS, THREADS, count
 
 
 @click.command()
 @click.option("--data", "data", required=True, help="Database name from the catalog, e.g. synthetic-clip768v2-n=100K.")
 @click.option("--index", "backend", required=True, help="Backend name (see `laionknn search --list`).")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False), help="TOML grid file (default: the backend's).")
-@click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
-@click.option("--threads", type=int, default=None, help="Threads for build and search (default: all cores).")
+@click.option("--k", type=K, default=None, help="Neighbours per query, 1..1000 (default: the dataset's, 10 or 30).")
+@click.option("--threads", type=THREADS, default=None, help="Threads for build and search (default: all cores).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace runs/).")
-@click.option("--queries", "n_queries", type=int, default=10_000, show_default=True,
+@click.option("--queries", "n_queries", type=count(), default=10_000, show_default=True,
               help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="First build configuration and at most 3 query points.")
 @click.option("--no-cache", is_flag=True, help="Always build; do not read or write the index cache.")
-@click.option("--repeats", type=int, default=None,
+@click.option("--repeats", type=REPEATS, default=None,
               help="Timed searches after the warm-up (default: the grid's, else 3).")
 @click.pass_context
 def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache, repeats):

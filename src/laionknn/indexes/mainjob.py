@@ -17,6 +17,7 @@ from laionknn.catalog.manifest import synthetic_database_name
 from laionknn.indexes.datasets import gold_for, open_target
 from laionknn.indexes.registry import available_backends
 from laionknn.indexes.runner import sweep
+from laionknn.validation import check_k, check_optional, check_threads
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
                  backends: list[str] | None = None, n_queries: int = 10_000, catalogs=None,
                  baselines: bool = True) -> RunOutcome:
     """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``)."""
+    k, threads = check_optional(check_k, k), check_optional(check_threads, threads)  # before any work
     name = data or synthetic_database_name(size)
     spec, target, database = open_target(name, n_queries=n_queries, catalogs=catalogs)
     try:

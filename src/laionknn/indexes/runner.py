@@ -34,6 +34,7 @@ from laionknn.indexes.registry import create, get_backend
 from laionknn.progress import progress_bar
 from laionknn.results import append_run_records
 from laionknn.types import KnnResult, Metric
+from laionknn.validation import check_k, check_optional, check_repeats, check_threads
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -173,8 +174,10 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
         raise UsageError(f"backend {backend!r} cannot search {target.dataset} ({target.metric.value} data; "
                          f"it supports {kinds})" + ("; use faiss-binary-flat, faiss-binary-ivf or faiss-binary-hnsw"
                                                     if target.metric is Metric.HAMMING else ""))
+    k = check_k(k)
+    threads, repeats = check_optional(check_threads, threads), check_optional(check_repeats, repeats)
     n, _, _ = source_shape(target.database)
-    if not 1 <= k <= n:
+    if k > n:
         raise UsageError(f"k={k} is larger than the database {target.dataset} ({n} rows); ask for at most {n}")
     threads = int(threads or os.cpu_count() or 1)
     grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n)
