@@ -8,6 +8,11 @@ expected, what was found and what to do. The CLI turns these into one line and e
 from __future__ import annotations
 
 
+def one_line(text: object) -> str:
+    """A message as one line: libraries (h5py, pyarrow, click, the OS) put newlines in theirs."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 class LaionKnnError(Exception):
     """Base class of every error laionknn raises on purpose."""
 

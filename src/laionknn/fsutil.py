@@ -7,11 +7,13 @@ A reader never sees a half-written file under the final name, and a crash leaves
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
-from laionknn.errors import CatalogError
+from laionknn.errors import CatalogError, one_line
 
 
 @contextlib.contextmanager
@@ -74,3 +76,67 @@ def contained_path(folder: "str | os.PathLike[str]", name: str, what: str = "cat
     if real.parent != real_folder or os.path.normpath(real) != str(real):
         raise CatalogError(f"{what}: {name!r} would resolve to {real}, outside {real_folder}; fix the catalog")
     return folder / name
+
+
+# --- operating-system errors as one line with advice ---------------------------------------------
+_TMP_NAME = re.compile(r"^\.(?:tmp|partial)-(?:\d+-)?(?P<final>.+)$")
+
+
+def final_name(path: "str | os.PathLike[str]") -> Path:
+    """The final file a temporary ``.tmp-<pid>-NAME`` (or ``.partial-NAME``) stands for."""
+    path = Path(path)
+    m = _TMP_NAME.match(path.name)
+    return path.with_name(m.group("final")) if m else path
+
+
+def os_error_errno(exc: BaseException) -> int | None:
+    """``exc.errno``, or the ``errno = N`` h5py writes into its messages instead."""
+    code = getattr(exc, "errno", None)
+    if code:
+        return code
+    m = re.search(r"errno\s*=\s*(\d+)", str(exc))
+    return int(m.group(1)) if m else None
+
+
+def explain_os_error(exc: OSError, path: "str | os.PathLike[str] | None" = None) -> str:
+    """One line for a file-system error: what failed, on which final file (never only a temporary
+    name), and what to do (free space, permissions, another --out)."""
+    raw = path if path is not None else (exc.filename or "")
+    code = os_error_errno(exc)
+    target = final_name(raw) if raw else None
+    where = ""
+    if target is not None:
+        where = f" writing {target}" if target != Path(raw) else f" on {target}"
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        folder = _existing_parent(target) if target is not None else None
+        free = f" ({_free(folder)} free in {folder})" if folder is not None else ""
+        return f"disk full{where}{free}; free some space or write to another folder (--out), then run again"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"permission denied{where}; make the folder writable or choose another output folder (--out)"
+    if code == errno.EROFS:
+        return f"read-only file system{where}; choose an output folder on a writable disk (--out)"
+    if code == errno.ENOENT:
+        return f"no such file or folder: {raw}; check the path"
+    if code == errno.EISDIR:
+        return f"{raw} is a folder, a file was expected; give a file path"
+    if code == errno.ENOTDIR:
+        return f"a part of {raw} is a file, not a folder; check the path"
+    detail = getattr(exc, "strerror", None) or one_line(exc)
+    return f"{detail}{where}"
+
+
+def _existing_parent(path: Path) -> Path | None:
+    for p in [path, *path.parents]:
+        if p.is_dir():
+            return p
+    return None
+
+
+def _free(folder: Path) -> str:
+    import shutil
+
+    n = shutil.disk_usage(folder).free
+    for unit, div in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n} bytes"

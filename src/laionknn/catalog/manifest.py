@@ -140,11 +140,24 @@ def read_catalog_tsv(path: "str | os.PathLike[str]") -> list[Record]:
     """Read a catalog TSV in the shared catalog's columns."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise CatalogError(f"cannot read catalog file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"catalog {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                           f"tab-separated values with the columns {' '.join(COLUMNS)}") from None
     reader = csv.DictReader(text.splitlines(), delimiter="\t")
-    return [_parse_row(row, str(path)) for row in reader]
+    records = []
+    for row in reader:
+        if None in row or any(v is None for v in row.values()):
+            # DictReader fills a short row's missing columns with None and files a long row's extra
+            # cells under the key None
+            cells = sum(1 for k, v in row.items() if k is not None and v is not None) + len(row.get(None) or ())
+            raise CatalogError(f"catalog {path}: line {reader.line_num} has {cells} tab-separated cells, "
+                               f"expected {len(reader.fieldnames or ())} ({' '.join(reader.fieldnames or ())}); "
+                               f"fix that line (empty cells are allowed, missing tabs are not)")
+        records.append(_parse_row(row, str(path)))
+    return records
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ import sys
 import click
 
 from laionknn import __version__
-from laionknn.errors import LaionKnnError
+from laionknn.errors import LaionKnnError, one_line
 
 # name -> (module, attribute); a module is imported only when its command runs or help lists it
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -64,11 +64,6 @@ def cli(ctx: click.Context, quiet: bool, verbose: int, catalogs: tuple[str, ...]
     ctx.obj["quiet"] = quiet
 
 
-def one_line(text: str) -> str:
-    """Messages from libraries (h5py, click, the OS) can hold newlines: the CLI prints one line."""
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
 def click_message(exc: click.ClickException) -> str:
     """click's usage error (four lines: usage, hint, blank, error) as one line with the help hint."""
     message = one_line(exc.format_message())
@@ -97,7 +92,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except OSError as exc:
         # file-system problems users cause (permissions, disk full, missing folders)
-        click.echo(f"error: {exc}", err=True)
+        from laionknn.fsutil import explain_os_error
+
+        click.echo(f"error: {explain_os_error(exc)}", err=True)
         sys.exit(2)
 
 

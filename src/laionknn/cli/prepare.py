@@ -81,6 +81,6 @@ def show_cmd(metadata: str, ids: str, one_based: bool) -> None:
         wanted = [int(t) - (1 if one_based else 0) for t in ids.split(",") if t.strip()]
     except ValueError:
         raise UsageError(f"--ids {ids!r}: expected comma-separated integers, e.g. 0,17,42") from None
-    rows = lookup(metadata, wanted, ["caption", "url", "license", "NSFW", "part", "row"])
+    rows = lookup(metadata, wanted, ["caption", "url", "license", "NSFW", "part", "row"], id_base=int(one_based))
     print_table(None, ["id", "part", "row", "NSFW", "license", "url", "caption"],
                 [[r["id"], r["part"], r["row"], r["NSFW"], r["license"], r["url"], r["caption"]] for r in rows])

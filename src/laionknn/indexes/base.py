@@ -263,18 +263,36 @@ def check_params(backend: str, kind: str, given: dict[str, Any], defaults: dict[
                          f"accepted {kind} keys: {accepted}")
     out = dict(defaults)
     for key, value in given.items():
-        default = defaults[key]
-        if isinstance(default, bool):
-            out[key] = bool(value)
-        elif isinstance(default, int) and not isinstance(value, bool):
-            if float(value) != int(value):
-                raise UsageError(f"backend {backend!r}: {kind} parameter {key}={value!r} must be a whole number")
-            out[key] = int(value)
-        elif isinstance(default, float):
-            out[key] = float(value)
-        else:
-            out[key] = value
+        out[key] = _check_param(backend, kind, key, value, defaults[key])
     return out
+
+
+#: integer parameters that may be 0 (every other integer knob counts something and must be >= 1)
+ZERO_ALLOWED = frozenset({"seed", "reorder"})
+
+
+def _check_param(backend: str, kind: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` converted to the type of ``default``: booleans stay booleans, integers are whole
+    numbers >= 1 (>= 0 for seeds and ``reorder``), floats finite. A wrong type or range raises a
+    UsageError naming the backend, the key and the value, instead of reaching the library (where a
+    negative ``M`` or a string crashed or segfaulted)."""
+    from laionknn.validation import check_float, check_int
+
+    what = f"backend {backend!r}: {kind} parameter {key}"
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise UsageError(f"{what} must be true or false, got {value!r}")
+            return value
+        if isinstance(default, int):
+            return check_int(value, what, min=0 if key in ZERO_ALLOWED else 1)
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise UsageError(f"{what} must be a number, got {value!r}")
+            return check_float(value, what)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; fix the grid file or the parameter") from None
+    return value
 
 
 def dir_size(path: Path) -> int:

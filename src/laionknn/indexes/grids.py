@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from laionknn.errors import UsageError
+from laionknn.validation import check_int
 
 TOP_KEYS = {"build", "query", "override", "description", "repeats"}
 OVERRIDE_KEYS = {"match", "max_rows", "build", "query"}
@@ -92,7 +93,11 @@ def load_grid(backend: str, path: "str | os.PathLike[str] | None" = None, *, dat
         if not file.is_file():
             raise UsageError(f"grid file {file} does not exist; give a TOML file (see docs/indexes.md)")
         try:
-            raw = tomllib.loads(file.read_text())
+            raw = tomllib.loads(file.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{file}: not a UTF-8 text file (byte {exc.start}); a grid file is TOML text") from None
+        except OSError as exc:
+            raise UsageError(f"{file}: cannot read the grid file ({exc.strerror or exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{file}: not valid TOML ({exc})") from None
     bad = sorted(set(raw) - TOP_KEYS)
@@ -110,7 +115,8 @@ def load_grid(backend: str, path: "str | os.PathLike[str] | None" = None, *, dat
             raise UsageError(f"{source}: an override needs `match` (dataset pattern) or `max_rows`")
         if "match" in ov and (dataset is None or not fnmatch.fnmatchcase(dataset, str(ov["match"]))):
             continue
-        if "max_rows" in ov and (n_rows is None or n_rows > int(ov["max_rows"])):
+        if "max_rows" in ov and (n_rows is None or n_rows > check_int(ov["max_rows"], f"{source}: override max_rows",
+                                                                     min=0, hint="a row count such as 20000")):
             continue
         if "build" in ov:
             build_tables = _as_list(ov["build"], "override build", source)
