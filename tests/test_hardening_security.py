@@ -11,7 +11,7 @@ import pytest
 
 from hardeninghelpers import Listener, Server, assert_clean_error, cli, md5, write_catalog
 from laionknn.catalog.download import RetryPolicy, download
-from laionknn.catalog.ensure import ensure, target_path
+from laionknn.catalog.ensure import target_path
 from laionknn.catalog.manifest import read_catalog_tsv, resolve
 from laionknn.errors import CatalogError, DownloadError
 from laionknn.fsutil import contained_path, plain_name_problem

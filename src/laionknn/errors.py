@@ -41,5 +41,17 @@ class DataError(LaionKnnError):
     """Vectors that cannot be used as given (NaN, zero norm, empty database...)."""
 
 
+class OutputError(LaionKnnError):
+    """An output that cannot be written (read-only folder, no permission, disk full)."""
+
+
+class DiskFullError(OutputError):
+    """No space left (before a long write, or ENOSPC during one): which file, how much is free."""
+
+
 class CheckpointError(LaionKnnError):
     """A checkpoint that belongs to other inputs or parameters, or is damaged."""
+
+
+class LockedError(UsageError):
+    """Another live process is working on the same output (it holds the output's lock)."""

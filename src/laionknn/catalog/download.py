@@ -307,23 +307,12 @@ def _attempt(url: str, st: _State, listed: int | None, exact: bool, timeout: flo
 @contextlib.contextmanager
 def _exclusive(target: Path, name: str):
     """Hold ``target.lock`` (an advisory ``flock``) so that two processes never append to one ``.part``."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locking
-        yield
-        return
+    from laionknn.fsutil import exclusive_lock
+
     lock = target.with_name(target.name + ".lock")
-    with open(lock, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise DownloadError(f"{name}: another process is downloading it now ({lock} is locked); wait for "
-                                f"it to finish, or stop it and fetch again") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            lock.unlink(missing_ok=True)
+    with exclusive_lock(lock, f"{name}: another process is downloading it now ({lock} is locked{{holder}}); wait "
+                              f"for it to finish, or stop it and fetch again", DownloadError):
+        yield
 
 
 def _check_space(target: Path, name: str, size: int | None, exact: bool, have: int) -> None:

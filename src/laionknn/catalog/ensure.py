@@ -19,7 +19,7 @@ from laionknn.catalog.download import (RetryPolicy, candidate_urls, describe_siz
                                        size_agrees)
 from laionknn.catalog.manifest import Record
 from laionknn.errors import CatalogError, ChecksumError, FormatError
-from laionknn.fsutil import contained_path
+from laionknn.fsutil import contained_path, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,13 @@ def ensure(record: Record, *, dest: "str | os.PathLike[str] | None" = None, mirr
     path = target_path(record, dest)
     if path.exists():
         if check:
-            _check_layout(path, record)
+            try:
+                _check_layout(path, record)
+            except FormatError as exc:
+                if record.synthetic or "delete it" in str(exc):
+                    raise
+                raise FormatError(f"{exc}; the file under the final name is not {record.name}: delete it, then "
+                                  f"fetch again (fetch keeps a file that is present)") from None
         return path
     if record.synthetic:
         return _synthesise(record, path, dest)
@@ -93,7 +99,7 @@ def _synthesise(record: Record, path: Path, dest) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             import shutil
 
-            tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+            tmp = temp_path(path)
             shutil.copyfile(out, tmp)
             os.replace(tmp, path)
             out = path

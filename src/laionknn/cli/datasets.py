@@ -11,7 +11,6 @@ from rich.table import Table
 
 from laionknn.cli.common import catalogs, console, quiet
 from laionknn.cli.options import RETRIES
-from laionknn.errors import UsageError
 
 LIST_COLUMNS = ["name", "role", "family", "subset", "size", "md5", "local"]
 

@@ -34,7 +34,6 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -208,8 +207,9 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     parts: list[Candidates] = []
     batches = plan_query_batches(nq, query_batch)
     start_row = 0
-    if checkpoint is not None and resume and Path(checkpoint).exists():
-        state, start_row = ckpt.load(checkpoint, fingerprint)
+    loaded = ckpt.load_latest(checkpoint, fingerprint) if checkpoint is not None and resume else None
+    if loaded is not None:
+        state, start_row = loaded
         parts = [state.rows(lo, hi) for lo, hi in batches]
         log.info("resuming from %s at row %d of %d", checkpoint, start_row, n)
     else:
@@ -328,7 +328,8 @@ def _pass_hamming(src, q_in, parts, batches, kk, block_rows, start_row, checkpoi
                 cands = _select(run, hi - lo, xb.shape[0], kk)
                 parts[b] = merge(parts[b], cands, kk)
             bar.advance(task.rows)
-            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every)
+            # the state after the last block is always saved: a failed final write resumes without a pass
+            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every if task.stop < stop else 0.0)
     return parts
 
 
@@ -427,7 +428,8 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                 parts[bi] = merge(parts[bi], filled_prefix(buf, counts), kk)
                 bufs[bi] = buf  # reused by the next block (counts start again at 0)
             bar.advance(task.rows)
-            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every)
+            # the state after the last block is always saved: a failed final write resumes without a pass
+            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every if task.stop < stop else 0.0)
     return parts
 
 

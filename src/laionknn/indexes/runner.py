@@ -28,7 +28,9 @@ import numpy as np
 
 from laionknn import workspace
 from laionknn.errors import UsageError
+from laionknn.fsutil import temp_path
 from laionknn.indexes.base import Index, dir_size, source_shape
+from laionknn.indexes.cachecheck import discard_entry, entry_problem, file_sizes, save_problem
 from laionknn.indexes.grids import Grid, load_grid
 from laionknn.indexes.registry import create, get_backend
 from laionknn.progress import progress_bar
@@ -100,27 +102,43 @@ def build_or_load(backend: str, target: SweepTarget, build_params: dict, *, thre
         fingerprint = fingerprint or data_fingerprint(target.database)
         folder = workspace.index_cache_dir() / f"{backend}-{cache_key(backend, target.metric, index.build_params, fingerprint)}"
         meta_path = folder / "meta.json"
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            index.load(folder / "index", n, dim)
-            index.attach(target.database)
-            log.info("%s: loaded cached index %s", backend, folder)
-            return index, float(meta["buildtime"]), True, int(meta["index_bytes"])
+        if folder.exists():
+            problem = entry_problem(folder)
+            if problem is None:
+                try:
+                    meta = json.loads(meta_path.read_text())
+                    index.load(folder / "index", n, dim)
+                    index.attach(target.database)
+                    log.info("%s: loaded cached index %s", backend, folder)
+                    return index, float(meta["buildtime"]), True, int(meta["index_bytes"])
+                except Exception as exc:  # noqa: BLE001 - any library error on a cached file means: rebuild
+                    problem = f"it does not load ({type(exc).__name__}: {exc})"
+                    index = create(backend, target.metric, threads=threads, **build_params)
+            discard_entry(folder, problem)
     t0 = time.perf_counter()
     index.build(target.database)
     buildtime = time.perf_counter() - t0
     index_bytes = 0
     if cacheable and folder is not None:
-        tmp = folder.with_name(f".tmp-{os.getpid()}-{folder.name}")
+        tmp = temp_path(folder)
         shutil.rmtree(tmp, ignore_errors=True)
-        index.save(tmp / "index")
-        index_bytes = dir_size(tmp / "index")
-        (tmp / "meta.json").write_text(json.dumps({"backend": backend, "metric": target.metric.value,
-                                                   "build_params": index.build_params, "buildtime": buildtime,
-                                                   "index_bytes": index_bytes, "n": n, "dim": dim,
-                                                   "dataset": target.dataset}, indent=1))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        try:
+            index.save(tmp / "index")
+            problem = save_problem(tmp / "index")
+        except OSError as exc:
+            problem = f"the save failed ({exc})"
+        index_bytes = dir_size(tmp / "index") if (tmp / "index").exists() else 0
+        if problem is None:
+            (tmp / "meta.json").write_text(json.dumps({"backend": backend, "metric": target.metric.value,
+                                                       "build_params": index.build_params, "buildtime": buildtime,
+                                                       "index_bytes": index_bytes, "n": n, "dim": dim,
+                                                       "dataset": target.dataset,
+                                                       "files": file_sizes(tmp / "index")}, indent=1))
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        else:  # the index in memory is fine: search with it, but cache nothing
+            log.warning("%s: index not cached: %s", backend, problem)
+            shutil.rmtree(tmp, ignore_errors=True)
     elif cls.supports_save:
         with _tempdir() as tmp:
             index_bytes = dir_size(index.save(tmp / "index"))

@@ -13,6 +13,8 @@ only when complete.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 from pathlib import Path
 from typing import Iterator
@@ -22,9 +24,16 @@ import numpy as np
 
 from laionknn.errors import DataError, FormatError
 
+log = logging.getLogger(__name__)
+
 KNOWN_KEYS = ("emb", "pca32", "pca96", "hamming")
 KEY_DTYPE = {"emb": None, "pca32": np.float32, "pca96": np.float32, "hamming": np.uint64}
 KEY_DIM = {"emb": 768, "pca32": 32, "pca96": 96, "hamming": 16}
+
+
+#: what to do with a damaged file: fetch never replaces a file that is present, so it must go first
+REPLACE_ADVICE = ("delete it and fetch it again if it is a catalog file (`laionknn datasets fetch` keeps a file "
+                  "that is present), else write it again")
 
 
 def open_h5(path: "str | os.PathLike[str]") -> h5py.File:
@@ -36,7 +45,7 @@ def open_h5(path: "str | os.PathLike[str]") -> h5py.File:
         return h5py.File(path, "r")
     except OSError as exc:
         raise FormatError(f"{path}: not a readable HDF5 file (truncated or damaged?): {exc}; "
-                          f"fetch it again or run `laionknn datasets verify`") from None
+                          f"{REPLACE_ADVICE}") from None
 
 
 def parse_memory(text: "str | int | None") -> int | None:
@@ -202,6 +211,37 @@ def check_vectors(block: np.ndarray, *, what: str = "vectors", first_row: int = 
                                 f"or run without normalisation")
 
 
+def close_abandoned(f: h5py.File) -> None:
+    """Close an h5py file being given up (a write failed, the disk is full) without writing to it
+    again: its descriptor is pointed at /dev/null first, so HDF5's final metadata flush cannot fail
+    (a failed flush left an open file id whose close at exit crashed Python with exit 139), and the
+    bytes on disk stay as the last successful flush left them (what a resumable job resumes from)."""
+    if not f.id.valid:
+        return
+    try:
+        fd = f.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, int(fd))
+        finally:
+            os.close(null)
+    except (AttributeError, OSError, TypeError, ValueError):
+        pass  # a driver without a plain descriptor: the close below may still fail, which is then ignored
+    try:
+        f.close()
+    except Exception:  # noqa: BLE001 - nothing more can be done for a file being discarded
+        log.debug("closing an abandoned HDF5 file failed", exc_info=True)
+
+
+def raise_disk_full(exc: OSError, path: Path) -> None:
+    """Re-raise an h5py/OS error of a write into ``path`` as :class:`DiskFullError` when it is ENOSPC."""
+    from laionknn.errors import DiskFullError
+    from laionknn.fsutil import explain_os_error, os_error_errno
+
+    if os_error_errno(exc) in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        raise DiskFullError(explain_os_error(exc, path)) from None
+
+
 class VectorWriter:
     """Append blocks of rows into ``key`` of a new HDF5 file; renamed onto ``path`` by :meth:`close`.
 
@@ -213,11 +253,17 @@ class VectorWriter:
                  chunk_rows: int | None = None, attrs: dict | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
+        from laionknn.fsutil import temp_path
+
+        self.tmp = temp_path(self.path)
         self.dtype = np.dtype(dtype)
         self.dim = int(dim)
         if chunk_rows is None:
             chunk_rows = max(1, min(65536, (1 << 20) // max(1, self.dim * self.dtype.itemsize)))
+        if expected_rows:
+            from laionknn.fsutil import check_free_space
+
+            check_free_space(self.path.parent, expected_rows * self.dim * self.dtype.itemsize, f"writing {self.path}")
         self._f = h5py.File(self.tmp, "w")
         self._ds = self._f.create_dataset(key, shape=(0, self.dim), maxshape=(None, self.dim), dtype=self.dtype,
                                           chunks=(chunk_rows, self.dim))
@@ -233,22 +279,32 @@ class VectorWriter:
         if block.ndim != 2 or block.shape[1] != self.dim:
             raise FormatError(f"{self.path}: block of shape {block.shape} does not fit rows of dimension {self.dim}")
         m = block.shape[0]
-        self._ds.resize((self.n + m, self.dim))
-        self._ds[self.n:self.n + m] = block.astype(self.dtype, copy=False)
+        try:
+            self._ds.resize((self.n + m, self.dim))
+            self._ds[self.n:self.n + m] = block.astype(self.dtype, copy=False)
+        except OSError as exc:
+            self.abort()
+            raise_disk_full(exc, self.tmp)
+            raise
         self.n += m
 
     def close(self) -> Path:
         """Finish the file and move it into place. Returns the final path."""
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as exc:
+            self.abort()
+            raise_disk_full(exc, self.tmp)
+            raise
         os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
-        try:
-            self._f.close()
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
+        """Give the file up: closed without another write, the temporary file removed."""
+        from laionknn.fsutil import discard
+
+        close_abandoned(self._f)
+        discard(self.tmp)
 
     def __enter__(self) -> "VectorWriter":
         return self

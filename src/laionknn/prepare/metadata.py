@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from laionknn.errors import FormatError, UsageError, one_line
-from laionknn.fsutil import atomic_path
+from laionknn.fsutil import atomic_path, temp_path
 
 # LAION metadata columns kept (name in the output -> accepted names in the raw part, first match wins)
 KEPT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -83,7 +83,7 @@ class StagedPartWriter:
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
+        self.tmp = temp_path(self.path)
         self._w = pq.ParquetWriter(self.tmp, output_schema())
         self.rows = 0
 
