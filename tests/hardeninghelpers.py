@@ -165,3 +165,51 @@ class Listener:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# --- a real small disk: a tmpfs mounted in a private mount namespace --------------------------------
+def _unshare_prefix() -> list[str]:
+    return ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
+
+
+def small_disk_works() -> bool:
+    """Whether this machine can mount a private tmpfs (root, or unprivileged user namespaces)."""
+    import shutil
+    import tempfile
+
+    if shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            r = subprocess.run([*_unshare_prefix(), "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {d}"],
+                               capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return r.returncode == 0
+
+
+def run_on_small_disk(mount: Path, size_mb: float, script: str, *, env_extra: dict | None = None,
+                      timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run ``script`` (sh) with a ``size_mb`` tmpfs mounted on ``mount`` (a private mount namespace:
+    the mount vanishes with the process, so the script also lists what it left). ``$LK`` runs
+    laionknn, ``$PY`` this Python; ``$D`` is the mount point."""
+    import shlex
+
+    mount.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env.update({"LK": f"{shlex.quote(sys.executable)} -m laionknn --quiet", "PY": shlex.quote(sys.executable),
+                "D": str(mount), **(env_extra or {})})
+    kib = int(size_mb * 1024)
+    full = f"mount -t tmpfs -o size={kib}k tmpfs {shlex.quote(str(mount))} || exit 97\n{script}"
+    return subprocess.run([*_unshare_prefix(), "sh", "-c", full], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+LIST_FILES = 'echo "--- files"; find "$D" -type f -printf "%P %s\\n" | sort; echo "--- end"'
+
+
+def listed_files(stdout: str) -> dict[str, int]:
+    """The ``LIST_FILES`` section of a small-disk run: relative path -> bytes."""
+    block = stdout.split("--- files\n", 1)[1].split("--- end", 1)[0]
+    return {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in block.splitlines() if line.strip()}

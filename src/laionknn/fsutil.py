@@ -242,7 +242,7 @@ def os_error_errno(exc: BaseException) -> int | None:
 def explain_os_error(exc: OSError, path: "str | os.PathLike[str] | None" = None) -> str:
     """One line for a file-system error: what failed, on which final file (never only a temporary
     name), and what to do (free space, permissions, another --out)."""
-    raw = path if path is not None else (exc.filename or "")
+    raw = path if path is not None else (getattr(exc, "filename", None) or "")
     code = os_error_errno(exc)
     target = final_name(raw) if raw else None
     where = ""

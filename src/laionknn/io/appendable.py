@@ -90,7 +90,7 @@ class AppendableVectorFile:
         try:
             self._ds.resize((self.n + m, self.dim))
             self._ds[self.n:self.n + m] = block.astype(self.dtype, copy=False)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py reports a failed flush as RuntimeError
             self._give_up(exc)
         self.n += m
 
@@ -98,14 +98,14 @@ class AppendableVectorFile:
         """Make every appended row durable before a checkpoint records :attr:`n`."""
         try:
             self._f.flush()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py reports a failed flush as RuntimeError
             self._give_up(exc)
         try:
             os.fsync(self._f.id.get_vfd_handle())
         except (AttributeError, OSError, TypeError, ValueError):
             pass  # drivers without a plain file descriptor: h5py's flush is all we can do
 
-    def _give_up(self, exc: OSError) -> None:
+    def _give_up(self, exc: Exception) -> None:
         """A write failed (disk full...): close without writing again, keep the partial file as the
         last flush left it (the checkpoint's rows), and raise one clear error."""
         close_abandoned(self._f)
@@ -116,7 +116,7 @@ class AppendableVectorFile:
         """Close the file and move it onto its final name. Returns the final path."""
         try:
             self._f.close()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py reports a failed flush as RuntimeError
             self._give_up(exc)
         os.replace(self.partial, self.path)
         return self.path
@@ -126,5 +126,5 @@ class AppendableVectorFile:
         if self._f.id.valid:
             try:
                 self._f.close()
-            except OSError:
+            except (OSError, RuntimeError):
                 close_abandoned(self._f)

@@ -233,7 +233,7 @@ def close_abandoned(f: h5py.File) -> None:
         log.debug("closing an abandoned HDF5 file failed", exc_info=True)
 
 
-def raise_disk_full(exc: OSError, path: Path) -> None:
+def raise_disk_full(exc: Exception, path: Path) -> None:
     """Re-raise an h5py/OS error of a write into ``path`` as :class:`DiskFullError` when it is ENOSPC."""
     from laionknn.errors import DiskFullError
     from laionknn.fsutil import explain_os_error, os_error_errno
@@ -282,7 +282,7 @@ class VectorWriter:
         try:
             self._ds.resize((self.n + m, self.dim))
             self._ds[self.n:self.n + m] = block.astype(self.dtype, copy=False)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py reports some failed writes as RuntimeError
             self.abort()
             raise_disk_full(exc, self.tmp)
             raise
@@ -292,7 +292,7 @@ class VectorWriter:
         """Finish the file and move it into place. Returns the final path."""
         try:
             self._f.close()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # h5py reports some failed writes as RuntimeError
             self.abort()
             raise_disk_full(exc, self.tmp)
             raise
