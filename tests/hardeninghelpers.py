@@ -82,8 +82,8 @@ def small_vectors(n: int = 200, dim: int = 96, seed: int = 0) -> np.ndarray:
 
 class Server:
     """``routes[path] = (behaviour, payload)``; behaviours: 'file' (payload bytes, with
-    Content-Length), 'nolength' (payload bytes streamed without Content-Length, then more junk
-    forever up to ``payload``*8), 'redirect' (payload: the Location), 'trickle' (one byte per
+    Content-Length), 'stream' (payload bytes without Content-Length), 'nolength' (payload bytes
+    without Content-Length, then 8 times as many zero bytes), 'redirect' (payload: the Location), 'trickle' (one byte per
     0.2 s, forever). Each request's path is logged in ``requests``."""
 
     def __init__(self) -> None:
@@ -111,6 +111,10 @@ class Server:
                     elif behaviour == "file":
                         self.send_response(200)
                         self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                    elif behaviour == "stream":  # the exact bytes, no Content-Length, then close
+                        self.send_response(200)
                         self.end_headers()
                         self.wfile.write(payload)
                     elif behaviour == "nolength":
