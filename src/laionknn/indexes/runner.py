@@ -34,7 +34,7 @@ from laionknn.indexes.cachecheck import discard_entry, entry_problem, file_sizes
 from laionknn.indexes.grids import Grid, load_grid
 from laionknn.indexes.registry import create, get_backend
 from laionknn.progress import progress_bar
-from laionknn.results import append_run_records
+from laionknn.results import replace_run_records
 from laionknn.types import KnnResult, Metric
 from laionknn.validation import check_k, check_optional, check_repeats, check_threads
 
@@ -245,5 +245,5 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                          f" recall {rec['recall']:.4f}" if "recall" in rec else "")
                 bar.advance(1)
             del index
-    append_run_records(out_dir / "runs.jsonl", records)
+    replace_run_records(out_dir / "runs.jsonl", records)  # a rerun (after a kill) replaces, never duplicates
     return records

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +30,23 @@ log = logging.getLogger(__name__)
 KNOWN_KEYS = ("emb", "pca32", "pca96", "hamming")
 KEY_DTYPE = {"emb": None, "pca32": np.float32, "pca96": np.float32, "hamming": np.uint64}
 KEY_DIM = {"emb": 768, "pca32": 32, "pca96": 96, "hamming": 16}
+#: laionknn's own projections use the official keys' pattern: ``pcaN`` (N columns, float32) for any
+#: N, and ``hamming`` with bits/64 words for any sketch length; without a catalog record, a file's
+#: key fixes its dimension only for ``pcaN`` (``emb`` and ``hamming`` take any width)
+_PCA_KEY = re.compile(r"^pca(\d+)$")
+
+
+def _vector_key(key: str) -> bool:
+    return key in KNOWN_KEYS or _PCA_KEY.match(key) is not None
+
+
+def _key_dim(key: str) -> int | None:
+    m = _PCA_KEY.match(key)
+    return int(m.group(1)) if m else None
+
+
+def _key_dtype(key: str):
+    return np.float32 if _PCA_KEY.match(key) else KEY_DTYPE.get(key)
 
 
 #: what to do with a damaged file: fetch never replaces a file that is present, so it must go first
@@ -106,22 +124,23 @@ class VectorFile:
             raise
 
     def _detect_key(self) -> str:
-        found = [k for k in KNOWN_KEYS if k in self._f]
+        found = [k for k in self._f.keys() if _vector_key(k) and isinstance(self._f[k], h5py.Dataset)]
         if len(found) == 1:
             return found[0]
         if not found:
-            raise FormatError(f"{self.path}: none of the official vector keys {', '.join(KNOWN_KEYS)} is present "
-                              f"(found: {', '.join(self._f.keys()) or 'none'}); pass the key explicitly")
-        raise FormatError(f"{self.path}: several vector keys present ({', '.join(found)}); pass the key explicitly")
+            raise FormatError(f"{self.path}: none of the vector keys emb, pcaN (pca32, pca96...), hamming is present "
+                              f"(found: {', '.join(self._f.keys()) or 'none'}); store the vectors under one of them")
+        raise FormatError(f"{self.path}: several vector keys present ({', '.join(found)}); keep one vector dataset "
+                          f"per file (or, in Python, give VectorFile(path, key=...))")
 
     def _check(self, expect_dim, expect_dtype, expect_rows) -> None:
-        expect_dim = expect_dim if expect_dim is not None else KEY_DIM.get(self.key) if self.key != "emb" else expect_dim
+        expect_dim = expect_dim if expect_dim is not None else _key_dim(self.key)
         if expect_dim is not None and self.dim != expect_dim:
             if self.n == expect_dim:
                 raise FormatError(f"{self.path}: {self.key!r} has shape {(self.n, self.dim)}, which looks transposed; "
                                   f"expected one vector per row, (n, {expect_dim}) as h5py sees the official files")
             raise FormatError(f"{self.path}: {self.key!r} has {self.dim} columns, expected dimension {expect_dim}")
-        want = expect_dtype if expect_dtype is not None else KEY_DTYPE.get(self.key)
+        want = expect_dtype if expect_dtype is not None else _key_dtype(self.key)
         if want is not None and self.dtype != np.dtype(want):
             raise FormatError(f"{self.path}: {self.key!r} is {self.dtype}, expected {np.dtype(want)}")
         if self.key == "emb" and self.dtype not in (np.float16, np.float32, np.float64):
