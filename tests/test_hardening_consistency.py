@@ -86,20 +86,41 @@ def test_ambiguous_vector_keys_do_not_point_to_a_missing_option(tmp_path):
         assert vf.dim == 64
 
 
-def test_rerun_of_a_sweep_replaces_its_records(tmp_path, home):
+def test_rerun_of_the_main_jobs_sweep_replaces_its_records(tmp_path, home):
     from laionknn.indexes.runner import SweepTarget, sweep
 
     x = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
     target = SweepTarget(database=x, queries=x[:10], metric=Metric.L2, data="pca32v2", size="300", dataset="t")
-    first = sweep("exact", target, 5, tmp_path, threads=1, repeats=1)
+    first = sweep("exact", target, 5, tmp_path, threads=1, repeats=1, replace_records=True)
     runs = tmp_path / "runs.jsonl"
     assert len(read_run_records(runs)) == len(first) >= 1
-    second = sweep("exact", target, 5, tmp_path, threads=1, repeats=1)  # the rerun after a kill
+    second = sweep("exact", target, 5, tmp_path, threads=1, repeats=1, replace_records=True)  # rerun after a kill
     records = read_run_records(runs)
     assert len(records) == len(second)  # was 2x
     assert [r["querytimes"] for r in records] == [r["querytimes"] for r in json.loads(json.dumps(second))]
-    sweep("exact", target, 3, tmp_path, threads=1, repeats=1)  # another k is another point: kept
+    sweep("exact", target, 3, tmp_path, threads=1, repeats=1, replace_records=True)  # another k: another point
     assert len(read_run_records(runs)) == 2 * len(second)
+    sweep("exact", target, 3, tmp_path, threads=1, repeats=1)  # `laionknn search` adds a measurement
+    assert len(read_run_records(runs)) == 3 * len(second)
+
+
+def test_main_job_asks_for_replacement(monkeypatch):
+    from laionknn.indexes import mainjob
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_sweep(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(mainjob, "sweep", fake_sweep)
+    monkeypatch.setattr(mainjob, "gold_for", lambda spec: (None, type("G", (), {"ids": None})()))
+    with pytest.raises(Stop):
+        mainjob.run_pipeline(size="1K", n_queries=10, backends=["exact"], baselines=False)
+    assert seen.get("replace_records") is True
 
 
 @pytest.mark.parametrize("name", ["runs.jsonl", "runs.csv"])

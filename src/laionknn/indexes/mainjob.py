@@ -60,7 +60,8 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
         failed: dict[str, str] = {}
         for backend in chosen:
             try:
-                records = sweep(backend, target, k, out, threads=threads, quick=quick, gold_ids=gold.ids)
+                records = sweep(backend, target, k, out, threads=threads, quick=quick, gold_ids=gold.ids,
+                                replace_records=True)
             except Exception as exc:  # one library's failure must not cost the other backends' results
                 if backends:  # the user named this backend: their error, say it
                     raise

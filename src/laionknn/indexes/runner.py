@@ -34,7 +34,7 @@ from laionknn.indexes.cachecheck import discard_entry, entry_problem, file_sizes
 from laionknn.indexes.grids import Grid, load_grid
 from laionknn.indexes.registry import create, get_backend
 from laionknn.progress import progress_bar
-from laionknn.results import replace_run_records
+from laionknn.results import append_run_records, replace_run_records
 from laionknn.types import KnnResult, Metric
 from laionknn.validation import check_k, check_optional, check_repeats, check_threads
 
@@ -181,11 +181,12 @@ def recall_at(ids: np.ndarray, gold_ids: np.ndarray, k: int) -> float:
 def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *,
           grid: Grid | None = None, grid_file: "str | os.PathLike[str] | None" = None, threads: int | None = None,
           repeats: int | None = None, use_cache: bool = True, quick: bool = False,
-          gold_ids: np.ndarray | None = None) -> list[dict]:
+          gold_ids: np.ndarray | None = None, replace_records: bool = False) -> list[dict]:
     """Run ``backend`` over its grid on ``target``; returns the run records (also appended to
     ``out_dir/runs.jsonl``). Result files go to ``out_dir/results/<backend>/``. A grid point where some
     query got fewer than k neighbours (id -1) is recorded with ``queries_short`` > 0 and ``file`` empty:
-    the official format has no way to say "missing"."""
+    the official format has no way to say "missing". ``replace_records`` (the main job): records of
+    the same points already in ``runs.jsonl`` are replaced, so a rerun after a kill adds no duplicates."""
     cls = get_backend(backend)
     if target.metric not in cls.metrics:
         kinds = ", ".join(sorted(m.value for m in cls.metrics))
@@ -245,5 +246,8 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                          f" recall {rec['recall']:.4f}" if "recall" in rec else "")
                 bar.advance(1)
             del index
-    replace_run_records(out_dir / "runs.jsonl", records)  # a rerun (after a kill) replaces, never duplicates
+    if replace_records:  # the main job: a rerun (after a kill) replaces its points, never duplicates them
+        replace_run_records(out_dir / "runs.jsonl", records)
+    else:  # a sweep of its own adds a measurement, even of a point measured before
+        append_run_records(out_dir / "runs.jsonl", records)
     return records

@@ -128,8 +128,9 @@ class VectorFile:
         if len(found) == 1:
             return found[0]
         if not found:
-            raise FormatError(f"{self.path}: none of the vector keys emb, pcaN (pca32, pca96...), hamming is present "
-                              f"(found: {', '.join(self._f.keys()) or 'none'}); store the vectors under one of them")
+            raise FormatError(f"{self.path}: none of the official vector keys {', '.join(KNOWN_KEYS)} is present, nor "
+                              f"a pcaN of laionknn's projections (found: {', '.join(self._f.keys()) or 'none'}); "
+                              f"store the vectors under one of them")
         raise FormatError(f"{self.path}: several vector keys present ({', '.join(found)}); keep one vector dataset "
                           f"per file (or, in Python, give VectorFile(path, key=...))")
 
