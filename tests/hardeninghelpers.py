@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from laionknn.catalog.manifest import COLUMNS
+from test_catalog_download import write_catalog  # noqa: F401  (a user catalog TSV; re-exported)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -61,19 +61,6 @@ def assert_clean_error(code: int, err: str, *needles: str) -> str:
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-def write_catalog(path: Path, rows: list[dict]) -> Path:
-    """A user catalog TSV in the shared columns; defaults describe a small pca96 database."""
-    lines = ["\t".join(COLUMNS)]
-    for r in rows:
-        base = {"file": "", "role": "database", "family": "pca96v2", "subset": "1000", "h5_keys": "pca96",
-                "dtype_shape_as_h5py_sees_it": "float32 (n,96)", "md5": "", "listed_size": "",
-                "listed_in": "test", "urls": ""}
-        base.update(r)
-        lines.append("\t".join(base[c] for c in COLUMNS))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def small_vectors(n: int = 200, dim: int = 96, seed: int = 0) -> np.ndarray:

@@ -22,17 +22,24 @@ def clip(tmp_path):
     return db, q
 
 
-def test_gold_reads_our_own_128_bit_sketches(clip, tmp_path, capsys):
+def _project_then_gold(clip, tmp_path, capsys, project: list, gold: list) -> tuple:
+    """Project both files with ``laionknn project ...``, then ``laionknn gold`` on the outputs;
+    returns (database file, query file, gold file)."""
     db, q = clip
     out = tmp_path / "proj"
-    code, _, err = cli(["--quiet", "project", "sketch", "--bits", "128", "--fit-on", db, "--apply", db, "--apply", q,
-                        "--out", out], capsys)
+    code, _, err = cli(["--quiet", "project", *project, "--fit-on", db, "--apply", db, "--apply", q, "--out", out], capsys)
     assert code == 0, err
-    sdb, sq = sorted(out.glob("laion2B*.h5"))[0], sorted(out.glob("public-queries*.h5"))[0]
-    gold = tmp_path / "gold.h5"
-    code, _, err = cli(["--quiet", "gold", "--database", sdb, "--queries", sq, "--metric", "hamming", "--k", "5",
-                        "--out", gold], capsys)
-    assert code == 0, err  # was: "expected dimension 16"
+    pdb, pq = sorted(out.glob("laion2B*.h5"))[0], sorted(out.glob("public-queries*.h5"))[0]
+    path = tmp_path / "gold.h5"
+    code, _, err = cli(["--quiet", "gold", "--database", pdb, "--queries", pq, *gold, "--out", path], capsys)
+    assert code == 0, err
+    return pdb, pq, path
+
+
+def test_gold_reads_our_own_128_bit_sketches(clip, tmp_path, capsys):
+    # was: "expected dimension 16"
+    sdb, sq, gold = _project_then_gold(clip, tmp_path, capsys, ["sketch", "--bits", "128"],
+                                       ["--metric", "hamming", "--k", "5"])
     import h5py
 
     with h5py.File(sdb) as f, h5py.File(sq) as g:
@@ -47,18 +54,8 @@ def test_gold_reads_our_own_128_bit_sketches(clip, tmp_path, capsys):
 
 
 def test_gold_reads_our_own_pca64_files(clip, tmp_path, capsys):
-    db, q = clip
-    out = tmp_path / "proj"
-    code, _, err = cli(["--quiet", "project", "pca", "--dims", "64", "--fit-on", db, "--apply", db, "--apply", q,
-                        "--out", out], capsys)
-    assert code == 0, err
-    files = sorted(out.glob("*.h5"))
-    pdb = next(f for f in files if f.name.startswith("laion2B"))
-    pq = next(f for f in files if f.name.startswith("public-queries"))
-    gold = tmp_path / "gold.h5"
-    code, _, err = cli(["--quiet", "gold", "--database", pdb, "--queries", pq, "--metric", "l2", "--k", "7",
-                        "--out", gold], capsys)
-    assert code == 0, err  # was: "none of the official vector keys ... pass the key explicitly"
+    # was: "none of the official vector keys ... pass the key explicitly"
+    pdb, pq, gold = _project_then_gold(clip, tmp_path, capsys, ["pca", "--dims", "64"], ["--metric", "l2", "--k", "7"])
     import h5py
 
     with h5py.File(pdb) as f, h5py.File(pq) as g:

@@ -45,25 +45,19 @@ def test_no_content_length_with_the_right_bytes_succeeds(tmp_path):
     assert out.read_bytes() == DATA
 
 
-def test_trickling_server_fails_by_rate_and_keeps_the_part(tmp_path):
+@pytest.mark.parametrize("limits,needle", [
+    ({"min_rate": 1000, "rate_window": 0.6}, r"too slow: \d+ bytes/s .*below 1000 bytes/s.*is kept"),
+    ({"min_rate": 0, "max_time": 0.8}, r"longer than 0\.8 s.*is kept"),
+])
+def test_trickling_server_fails_by_rate_or_total_time_and_keeps_the_part(tmp_path, limits, needle):
     with Server() as srv:
         srv.routes["/f"] = ("trickle", None)
         t0 = time.monotonic()
-        with pytest.raises(DownloadError, match=r"too slow: \d+ bytes/s .*below 1000 bytes/s.*is kept"):
+        with pytest.raises(DownloadError, match=needle):
             download([srv.base + "/f"], tmp_path / "f.bin", size=len(DATA), size_exact=True,
-                     policy=RetryPolicy(retries=0, timeout=5, min_rate=1000, rate_window=0.6), progress=False)
+                     policy=RetryPolicy(retries=0, timeout=5, **limits), progress=False)
         assert time.monotonic() - t0 < 5  # not the socket timeout, not forever
     assert (tmp_path / "f.bin.part").stat().st_size > 0 and not (tmp_path / "f.bin").exists()
-
-
-def test_trickling_server_fails_by_total_time(tmp_path):
-    with Server() as srv:
-        srv.routes["/f"] = ("trickle", None)
-        t0 = time.monotonic()
-        with pytest.raises(DownloadError, match=r"longer than 0\.8 s"):
-            download([srv.base + "/f"], tmp_path / "f.bin", size=len(DATA), size_exact=True,
-                     policy=RetryPolicy(retries=0, timeout=5, min_rate=0, max_time=0.8), progress=False)
-        assert time.monotonic() - t0 < 5
 
 
 def test_unknown_host_is_not_retried(tmp_path, monkeypatch):
