@@ -143,3 +143,15 @@ def test_index_save_on_a_full_disk_is_not_cached(tmp_path):
     assert runs[1]["cached"] is False and len(runs[1]["entries"]) == 1  # room again: built and cached
     assert runs[2]["cached"] is True and runs[2]["ok"]
     assert "index not cached" in r.stderr
+
+
+def test_gold_into_a_nearly_full_folder_refuses_before_the_pass(tmp_path):
+    rng = np.random.default_rng(4)
+    db = write_vectors(tmp_path / "db.h5", rng.standard_normal((500, 16)).astype(np.float32), "emb")
+    q = write_vectors(tmp_path / "q.h5", rng.standard_normal((3000, 16)).astype(np.float32), "emb")
+    r = run_on_small_disk(tmp_path / "d", 2, f'''
+        LAIONKNN_HOME="$D/home" $LK gold --database {db} --queries {q} --k 100 --out "$D/gold.h5"; echo "rc=$?"
+        {LIST_FILES}''')
+    assert "rc=2" in r.stdout, (r.stdout, r.stderr)
+    assert_clean_error(2, _stderr_line(r), "writing " + str(tmp_path / "d" / "gold.h5"), "needs about")
+    assert not [f for f in listed_files(r.stdout) if f.endswith(".h5") or ".ckpt" in f]

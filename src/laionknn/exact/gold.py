@@ -11,7 +11,7 @@ import numpy as np
 
 from laionknn import workspace
 from laionknn.errors import LaionKnnError, OutputError, UsageError
-from laionknn.fsutil import check_writable, explain_os_error
+from laionknn.fsutil import check_free_space, check_writable, explain_os_error
 from laionknn.exact import checkpoint
 from laionknn.exact.engine import knn
 from laionknn.io import VectorFile, write_gold
@@ -64,6 +64,8 @@ def gold_standard(database_path: "str | os.PathLike[str]", queries_path: "str | 
         checkpoint.remove(ckpt)
     with VectorFile(queries_path) as vq:
         queries = vq.read()
+    # knns int32 + dists float32 + tie_at_k uint8 per query, plus HDF5 headers: refuse now, not after the pass
+    check_free_space(out.parent, len(queries) * (8 * k + 1) + (64 << 10), f"writing {out}")
     with VectorFile(database_path) as db:
         res = knn(db, queries, k, m, memory=memory, threads=threads, blas=blas, checkpoint=ckpt, resume=resume,
                   block_rows=block_rows, query_batch=query_batch, checkpoint_every=checkpoint_every)
