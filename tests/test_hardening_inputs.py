@@ -135,3 +135,10 @@ def test_stats_on_a_nan_row(tmp_path, capsys, recall_rows):
     p = write_vectors(tmp_path / "nan.h5", x, "emb")
     code, _, err = cli(["--quiet", "stats", p, "--sample", "300", "--recall-rows", recall_rows], capsys)
     assert_clean_error(code, err, "row 10", "NaN")
+
+
+def test_zero_and_negative_defaults_widen_the_range():
+    assert check_params("x", "build", {"rerank": 0}, {"rerank": 0})["rerank"] == 0
+    assert check_params("x", "build", {"levels": -1}, {"levels": -1})["levels"] == -1
+    with pytest.raises(UsageError, match="at least 0"):
+        check_params("x", "build", {"rerank": -1}, {"rerank": 0})

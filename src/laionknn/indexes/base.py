@@ -267,13 +267,14 @@ def check_params(backend: str, kind: str, given: dict[str, Any], defaults: dict[
     return out
 
 
-#: integer parameters that may be 0 (every other integer knob counts something and must be >= 1)
+#: integer parameters that may be 0 besides those whose default is 0 (a negative default, an "auto"
+#: marker, lifts the bound; every other integer knob counts something and must be >= 1)
 ZERO_ALLOWED = frozenset({"seed", "reorder"})
 
 
 def _check_param(backend: str, kind: str, key: str, value: Any, default: Any) -> Any:
     """``value`` converted to the type of ``default``: booleans stay booleans, integers are whole
-    numbers >= 1 (>= 0 for seeds and ``reorder``), floats finite. A wrong type or range raises a
+    numbers >= 1 (>= 0 for seeds, ``reorder`` and knobs whose default is 0), floats finite. A wrong type or range raises a
     UsageError naming the backend, the key and the value, instead of reaching the library (where a
     negative ``M`` or a string crashed or segfaulted)."""
     from laionknn.validation import check_float, check_int
@@ -285,7 +286,8 @@ def _check_param(backend: str, kind: str, key: str, value: Any, default: Any) ->
                 raise UsageError(f"{what} must be true or false, got {value!r}")
             return value
         if isinstance(default, int):
-            return check_int(value, what, min=0 if key in ZERO_ALLOWED else 1)
+            low = None if default < 0 else 0 if key in ZERO_ALLOWED or default == 0 else 1  # default -1: "auto"
+            return check_int(value, what, min=low)
         if isinstance(default, float):
             if isinstance(value, bool):
                 raise UsageError(f"{what} must be a number, got {value!r}")
