@@ -10,6 +10,15 @@ the last one) is then timed with each thread count: the median of 3 timed search
 thread count: its QPS and recall, build seconds, peak RSS of that subprocess and the size of the
 saved index. Every probe and timed point is kept in the JSON written beside ``--markdown``.
 
+Honest comparisons: every backend gets the same float32 normalised vectors (the protocol's block
+conversion), the same thread count, and its library's batch call where it has one; a library that
+can only search one query per call is marked ``single-query`` in its rows and in the table. Every row
+carries the CPU model, vendor and SIMD flags (AVX-512, AVX512-FP16, AMX), the library version and, for
+faiss, the kernel its bundled OpenBLAS picked (threadpoolctl). When that kernel lacks AVX2 on an AVX2
+CPU (the Intel kind picks "Prescott", which made IVF-PQ fast-scan 1.5-1.7x slower) and
+``OPENBLAS_CORETYPE`` is not set, the workers run with ``OPENBLAS_CORETYPE=Haswell`` and the table
+says so; a kernel that is still slow is reported, not hidden.
+
 Brute force (``faiss-flat``) is skipped above ``--brute-max-rows`` (default 300K): at 1M rows one
 pass of 10k queries takes minutes, and its speed against our exact engine is measured by
 ``benchmarks/exact.py``. The exact engine is left out for the same reason unless named.
@@ -39,7 +48,7 @@ def worker(args) -> None:
     that reaches the recall threshold and time it with each thread count."""
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.grids import load_grid
-    from laionknn.indexes.runner import build_or_load, peak_rss_bytes, recall_at, timed_search
+    from laionknn.indexes.runner import backend_facts, build_or_load, peak_rss_bytes, recall_at, timed_search
 
     backend = args.backend[0]
     spec, target, database = open_target(args.data, n_queries=args.queries)
@@ -52,7 +61,7 @@ def worker(args) -> None:
         index, buildtime, _, index_bytes = build_or_load(backend, target, build_params,
                                                          threads=top_threads, use_cache=False)
         common = {"backend": backend, "buildtime": buildtime, "build_threads": top_threads,
-                  "index_bytes": index_bytes}
+                  "index_bytes": index_bytes, **backend_facts(backend)}
         for k, threshold in THRESHOLDS.items():
             # probe: one search per grid point with every thread, in grid order (grids ascend in
             # effort), stopping at the first point that reaches the threshold: later points are slower
@@ -91,7 +100,8 @@ def summarise(rows: list[dict]) -> list[list[str]]:
     keys = sorted({(r["backend"], r["threads"]) for r in rows}, key=lambda x: (x[0], x[1]))
     for backend, threads in keys:
         mine = [r for r in rows if r["backend"] == backend and r["threads"] == threads and r["kind"] == "timed"]
-        cells = [backend, str(threads)]
+        single = mine and mine[0].get("search_mode") == "single-query"
+        cells = [f"{backend} (single-query)" if single else backend, str(threads)]
         for k, thr in THRESHOLDS.items():
             ok = [r for r in mine if r["k"] == k and r["recall"] >= thr]
             best = max(ok, key=lambda r: r["qps"]) if ok else None
@@ -99,9 +109,39 @@ def summarise(rows: list[dict]) -> list[list[str]]:
             cells.append(f"{best['qps']:,.0f} ({best['recall']:.3f}; {best['query'] or 'no knobs'})" if best
                          else f"— (max {top:.3f})")
         cells += [f"{mine[0]['buildtime']:.1f}", f"{max(r['peak_rss_bytes'] for r in mine) / 2**30:.2f}",
-                  f"{mine[0]['index_bytes'] / 2**20:,.0f}"]
+                  f"{mine[0]['index_bytes'] / 2**20:,.0f}" if mine[0]["index_bytes"] else "— (not saved)"]
         table.append(cells)
     return table
+
+
+def machine_lines(rows: list[dict], coretype_note: str) -> list[str]:
+    """The machine and versions the table was measured with (from the rows themselves)."""
+    if not rows:
+        return []
+    first = rows[0]
+    versions = sorted({(r["backend"], r.get("library", ""), r.get("library_version", "")) for r in rows})
+    lines = [f"CPU: {first.get('cpu_model')} ({first.get('cpu_vendor')}); flags: {first.get('cpu_flags') or 'none of note'}"]
+    blas = sorted({r["faiss_blas"] + ("" if r.get("faiss_blas_ok") != "no" else " (no AVX2: slow kernel)")
+                   for r in rows if r.get("faiss_blas")})
+    if blas:
+        lines.append(f"faiss BLAS: {'; '.join(blas)}{coretype_note}")
+    lines.append("Versions: " + ", ".join(f"{b} = {lib} {v}" for b, lib, v in versions))
+    return lines
+
+
+def blas_environment() -> tuple[dict[str, str], str]:
+    """The environment for the workers, and a note for the table: ``OPENBLAS_CORETYPE=Haswell`` when
+    faiss's bundled OpenBLAS picked a kernel without AVX2 on an AVX2 CPU and the variable is unset."""
+    from laionknn.indexes.machine import faiss_blas
+
+    env = {**os.environ, "LAIONKNN_QUIET": "1"}
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return env, f" (OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} set by the caller)"
+    blas = faiss_blas()
+    if blas["faiss_blas_ok"] == "no":
+        env["OPENBLAS_CORETYPE"] = "Haswell"
+        return env, f" (picked {blas['faiss_blas_core']} on its own; workers ran with OPENBLAS_CORETYPE=Haswell)"
+    return env, ""
 
 
 def main() -> None:
@@ -127,6 +167,7 @@ def main() -> None:
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.registry import available_backends
 
+    env, coretype_note = blas_environment()
     sections = []
     for size in args.size or ["300K", "1M"]:
         name = synthetic_database_name(size)
@@ -146,7 +187,7 @@ def main() -> None:
             if args.repeats:
                 cmd += ["--repeats", str(args.repeats)]
             t0 = time.time()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LAIONKNN_QUIET": "1"})
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode or line is None:
                 print(f"{backend}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -158,6 +199,7 @@ def main() -> None:
         lines = [f"### {name}, {args.queries} queries", "", "| " + " | ".join(header) + " |",
                  "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in summarise(rows)]
+        lines += [""] + machine_lines(rows, coretype_note)
         if skipped:
             lines += ["", f"Skipped (brute force above {args.brute_max_rows:,} rows; see the exact engine's "
                           f"benchmark): {', '.join(skipped)}"]

@@ -142,3 +142,58 @@ def test_zero_and_negative_defaults_widen_the_range():
     assert check_params("x", "build", {"levels": -1}, {"levels": -1})["levels"] == -1
     with pytest.raises(UsageError, match="at least 0"):
         check_params("x", "build", {"rerank": -1}, {"rerank": 0})
+
+
+def _backend_class(name: str):
+    """The backend's class without its library (the modules import libraries lazily)."""
+    import importlib
+
+    from laionknn.indexes.registry import BACKENDS
+
+    module, cls = BACKENDS[name][0].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def test_every_backend_grid_passes_the_parameter_rule():
+    """Every shipped grid point of every backend (the peer backends of issue 14 included, installed or
+    not, every override) passes the typed, range-checked parameter rule, so a default sweep never
+    trips over it; and every integer default is itself in range."""
+    import tomllib
+
+    from laionknn.indexes.base import ZERO_ALLOWED
+    from laionknn.indexes.grids import _expand, default_grid_path
+    from laionknn.indexes.registry import BACKENDS
+
+    for name in BACKENDS:
+        cls = _backend_class(name)
+        for kind, defaults in (("build", cls.build_defaults), ("query", cls.query_defaults)):
+            for key, value in defaults.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    assert value >= (0 if key in ZERO_ALLOWED or value <= 0 else 1), (name, key)
+        path = default_grid_path(name)
+        if path is None:
+            continue
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        builds = [raw.get("build", [{}])] + [ov["build"] for ov in raw.get("override", []) if "build" in ov]
+        queries = [raw.get("query", {})] + [ov["query"] for ov in raw.get("override", []) if "query" in ov]
+        for tables in builds:
+            for table in [tables] if isinstance(tables, dict) else tables:
+                for cfg in _expand(table):
+                    check_params(name, "build", cfg, cls.build_defaults)
+        for table in queries:
+            for cfg in _expand(table):
+                check_params(name, "query", cfg, cls.query_defaults)
+
+
+def test_peer_backend_zero_knobs():
+    """SVS LVQ4x0/LVQ8x0 (no residual) are valid; SymphonyQG's quantization_bits 0 (float32) too; a
+    negative value of either and a zero degree are refused before the library sees them."""
+    lvq, symqg = _backend_class("svs-lvq"), _backend_class("rabitq-symqg")
+    assert check_params("svs-lvq", "build", {"residual_bits": 0}, lvq.build_defaults)["residual_bits"] == 0
+    assert check_params("rabitq-symqg", "build", {"quantization_bits": 0}, symqg.build_defaults)["quantization_bits"] == 0
+    for name, cls, key, value, needle in (("svs-lvq", lvq, "residual_bits", -1, "at least 0"),
+                                          ("svs-lvq", lvq, "graph_max_degree", 0, "at least 1"),
+                                          ("rabitq-symqg", symqg, "quantization_bits", -4, "at least 0"),
+                                          ("rabitq-symqg", symqg, "max_degree", 0, "at least 1")):
+        with pytest.raises(UsageError, match=f"{key} {needle}".replace(" at", " must be at")):
+            check_params(name, "build", {key: value}, cls.build_defaults)

@@ -11,7 +11,7 @@ from hardeninghelpers import assert_clean_error, cli
 from laionknn.errors import DataError, UsageError
 from laionknn.io import write_vectors
 from laionknn.types import Metric
-from laionknn.validation import check_float, check_int, check_k, check_seed, check_threads
+from laionknn.validation import check_float, check_int, check_k, check_memory_size, check_seed, check_threads
 
 D = ["--data", "synthetic-clip768v2-n=1000"]
 GOLD = ["--database", "a.h5", "--queries", "b.h5"]
@@ -59,6 +59,20 @@ CASES = [
     (["stats", "x.h5", "--sample", "0"], "--sample", "at least 2"),
     (["stats", "x.h5", "--recall-queries", "0"], "--recall-queries", "at least 1"),
     (["datasets", "fetch", "x", "--retries", "-1"], "--retries", "between 0 and 100"),
+    # the options of sharded search (issue 17) and memory-capped sweeps, through the same checks
+    (["search", *D, "--index", "exact", "--dask", "--workers", "0"], "--workers", "at least 1"),
+    (["search", *D, "--index", "exact", "--dask", "--shards", "0"], "--shards", "at least 1"),
+    (["search", *D, "--index", "exact", "--dask", "--shards", "2.5"], "--shards", "integer"),
+    (["search", *D, "--index", "exact", "--memory-limit", "0"], "--memory-limit", "positive size"),
+    (["search", *D, "--index", "exact", "--memory-limit", "-1G"], "--memory-limit", "positive size"),
+    (["search", *D, "--index", "exact", "--memory-limit", "infG"], "--memory-limit", "positive size"),
+    (["search", *D, "--index", "exact", "--memory-limit", "lots"], "--memory-limit", "positive size"),
+    (["run", "--memory-limit", "0"], "--memory-limit", "positive size"),
+    (["run", "--memory-limit", "nanG"], "--memory-limit", "positive size"),
+    (["gold", *GOLD, "--memory", "-8G"], "--memory", "positive size"),
+    (["gold", *GOLD, "--memory", "1e999G"], "--memory", "positive size"),
+    (["gold", *GOLD, "--dask", "--workers", "0"], "--workers", "at least 1"),
+    (["gold", *GOLD, "--dask", "--shards", "-1"], "--shards", "at least 1"),
 ]
 
 
@@ -91,6 +105,48 @@ def test_shared_checks_say_what_to_do():
     with pytest.raises(UsageError, match="finite"):
         check_float("nan", "x")
     assert check_k("1000") == 1000 and check_seed(2**70) == 2**70
+
+
+@pytest.mark.parametrize("value,expected", [("512M", 512 * 1024**2), ("2G", 2 * 1024**3), ("1.5GiB", 3 * 1024**3 // 2),
+                                            ("4096", 4096), (" 8 gb ", 8 * 1024**3), (1024, 1024)])
+def test_memory_sizes_parse(value, expected):
+    assert check_memory_size(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-1G", "nanG", "infG", "1e999G", "0.0001K", "ten", "", 0, -5, float("nan"), True])
+def test_memory_sizes_refused(value):
+    with pytest.raises(UsageError, match="--memory-limit must be a positive size"):
+        check_memory_size(value)
+
+
+def test_library_entry_points_of_the_new_options_refuse_bad_values(tmp_path, home):
+    """run_pipeline / sweep / sweep_dask / check_shards / connect: the checks the CLI types make, before
+    any data is synthesised or a cluster is started."""
+    from laionknn.distributed.engine import connect
+    from laionknn.distributed.search import check_shards
+    from laionknn.distributed.sweep import sweep_dask
+    from laionknn.indexes.mainjob import run_pipeline
+    from laionknn.indexes.runner import SweepTarget, sweep
+
+    with pytest.raises(UsageError, match="--memory-limit must be a positive size"):
+        run_pipeline(size="1000", memory_limit="0")
+    with pytest.raises(UsageError, match="unknown task"):
+        run_pipeline(size="1000", task="2024-9")
+    assert [p for p in home.rglob("*") if p.is_file()] == []
+    x = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    target = SweepTarget(database=x, queries=x[:5], metric=Metric.L2, data="pca32v2", size="50", dataset="t")
+    with pytest.raises(UsageError, match="--memory-limit must be a positive size"):
+        sweep("exact", target, 5, tmp_path, memory_limit=-1)
+    for kwargs, needle in (({"k": 0}, "between 1 and 1000"), ({"k": 5, "threads": 0}, "--threads"),
+                           ({"k": 5, "repeats": 0}, "--repeats"), ({"k": 5, "shards": 0}, "--shards")):
+        with pytest.raises(UsageError, match=needle):
+            sweep_dask("exact", target, out_dir=tmp_path, client=None, **{"shards": 2, **kwargs})
+    with pytest.raises(UsageError, match="--shards must be an integer"):
+        check_shards("x", 10, "t")
+    with pytest.raises(UsageError, match="--workers must be at least 1"):
+        with connect(None, 0):
+            pass
+    assert not (tmp_path / "runs.jsonl").exists()
 
 
 def test_library_sweep_refuses_what_the_cli_refuses(tmp_path):

@@ -268,3 +268,37 @@ def test_gold_final_write_failure_keeps_the_checkpoint_and_resume_writes_it(tmp_
     assert out.read_bytes() == Path(ref).read_bytes()
     assert any("at row 1200 of 1200" in r.getMessage() for r in caplog.records)
     assert not ckpt.exists(ck)
+
+
+def test_scratch_folders_are_temp_named_and_cleaned(tmp_path, home):
+    """Scratch folders of the new writers (an index travelling between Dask workers, SVS's .fvecs copy,
+    NGT's build folder, the runner's size measurement) are .tmp-<pid>-* folders of the index cache: gone
+    after use, and those a killed process left are removed by the next writer there."""
+    import pickle
+
+    from laionknn import workspace
+    from laionknn.distributed.search import ShardIndex, ShardSource
+    from laionknn.fsutil import temp_dir
+    from laionknn.indexes.registry import create, is_available
+
+    cache = workspace.index_cache_dir()
+    stale = cache / ".tmp-999999999-shard-transfer-0123456789ab"
+    stale.mkdir()
+    (stale / "index").write_bytes(b"x")
+    _age(stale)
+    with temp_dir(cache, "svs-build") as d:
+        assert d.parent == cache and d.name.startswith(f".tmp-{os.getpid()}-svs-build-") and d.is_dir()
+        assert not stale.exists()  # the next writer cleaned it
+    assert not d.exists()
+    backend = "hnswlib" if is_available("hnswlib") else None
+    if backend is None:
+        pytest.skip("hnswlib not installed")
+    X, _ = _data()
+    path = write_vectors(tmp_path / "db.h5", X, "emb")
+    index = create(backend, "cosine", threads=1)
+    source = ShardSource(str(path), "emb", 0, len(X), X.shape[1], X.dtype)
+    index.build(source)
+    holder = ShardIndex(0, backend, index, source, buildtime=0.0, cached=False, index_bytes=0)
+    back = pickle.loads(pickle.dumps(holder))
+    assert back.index.search(X[:3].astype(np.float32), 1).ids[:, 0].tolist() == [0, 1, 2]
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".tmp-")] == []

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from laionknn.indexes import available_backends, create, get_backend, known_backends, load_grid
+from laionknn.indexes.grids import default_grid_path
 from laionknn.types import Metric
 
 N, DIM, NQ, K = 2000, 64, 100, 10
@@ -20,7 +21,9 @@ FLOORS = {
     "exact": 1.0, "faiss-flat": 0.99, "faiss-ivfflat": 0.85, "faiss-ivfsq8": 0.8, "faiss-ivfpqfs": 0.8,
     "faiss-hnsw": 0.9, "faiss-hnswsq8": 0.9, "hnswlib": 0.9, "usearch-f32": 0.9, "usearch-f16": 0.9,
     "usearch-i8": 0.8, "scann": 0.85, "faiss-binary-flat": 1.0, "faiss-binary-ivf": 0.6,
-    "faiss-binary-hnsw": 0.6,
+    "faiss-binary-hnsw": 0.6, "faiss-ivfrabitqfs": 0.8, "faiss-nsg": 0.9, "deglib": 0.9, "deglib-u8": 0.85,
+    "rabitq-ivf": 0.85, "rabitq-symqg": 0.9, "vsag-hgraph": 0.9, "ngt-anng": 0.9, "ngt-onng": 0.9,
+    "voyager-e4m3": 0.7, "voyager-f32": 0.9, "svs-vamana": 0.9, "svs-lvq": 0.85, "svs-leanvec": 0.8,
 }
 
 
@@ -65,13 +68,15 @@ def _true_dists(metric, db, q):
 def test_registry_lists_every_backend_with_a_grid_and_floor():
     assert set(known_backends()) == set(FLOORS)
     for name in known_backends():
+        assert default_grid_path(name) is not None, f"{name}: no grid file"
+    for name in available_backends():  # validating keys needs the backend class (its library)
         assert load_grid(name).build  # default grid file parses and validates
 
 
 @pytest.mark.parametrize("name", known_backends())
 def test_backend_conformance(name, float_data, binary_data, tmp_path):
     if name not in available_backends():
-        pytest.skip(f"{name}: library not installed")
+        pytest.skip(f"{name}: unavailable here (library not installed, or a CPU it does not run on)")
     cls = get_backend(name)
     metric = Metric.HAMMING if Metric.HAMMING in cls.metrics and Metric.COSINE not in cls.metrics else Metric.COSINE
     db, q = binary_data if metric is Metric.HAMMING else float_data
@@ -107,3 +112,24 @@ def test_backend_conformance(name, float_data, binary_data, tmp_path):
         again.set_query_params(**grid.query[-1])
         res2 = again.search(q, K)
         assert (res2.ids == res.ids).mean() >= 0.99
+
+
+@pytest.mark.parametrize("name", known_backends())
+def test_min_index_bytes_is_a_lower_bound_of_the_saved_index(name, float_data, binary_data, tmp_path):
+    """`--memory-limit` refuses limits below ``min_index_bytes``: it must never exceed what the index
+    really stores (measured as the size of its saved files, which hold the codes, ids and links)."""
+    if name not in available_backends():
+        pytest.skip(f"{name} is not available here")
+    from laionknn.indexes.base import dir_size
+
+    cls = get_backend(name)
+    binary = Metric.HAMMING in cls.metrics
+    db, _ = binary_data if binary else float_data
+    build = load_grid(name, n_rows=N).build[0]
+    index = create(name, "hamming" if binary else "cosine", threads=1, **build)
+    index.build(db)
+    bound = cls.min_index_bytes(N, db.shape[1], index.build_params)
+    if not cls.supports_save:
+        assert bound == 0  # keeps nothing of its own
+        return
+    assert 0 < bound <= dir_size(index.save(tmp_path / "index")), name

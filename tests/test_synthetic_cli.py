@@ -22,16 +22,16 @@ def run(argv, capsys):
 def test_synth_then_stats(home, capsys):
     code, out, err = run(["synth", "--size", "5000", "--queries", "300", "--seed", "1"], capsys)
     assert code == 0, err
-    db = home / "data" / "synthetic-clip768v2-n=5K-seed=1.h5"
-    q = home / "data" / "synthetic-queries-300-clip768v2-seed=1.h5"
-    assert "synthetic-clip768v2-n=5K-seed=1" in out and str(db) in out.replace("\n", "")
+    db = home / "data" / "synthetic-v3-clip768v2-n=5K-seed=1.h5"
+    q = home / "data" / "synthetic-v3-queries-300-clip768v2-seed=1.h5"
+    assert "synthetic-v3-clip768v2-n=5K-seed=1" in out and str(db) in out.replace("\n", "")
     with h5py.File(db) as f:
         assert f["emb"].dtype == np.float16 and f["emb"].shape == (5000, 768)
     with h5py.File(q) as f:
         assert f["emb"].dtype == np.float32 and f["emb"].shape == (300, 768)
     code, out, err = run(["synth", "--size", "5000", "--queries", "300", "--seed", "1"], capsys)
     assert code == 0 and "kept" in out
-    code, out, err = run(["stats", "synthetic-clip768v2-n=5K-seed=1", "--sample", "512",
+    code, out, err = run(["stats", "synthetic-v3-clip768v2-n=5K-seed=1", "--sample", "512",
                           "--queries", str(q), "--recall-queries", "100"], capsys)
     assert code == 0, err
     for text in ("mean pairwise cosine", "norm of the mean", "PCA variance share, top 96", "pca32 recall@30",
@@ -55,6 +55,9 @@ def test_stats_on_a_plain_file_uses_held_out_rows(tmp_path, rng):
     (["synth", "--size", "12X"], "cannot read size '12X'"),
     (["synth", "--size", "1K", "--seed", "-3"], "--seed must be a non-negative integer"),
     (["synth", "--size", "1K", "--seed", "abc"], "--seed must be a non-negative integer"),
+    (["synth", "--size", "2K", "--generator", "v7"], "unknown synthetic generator version 'v7'; known versions: v2, v3"),
+    (["synth", "--size", "500"], "--size must be at least 768 rows (the number of dimensions)"),
+    (["stats", "synthetic-v9-clip768v2-n=100K"], "unknown synthetic generator version 'v9'"),
     (["stats", "no-such-dataset"], "no catalog entry named"),
     (["stats", "synthetic-gold-standard-clip768v2-n=100K-q=10k"], "is a gold standard"),
     (["stats", "synthetic-clip768v2-n=1000", "--sample", "5"], "--sample must be at least"),
@@ -96,3 +99,48 @@ def test_projection_recall_exact_when_data_is_low_rank(rng):
     x = rng.standard_normal((3000, 20)) @ rng.standard_normal((20, 768))
     r = projection_recall(x[100:], x[:100], dims=(32, 96), k=30)
     assert r[32] == pytest.approx(1.0) and r[96] == pytest.approx(1.0)
+
+
+def test_synth_v2_keeps_its_original_names(home, capsys):
+    code, out, err = run(["synth", "--size", "1000", "--queries", "20", "--generator", "v2"], capsys)
+    assert code == 0, err
+    with h5py.File(home / "data" / "synthetic-clip768v2-n=1K.h5") as f:
+        assert f.attrs["generator"] == "v2"
+    assert (home / "data" / "synthetic-queries-20-clip768v2.h5").exists()
+
+
+def test_fingerprint_against_a_numpy_oracle(rng):
+    """The streamed fingerprint at two small scales equals brute force written here with numpy."""
+    from laionknn.synthetic.fidelity import fingerprint
+
+    n, nq = 3000, 40
+    centres = rng.standard_normal((20, 768))
+    x = (centres[rng.integers(0, 20, n)] + 0.8 * rng.standard_normal((n, 768))).astype(np.float16)
+    q = (centres[rng.integers(0, 20, nq)] + 0.8 * rng.standard_normal((nq, 768))).astype(np.float32)
+
+    def blocks(stop):  # uneven blocks, so that scale boundaries fall inside a block
+        for lo in range(0, stop, 700):
+            yield lo, x[lo:min(stop, lo + 700)]
+
+    real = {"pca32_r30": {1000: 0.5, 3000: 0.5}, "pca96_r30": {3000: 0.5}}
+    fp = fingerprint(blocks, n, q, scales=(1000, 3000), ivf=False, binwalk=False, real=real)
+    xn = x.astype(np.float64)
+    xn /= np.linalg.norm(xn, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    mean = xn.mean(axis=0)  # PCA fitted on all (here < 1M) rows
+    _, _, vt = np.linalg.svd(xn - mean, full_matrices=False)
+
+    def oracle(rows, d):
+        db = xn[:rows]
+        gold = np.argsort(-(qn @ db.T), axis=1)[:, :30]
+        pb, pq = (db - mean) @ vt[:d].T, (qn - mean) @ vt[:d].T
+        d2 = ((pq[:, None, :] - pb[None, :, :]) ** 2).sum(axis=2)
+        got = np.argsort(d2, axis=1)[:, :30]
+        return np.mean([len(set(a) & set(b)) / 30 for a, b in zip(got, gold)])
+
+    assert fp.figures["pca32_r30"][1000] == pytest.approx(oracle(1000, 32), abs=1e-9)
+    assert fp.figures["pca32_r30"][3000] == pytest.approx(oracle(3000, 32), abs=1e-9)
+    assert fp.figures["pca96_r30"][3000] == pytest.approx(oracle(3000, 96), abs=1e-9)
+    rows = {(r["figure"], r["scale"]): r for r in fp.rows()}
+    r = rows[("pca96_r30", 3000)]
+    assert r["delta"] == pytest.approx(abs(r["measured"] - 0.5)) and r["within"] == (r["delta"] <= 0.03)

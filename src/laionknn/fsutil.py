@@ -77,6 +77,31 @@ def clean_stale_temps(folder: "str | os.PathLike[str]", *, older_than: float | N
     return removed
 
 
+def make_temp_dir(folder: "str | os.PathLike[str]", purpose: str) -> Path:
+    """A new, empty ``.tmp-<pid>-<purpose>-<random>`` folder in ``folder`` (created), after removing the
+    folder's stale temporary files: scratch space that a killed run leaves under a name the next
+    writer recognises and cleans. The random part keeps concurrent users in one process apart."""
+    import uuid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = temp_path(folder / f"{purpose}-{uuid.uuid4().hex[:12]}")
+    path.mkdir()
+    return path
+
+
+@contextlib.contextmanager
+def temp_dir(folder: "str | os.PathLike[str]", purpose: str) -> Iterator[Path]:
+    """:func:`make_temp_dir` for the block; removed afterwards, whatever happens."""
+    import shutil
+
+    path = make_temp_dir(folder, purpose)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_path(target: "str | os.PathLike[str]") -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it onto ``target``.

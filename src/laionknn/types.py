@@ -103,3 +103,10 @@ def format_size(n: int) -> str:
         if n >= mult and n % mult == 0:
             return f"{n // mult}{suffix}"
     return str(n)
+
+
+#: Versions of the synthetic generator. The version is part of a synthetic dataset's identity: v3 names
+#: carry it (``synthetic-v3-clip768v2-n=100K``); v2 names are the original ones without a version token
+#: (``synthetic-clip768v2-n=100K``), kept so earlier figures can be reproduced.
+SYNTHETIC_GENERATORS = ("v2", "v3")
+DEFAULT_GENERATOR = "v3"

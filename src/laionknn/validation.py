@@ -9,12 +9,14 @@ them too, so ``k=0`` or ``threads=-2`` never silently becomes a default.
 
 The ranges: ``k`` 1..:data:`MAX_K` (official gold standards hold at most 1000 neighbours);
 ``threads`` and ``repeats`` at least 1 (``None`` means the default); seeds at least 0; counts of
-rows, queries, components at least 1; floats finite.
+rows, queries, components at least 1; floats finite; memory sizes (``--memory-limit``) a positive
+number of bytes with an optional binary suffix (``512M``, ``2G``, ``1.5GiB``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 from laionknn.errors import UsageError
 
@@ -115,5 +117,29 @@ def check_count(n, name: str, *, min: int = 1, max: int | None = None) -> int:
     return check_int(n, name, min=min, max=max)
 
 
-__all__ = ["MAX_K", "check_count", "check_float", "check_int", "check_k", "check_optional",
+_MEMORY = re.compile(r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:e\+?\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_MEMORY_MULT = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def check_memory_size(value, name: str = "--memory-limit") -> int:
+    """A memory size in bytes, at least 1: an integer (bytes) or text such as ``512M``, ``2G``,
+    ``1.5GiB``, ``4096`` (binary units). Negative, zero, ``nan``/``inf`` and unreadable text are refused."""
+    opt = _name(name)
+    example = "a positive size such as 512M, 2G or a byte count"
+    if isinstance(value, bool):
+        raise UsageError(f"{opt} must be {example}, got {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 1:
+            raise UsageError(f"{opt} must be {example}, got {value!r}")
+        return int(value)
+    m = _MEMORY.match(str(value))
+    if not m:
+        raise UsageError(f"{opt} must be {example}, got {value!r}")
+    amount = float(m.group(1)) * _MEMORY_MULT[m.group(2).upper()]
+    if not math.isfinite(amount) or amount < 1:
+        raise UsageError(f"{opt} must be {example}, got {value!r}")
+    return int(amount)
+
+
+__all__ = ["MAX_K", "check_count", "check_float", "check_int", "check_k", "check_memory_size", "check_optional",
            "check_repeats", "check_seed", "check_threads"]

@@ -58,12 +58,13 @@ def dataset(name: str, n_queries: int = 10_000, extra_catalogs=None) -> DatasetS
     db = resolve(name, extra_catalogs)
     if db.kind != "database":
         raise CatalogError(f"{name!r} is a {db.kind} file; --data takes a database name such as "
-                           f"synthetic-clip768v2-n=100K or laion2B-en-clip768v2-n=300K")
+                           f"synthetic-v3-clip768v2-n=100K or laion2B-en-clip768v2-n=300K")
     if db.synthetic:
         seed = db.seed or 0
         fitted = None if db.family == "clip768v2" else db.subset
-        q = resolve(synthetic_queries_name(n_queries, seed, db.family, fitted_on=fitted))
-        g = resolve(synthetic_gold_name(db.subset, n_queries, seed))
+        gen = db.generator or "v2"
+        q = resolve(synthetic_queries_name(n_queries, seed, db.family, fitted_on=fitted, generator=gen))
+        g = resolve(synthetic_gold_name(db.subset, n_queries, seed, generator=gen))
         k = 10
     else:
         records = {r.name: r for r in all_records(extra_catalogs)}

@@ -60,6 +60,10 @@ def ensure(record: Record, *, dest: "str | os.PathLike[str] | None" = None, mirr
                     raise
                 raise FormatError(f"{exc}; the file under the final name is not {record.name}: delete it, then "
                                   f"fetch again (fetch keeps a file that is present)") from None
+        if record.synthetic and record.kind in ("database", "queries"):
+            from laionknn.synthetic.writer import check_stamp
+
+            check_stamp(path, record)
         return path
     if record.synthetic:
         return _synthesise(record, path, dest)
@@ -113,8 +117,9 @@ def _synthesise(record: Record, path: Path, dest) -> Path:
         raise CatalogError(f"{record.name} is computed, not downloaded, and this installation has no "
                            f"laionknn.exact.gold_standard; compute it with `laionknn gold`")
     seed = record.seed or 0
-    db = ensure(resolve(synthetic_database_name(record.subset, seed)))
-    q = ensure(resolve(synthetic_queries_name(record.extra.get("n_queries", 10_000), seed)))
+    gen = record.generator or "v2"
+    db = ensure(resolve(synthetic_database_name(record.subset, seed, generator=gen)))
+    q = ensure(resolve(synthetic_queries_name(record.extra.get("n_queries", 10_000), seed, generator=gen)))
     return Path(gold_standard(db, q, SYNTHETIC_GOLD_K, normalize=True, out=path, memory=None, resume=True))
 
 

@@ -3,8 +3,9 @@
 The built-in records come from ``data/sisap-laion2b-files.tsv`` (a copy of the organisers' file lists,
 shipped inside the package). Users add records from a TSV with the same columns via ``--catalog FILE``
 or ``$LAIONKNN_CATALOG`` (several files separated by ``os.pathsep``). Synthetic files are records too,
-generated on demand from their names (``synthetic-clip768v2-n=100K`` ...), so the rest of the system
-treats real and synthetic data alike.
+generated on demand from their names (``synthetic-v3-clip768v2-n=100K`` ...), so the rest of the system
+treats real and synthetic data alike. The generator version is part of a synthetic name: ``synthetic-v3-…``
+is generator v3 (the default), a name without a version token (``synthetic-clip768v2-n=100K``) is v2.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from laionknn.errors import CatalogError
 from laionknn.fsutil import check_plain_name
-from laionknn.types import format_size, parse_size
+from laionknn.types import DEFAULT_GENERATOR, SYNTHETIC_GENERATORS, format_size, parse_size
 
 COLUMNS = ("file", "role", "family", "subset", "h5_keys", "dtype_shape_as_h5py_sees_it", "md5",
            "listed_size", "listed_in", "urls")
@@ -61,6 +62,7 @@ class Record:
     synthetic: bool = False
     seed: int | None = None
     source: str = "builtin"
+    generator: str = ""  # synthetic records: the generator version (v2, v3); "" for real files
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -169,59 +171,79 @@ def builtin_records() -> tuple[Record, ...]:
 
 # --- synthetic records -------------------------------------------------------------------------
 SYNTHETIC_SIZES = ("100K", "300K", "1M", "10M")
-_SYN_DB = re.compile(r"^synthetic-(clip768v2|pca32v2|pca96v2|hammingv2)-n=(\w+?)(?:-seed=(\d+))?$")
-_SYN_Q = re.compile(r"^synthetic-queries-(\w+?)-(clip768v2|pca32v2|pca96v2|hammingv2)(?:-n=(\w+?))?(?:-seed=(\d+))?$")
-_SYN_GOLD = re.compile(r"^synthetic-gold-standard-clip768v2-n=(\w+?)-q=(\w+?)(?:-seed=(\d+))?$")
+_GEN = r"synthetic-(?:(v\d+)-)?"
+_SYN_DB = re.compile(rf"^{_GEN}(clip768v2|pca32v2|pca96v2|hammingv2)-n=(\w+?)(?:-seed=(\d+))?$")
+_SYN_Q = re.compile(rf"^{_GEN}queries-(\w+?)-(clip768v2|pca32v2|pca96v2|hammingv2)(?:-n=(\w+?))?(?:-seed=(\d+))?$")
+_SYN_GOLD = re.compile(rf"^{_GEN}gold-standard-clip768v2-n=(\w+?)-q=(\w+?)(?:-seed=(\d+))?$")
 
 
 def _seed_suffix(seed: int) -> str:
     return "" if seed == 0 else f"-seed={seed}"
 
 
-def synthetic_database_name(size: "str | int", seed: int = 0, family: str = "clip768v2") -> str:
-    return f"synthetic-{family}-n={format_size(parse_size(size))}{_seed_suffix(seed)}"
+def check_generator(version: str) -> str:
+    """A known generator version ('v2', 'v3'), else CatalogError."""
+    if version not in SYNTHETIC_GENERATORS:
+        raise CatalogError(f"unknown synthetic generator version {version!r}; known versions: "
+                           f"{', '.join(SYNTHETIC_GENERATORS)} (default {DEFAULT_GENERATOR})")
+    return version
+
+
+def _prefix(version: str | None) -> str:
+    """'synthetic-v3-' for v3 (and later versions), 'synthetic-' for v2 (its original names)."""
+    version = check_generator(version or DEFAULT_GENERATOR)
+    return "synthetic-" if version == "v2" else f"synthetic-{version}-"
+
+
+def synthetic_database_name(size: "str | int", seed: int = 0, family: str = "clip768v2",
+                            generator: str | None = None) -> str:
+    return f"{_prefix(generator)}{family}-n={format_size(parse_size(size))}{_seed_suffix(seed)}"
 
 
 def synthetic_queries_name(n_queries: "str | int", seed: int = 0, family: str = "clip768v2",
-                           fitted_on: "str | int | None" = None) -> str:
+                           fitted_on: "str | int | None" = None, generator: str | None = None) -> str:
     """Queries are shared by every size of one seed (like the official ones); projected queries
     depend on the model's fit set, named by ``fitted_on``."""
     nq = format_size(parse_size(n_queries)).lower()
     fit = "" if fitted_on is None else f"-n={format_size(parse_size(fitted_on))}"
-    return f"synthetic-queries-{nq}-{family}{fit}{_seed_suffix(seed)}"
+    return f"{_prefix(generator)}queries-{nq}-{family}{fit}{_seed_suffix(seed)}"
 
 
-def synthetic_gold_name(size: "str | int", n_queries: "str | int" = 10_000, seed: int = 0) -> str:
-    return (f"synthetic-gold-standard-clip768v2-n={format_size(parse_size(size))}"
+def synthetic_gold_name(size: "str | int", n_queries: "str | int" = 10_000, seed: int = 0,
+                        generator: str | None = None) -> str:
+    return (f"{_prefix(generator)}gold-standard-clip768v2-n={format_size(parse_size(size))}"
             f"-q={format_size(parse_size(n_queries)).lower()}{_seed_suffix(seed)}")
 
 
 def _synthetic_record(name: str) -> Record | None:
-    m = _SYN_DB.match(name)
-    if m:
-        family, size, seed = m.group(1), m.group(2), int(m.group(3) or 0)
+    for pattern in (_SYN_DB, _SYN_Q, _SYN_GOLD):
+        m = pattern.match(name)
+        if m:
+            break
+    else:
+        return None
+    generator = check_generator(m.group(1) or "v2")
+    if m.group(1) == "v2":  # v2 keeps its original names: one name per dataset
+        return _synthetic_record(name.replace("synthetic-v2-", "synthetic-", 1))
+    common = dict(filename=name + ".h5", synthetic=True, source="synthetic", listed_in="synthetic",
+                  generator=generator)
+    if pattern is _SYN_DB:
+        family, size, seed = m.group(2), m.group(3), int(m.group(4) or 0)
         parse_size(size)
         dtype = {"clip768v2": "float16", "hammingv2": "uint64"}.get(family, "float32")
-        return Record(name=name, filename=name + ".h5", role="database", family=family, subset=size,
-                      keys=(FAMILY_KEY[family],), dtype_shape=f"{dtype} (n,{FAMILY_DIM[family]})",
-                      synthetic=True, seed=seed, source="synthetic", listed_in="synthetic")
-    m = _SYN_Q.match(name)
-    if m:
-        nq, family, seed = m.group(1), m.group(2), int(m.group(4) or 0)
+        return Record(name=name, role="database", family=family, subset=size, keys=(FAMILY_KEY[family],),
+                      dtype_shape=f"{dtype} (n,{FAMILY_DIM[family]})", seed=seed, **common)
+    if pattern is _SYN_Q:
+        nq, family, seed = m.group(2), m.group(3), int(m.group(5) or 0)
         dtype = "uint64" if family == "hammingv2" else "float32"
         n = parse_size(nq)
-        return Record(name=name, filename=name + ".h5", role="queries-synthetic", family=family, subset=nq,
-                      keys=(FAMILY_KEY[family],), dtype_shape=f"{dtype} ({n},{FAMILY_DIM[family]})",
-                      synthetic=True, seed=seed, source="synthetic", listed_in="synthetic",
-                      extra={"fitted_on": m.group(3)})
-    m = _SYN_GOLD.match(name)
-    if m:
-        size, nq, seed = m.group(1), m.group(2), int(m.group(3) or 0)
-        return Record(name=name, filename=name + ".h5", role="gold-synthetic", family="clip768v2", subset=size,
-                      keys=("knns", "dists"), dtype_shape=f"int32/float32 ({parse_size(nq)},k)",
-                      synthetic=True, seed=seed, source="synthetic", listed_in="synthetic",
-                      extra={"n_queries": parse_size(nq)})
-    return None
+        return Record(name=name, role="queries-synthetic", family=family, subset=nq, keys=(FAMILY_KEY[family],),
+                      dtype_shape=f"{dtype} ({n},{FAMILY_DIM[family]})", seed=seed,
+                      extra={"fitted_on": m.group(4)}, **common)
+    size, nq, seed = m.group(2), m.group(3), int(m.group(4) or 0)
+    return Record(name=name, role="gold-synthetic", family="clip768v2", subset=size, keys=("knns", "dists"),
+                  dtype_shape=f"int32/float32 ({parse_size(nq)},k)", seed=seed,
+                  extra={"n_queries": parse_size(nq)}, **common)
 
 
 def synthetic_records() -> list[Record]:

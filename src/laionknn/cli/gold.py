@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import K, THREADS, count, number
+from laionknn.cli.options import K, MEMORY_SIZE, THREADS, count, number
 
 
 def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
@@ -44,7 +44,7 @@ def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
 @click.option("--normalize", is_flag=True, help="L2-normalise database and queries (cosine; 2023/2024-public gold).")
 @click.option("--metric", type=click.Choice(["dot", "cosine", "l2", "hamming"]), default="dot", show_default=True,
               help="dot (1 - dot), l2 (squared, projections), hamming (uint64 sketches).")
-@click.option("--memory", default="8G", show_default=True, help="Memory budget for blocks and state.")
+@click.option("--memory", type=MEMORY_SIZE, default="8G", show_default=True, help="Memory budget for blocks and state.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output file (default: under the workspace gold/).")
 @click.option("--resume", is_flag=True, help="Continue from this output's checkpoint (must match the inputs).")
 @click.option("--threads", type=THREADS, help="Threads for BLAS and kernels (default: all cores).")
@@ -66,7 +66,7 @@ def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
 @click.option("--block-rows", type=count(), hidden=True, help="Override the planned block size.")
 @click.option("--query-batch", type=count(), hidden=True, help="Override the planned query batch.")
 @click.pass_context
-def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: bool, metric: str, memory: str,
+def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: bool, metric: str, memory: int,
          out: str | None, resume: bool, threads: int | None, blas: str, checkpoint_every: float,
          use_dask: bool, workers: int, scheduler: str | None, shards: int | None, split_every: int,
          block_rows: int | None, query_batch: int | None) -> None:
@@ -103,30 +103,12 @@ def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: boo
 def _gold_dask(db_path: Path, q_path: Path, k: int, *, resume: bool, workers: int, scheduler: str | None,
                threads: int | None, **kw) -> Path:
     """``gold --dask``: the Dask engine on a local cluster or the cluster at ``scheduler``."""
-    from laionknn.distributed.engine import INSTALL_HINT, gold_standard_dask, local_client
+    from laionknn.distributed.engine import connect, gold_standard_dask
     from laionknn.errors import UsageError
 
     if resume:
         raise UsageError("--resume applies to the local engine's checkpoints; with --dask a lost task is "
                          "recomputed by Dask, so run again without --resume")
-    try:
-        import dask  # noqa: F401
-        import distributed
-    except ModuleNotFoundError:
-        raise UsageError(f"--dask needs dask and distributed, which are not installed; install them with: "
-                         f"{INSTALL_HINT}") from None
-    import logging
-
-    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:  # dask logs at INFO unless -v was asked
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-    if scheduler:
-        try:
-            client = distributed.Client(scheduler, timeout="20s")
-        except OSError as e:
-            raise UsageError(f"cannot reach a Dask scheduler at {scheduler} ({e}); start one with `dask scheduler` "
-                             f"and workers with `dask worker {scheduler}`, or check the address") from None
-        with client:
-            return gold_standard_dask(db_path, q_path, k, client=client, threads=threads, **kw)
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    with local_client(workers, threads) as client:
-        return gold_standard_dask(db_path, q_path, k, client=client, threads=threads, **kw)
+    threads_per_task = threads or (None if scheduler else max(1, (os.cpu_count() or 1) // workers))
+    with connect(scheduler, workers, threads_per_task) as client:
+        return gold_standard_dask(db_path, q_path, k, client=client, threads=threads_per_task, **kw)

@@ -2,7 +2,7 @@
 with these, so all of them refuse the same values with the same one-line message.
 
 ``type=K`` for ``--k``, ``THREADS``, ``REPEATS``, ``SEED``, ``count("--fit-rows")`` for row counts,
-``Number(check_float, min=...)`` for floats. A refused value raises the package's
+``Number(check_float, min=...)`` for floats, ``MEMORY_SIZE`` for ``--memory-limit`` sizes. A refused value raises the package's
 :class:`~laionknn.errors.UsageError` (exit 2, one line, no usage block).
 """
 
@@ -40,3 +40,4 @@ THREADS = Number(validation.check_threads, "INTEGER")
 REPEATS = Number(validation.check_repeats, "INTEGER")
 SEED = Number(validation.check_seed, "INTEGER")
 RETRIES = count(min=0, max=100)
+MEMORY_SIZE = Number(validation.check_memory_size, "SIZE")

@@ -7,22 +7,29 @@ import time
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import K, THREADS, count
+from laionknn.cli.options import K, MEMORY_SIZE, THREADS, count
 
 
 @click.command()
 @click.option("--size", default="100K", show_default=True, help="Synthetic subset size when --data is not given.")
-@click.option("--data", default=None, help="Database name from the catalog (default: synthetic-clip768v2-n=SIZE).")
+@click.option("--data", default=None, help="Database name from the catalog (default: synthetic-v3-clip768v2-n=SIZE).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace runs/).")
 @click.option("--k", type=K, default=None, help="Neighbours per query, 1..1000 (default: the dataset's, 10 or 30).")
 @click.option("--threads", type=THREADS, default=None, help="Threads (default: all cores).")
-@click.option("--index", "backends", multiple=True, help="Only these backends (repeatable; default: all available).")
+@click.option("--index", "backends", multiple=True,
+              help="Only these backends (repeatable; default: all available but the peer libraries).")
+@click.option("--peers", is_flag=True, help="Also sweep the peer libraries (deglib, rabitqlib, VSAG, NGT, Voyager, SVS, "
+                                            "faiss RaBitQ/NSG); benchmarks/peers.py runs them all.")
 @click.option("--queries", "n_queries", type=count(), default=10_000, show_default=True,
               help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="Smaller grids: first build configuration, at most 3 query points.")
 @click.option("--no-baselines", is_flag=True, help="Skip the projections' brute-force baselines.")
+@click.option("--memory-limit", "memory_limit", type=MEMORY_SIZE, metavar="SIZE",
+              help="Each build configuration in a child process under this hard limit; exceeded limits are recorded.")
+@click.option("--task", type=click.Choice(["2024-2", "2024-3"]),
+              help="2024 memory-capped task preset (32G / 64G per 100M rows, k=30; task 3: no originals).")
 @click.pass_context
-def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_baselines):
+def run(ctx, size, data, out_dir, k, threads, backends, peers, n_queries, quick, no_baselines, memory_limit, task):
     """Ensure data, gold standard, baselines, every available index backend, evaluation and report,
     into one folder; prints the operating points at the end."""
     from laionknn.indexes.mainjob import run_pipeline
@@ -30,7 +37,7 @@ def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_bas
     t0 = time.perf_counter()
     outcome = run_pipeline(size=size, data=data, out_dir=out_dir, k=k, quick=quick, threads=threads,
                            backends=list(backends) or None, n_queries=n_queries, catalogs=catalogs(ctx),
-                           baselines=not no_baselines)
+                           baselines=not no_baselines, peers=peers, memory_limit=memory_limit, task=task)
     from laionknn.reporting.tables import fmt_qps, fmt_recall
 
     rows = [[f"{p.threshold:g}", p.run.get("data", ""), p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),

@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import K, REPEATS, THREADS, count
+from laionknn.cli.options import K, MEMORY_SIZE, REPEATS, THREADS, count
 
 
 @click.command()
-@click.option("--data", "data", required=True, help="Database name from the catalog, e.g. synthetic-clip768v2-n=100K.")
+@click.option("--data", "data", required=True, help="Database name from the catalog, e.g. synthetic-v3-clip768v2-n=100K.")
 @click.option("--index", "backend", required=True, help="Backend name (see `laionknn search --list`).")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False), help="TOML grid file (default: the backend's).")
 @click.option("--k", type=K, default=None, help="Neighbours per query, 1..1000 (default: the dataset's, 10 or 30).")
@@ -23,31 +23,91 @@ from laionknn.cli.options import K, REPEATS, THREADS, count
 @click.option("--no-cache", is_flag=True, help="Always build; do not read or write the index cache.")
 @click.option("--repeats", type=REPEATS, default=None,
               help="Timed searches after the warm-up (default: the grid's, else 3).")
+@click.option("--dask", "use_dask", is_flag=True,
+              help="Shard the index over a Dask cluster: a local one of --workers processes, or --scheduler.")
+@click.option("--workers", type=count(), default=2, show_default=True,
+              help="With --dask: worker processes of the local cluster.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Connect to an existing Dask cluster (e.g. tcp://host:8786); the database must be on a shared "
+                   "filesystem at the same path. Implies --dask.")
+@click.option("--shards", type=count(),
+              help="With --dask: contiguous row ranges, one index each (default: one per worker thread).")
+@click.option("--route", type=click.Choice(["broadcast", "routed"]),
+              help="With --dask and an IVF backend: one coarse quantizer for the whole database; broadcast sends "
+                   "every query to every shard, routed only to the shards owning the lists it probes.")
+@click.option("--memory-limit", "memory_limit", type=MEMORY_SIZE, metavar="SIZE",
+              help="Build and search each build configuration in a child process under this hard limit (e.g. 2G); "
+                   "an exceeded limit is recorded, the sweep goes on.")
+@click.option("--task", type=click.Choice(["2024-2", "2024-3"]),
+              help="2024 memory-capped task: limit 32G (task 2) or 64G (task 3) per 100M rows, k=30; task 3 refuses "
+                   "backends that need the original vectors at search time.")
 @click.pass_context
-def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache, repeats):
+def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache, repeats, use_dask, workers,
+           scheduler, shards, route, memory_limit, task):
     """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one
     official result file and one run record per point."""
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.mainjob import default_out_dir
     from laionknn.indexes.registry import get_backend
-    from laionknn.indexes.runner import sweep
+    from laionknn.indexes.runner import check_metric, sweep
 
     get_backend(backend)  # unknown or unavailable backend: fail before touching data
+    use_dask = use_dask or bool(scheduler)
+    _check_combination(backend, use_dask, route, memory_limit, task)
     spec, target, database = open_target(data, n_queries=n_queries, catalogs=catalogs(ctx))
     try:
-        k = int(k or spec.default_k)
+        check_metric(backend, target)  # before the gold standard, which can take long to compute
+        k = int(k or (30 if task else spec.default_k))
+        from laionknn.indexes.memlimit import resolve_memory_limit
+
+        limit = resolve_memory_limit(memory_limit, task, database.n)
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         gold_ids = None
         try:
             gold_ids = gold_for(spec)[1].ids
         except Exception as exc:  # recall in the records is a convenience; the sweep does not need it
             console.print(f"[yellow]no gold standard ({exc}); recall not recorded[/yellow]")
-        records = sweep(backend, target, k, out, grid_file=grid_file, threads=threads, quick=quick,
-                        use_cache=not no_cache, repeats=repeats, gold_ids=gold_ids)
+        common = dict(grid_file=grid_file, quick=quick, use_cache=not no_cache, repeats=repeats, gold_ids=gold_ids)
+        if use_dask:
+            from laionknn.distributed.engine import connect
+            from laionknn.distributed.search import check_shards
+            from laionknn.distributed.sweep import sweep_dask
+
+            if shards:
+                check_shards(shards, database.n, spec.name)  # before starting or reaching a cluster
+            with connect(scheduler, workers, threads or 1) as client:
+                n_shards = shards or max(1, sum(client.nthreads().values()))
+                records = sweep_dask(backend, target, k, out, client=client, shards=n_shards, layout=route or "rows",
+                                     threads=threads, **common)
+        else:
+            records = sweep(backend, target, k, out, threads=threads, memory_limit=limit, task=task, **common)
     finally:
         database.close()
-    rows = [[r["params"], f"{r['buildtime']:.2f}", f"{r['querytime']:.3f}", f"{r['qps']:.0f}",
-             f"{r['recall']:.4f}" if "recall" in r else "", "yes" if r["cached"] else ""] for r in records]
-    print_table(f"{backend} on {spec.name}, k={k}, {records[0]['threads'] if records else ''} threads",
-                ["params", "build s", "query s", "QPS", f"recall@{k}", "cached"], rows)
+    print_records(records, f"{backend} on {spec.name}, k={k}, {records[0]['threads'] if records else ''} threads", k)
     console.print(f"results and runs.jsonl in {out}")
+
+
+def _check_combination(backend: str, use_dask: bool, route: str | None, memory_limit: int | None,
+                       task: str | None) -> None:
+    from laionknn.errors import UsageError
+
+    if route and not use_dask:
+        raise UsageError("--route places inverted lists on Dask shards; add --dask (or --scheduler ADDRESS)")
+    if use_dask and (memory_limit or task):
+        raise UsageError("--memory-limit/--task run each build in a local child process and cannot be combined "
+                         "with --dask; give the Dask workers their own limit (dask worker --memory-limit)")
+    if task:
+        from laionknn.indexes.memlimit import check_task_backend
+
+        check_task_backend(task, backend)
+
+
+def print_records(records: list[dict], title: str, k: int) -> None:
+    """The sweep's table; a point that exceeded its memory limit shows what happened instead of timings."""
+    def num(value, fmt):
+        return "" if value is None else format(value, fmt)
+
+    rows = [[r["params"], num(r["buildtime"], ".2f"), num(r["querytime"], ".3f"), num(r["qps"], ".0f"),
+             f"{r['recall']:.4f}" if r.get("recall") is not None else "",
+             r.get("outcome_detail") or ("yes" if r.get("cached") else "")] for r in records]
+    print_table(title, ["params", "build s", "query s", "QPS", f"recall@{k}", "cached / memory"], rows)

@@ -21,18 +21,30 @@ def _seed(value: "str | int") -> int:
               help="Database rows: 100K, 300K, 1M, 10M or any count such as 20K or 2500.")
 @click.option("--queries", "n_queries", default="10000", show_default=True, help="Number of queries (10000 = 10k).")
 @click.option("--seed", default="0", show_default=True, help="Dataset seed (non-negative); 0 gives the standard names.")
+@click.option("--generator", default=None, metavar="VERSION",
+              help="Generator version: v3 (default) or v2 (the earlier one, to reproduce earlier figures).")
 @click.option("--force", is_flag=True, help="Rewrite files that are already present.")
 @click.pass_context
-def synth(ctx: click.Context, size: str, n_queries: str, seed: str, force: bool) -> None:
+def synth(ctx: click.Context, size: str, n_queries: str, seed: str, generator: str | None, force: bool) -> None:
     """Write a LAION-like synthetic database (emb float16 (n,768)) and query file (emb float32 (nq,768))
-    in the official layout, registered in the catalog as synthetic-clip768v2-n=SIZE[-seed=S]."""
+    in the official layout, registered in the catalog as synthetic-v3-clip768v2-n=SIZE[-seed=S]
+    (generator v2: synthetic-clip768v2-n=SIZE[-seed=S])."""
     from laionknn.catalog import local_path, resolve, synthetic_database_name, synthetic_queries_name
+    from laionknn.catalog.manifest import check_generator
     from laionknn.synthetic import materialize
-    from laionknn.types import parse_size
+    from laionknn.synthetic.model import DIM
+    from laionknn.types import DEFAULT_GENERATOR, parse_size
 
     seed_value = _seed(seed)
+    gen = check_generator((generator or DEFAULT_GENERATOR).strip().lower())
     n, nq = parse_size(size), parse_size(n_queries)
-    for name in (synthetic_database_name(n, seed_value), synthetic_queries_name(nq, seed_value)):
+    if n < DIM:
+        raise UsageError(f"--size must be at least {DIM} rows (the number of dimensions) for a LAION-like "
+                         f"database, got {n:,}; use e.g. --size 2K")
+    if nq < 1:
+        raise UsageError(f"--queries must be at least 1, got {nq}")
+    for name in (synthetic_database_name(n, seed_value, generator=gen),
+                 synthetic_queries_name(nq, seed_value, generator=gen)):
         record = resolve(name, catalogs(ctx))
         existed = local_path(record).exists()
         path = materialize(record, force=force)
@@ -60,9 +72,13 @@ def _fmt(value, digits: int = 3) -> str:
               help="First rows used as database for neighbour figures and pca32/pca96 recall@30 (0 skips).")
 @click.option("--recall-queries", default=1000, type=count(), show_default=True, help="Queries used (random subset).")
 @click.option("--seed", default="0", show_default=True, help="Seed of the random row/query sample.")
+@click.option("--fingerprint", is_flag=True,
+              help="Also measure every public real-LAION difficulty figure at its own scale (pca32/pca96 recall "
+                   "at 100K/300K/10M, BinWalk at 10M, IVF at 1M, HNSW at 10M) on the file's prefixes.")
+@click.option("--no-ivf", is_flag=True, help="With --fingerprint: skip the IVF curve (needs faiss).")
 @click.pass_context
 def stats(ctx: click.Context, target: str, sample: int, queries: str | None, recall_rows: str, recall_queries: int,
-          seed: str) -> None:
+          seed: str, fingerprint: bool, no_ivf: bool) -> None:
     """Statistics of a vector file or catalog name, real or synthetic, next to the real LAION figures."""
     from laionknn.synthetic.report import dataset_stats
     from laionknn.types import parse_size
@@ -110,5 +126,27 @@ def stats(ctx: click.Context, target: str, sample: int, queries: str | None, rec
     for c in ("statistic", "this file", "real LAION (1024)"):
         tab.add_column(c, no_wrap=True)
     for row in table:
+        tab.add_row(*row)
+    out.print(tab)
+    if fingerprint:
+        _print_fingerprint(ctx, out, target, queries, recall_queries, _seed(seed), not no_ivf)
+
+
+def _print_fingerprint(ctx, out, target, queries, n_queries, seed, ivf) -> None:
+    from rich.table import Table
+
+    from laionknn.synthetic.fidelity import table_rows
+    from laionknn.synthetic.report import file_fingerprint
+
+    if ivf:
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            raise UsageError("the fingerprint's IVF row needs faiss (pip install faiss-cpu); pass --no-ivf to skip it")
+    fp = file_fingerprint(target, queries=queries, n_queries=n_queries, seed=seed, catalogs=catalogs(ctx), ivf=ivf)
+    tab = Table(title=f"real-data fingerprint: prefixes up to {fp.n:,} rows x {fp.n_queries} queries")
+    for c in ("figure (real LAION, published)", "scale", "real", "this file", "max |delta|", "verdict"):
+        tab.add_column(c, no_wrap=c != "figure (real LAION, published)")
+    for row in table_rows(fp):
         tab.add_row(*row)
     out.print(tab)

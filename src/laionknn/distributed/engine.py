@@ -232,6 +232,37 @@ def local_client(workers: int = 2, threads: int | None = None, *, processes: boo
         yield client
 
 
+@contextlib.contextmanager
+def connect(scheduler: str | None = None, workers: int = 2, threads: int | None = None):
+    """A ``distributed.Client``: on the cluster at ``scheduler`` (e.g. ``tcp://host:8786``), else on a fresh
+    local cluster of ``workers`` processes with ``threads`` threads each. Raises :class:`UsageError` (one
+    line: what to install, or how to start a scheduler) when dask is missing or the scheduler is
+    unreachable."""
+    from laionknn.validation import check_count, check_optional, check_threads
+
+    workers, threads = check_count(workers, "--workers"), check_optional(check_threads, threads)
+    try:
+        import dask
+        import distributed
+    except ModuleNotFoundError:
+        raise UsageError(f"--dask needs dask and distributed, which are not installed; install them with: "
+                         f"{INSTALL_HINT}") from None
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:  # dask logs at INFO unless -v was asked
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if scheduler:
+        try:
+            # "laionknn.connect-timeout" in the dask config shortens the wait (tests)
+            client = distributed.Client(scheduler, timeout=dask.config.get("laionknn.connect-timeout", "20s"))
+        except (OSError, ValueError, TypeError) as e:
+            raise UsageError(f"cannot reach a Dask scheduler at {scheduler} ({e}); start one with `dask scheduler` "
+                             f"and workers with `dask worker {scheduler}`, or check the address") from None
+        with client:
+            yield client
+        return
+    with local_client(workers, threads) as client:
+        yield client
+
+
 def gold_standard_dask(database_path: "str | os.PathLike[str]", queries_path: "str | os.PathLike[str]", k: int, *,
                        normalize: bool = False, out: "str | os.PathLike[str] | None" = None,
                        memory: "int | str | None" = None, metric: "str | Metric | None" = None, client=None,

@@ -37,7 +37,7 @@ def year_from_name(name: str) -> int | None:
     base = Path(name).name
     if re.search(r"gold-standard-dbsize=", base):
         return 2024
-    if re.search(r"laion2B-en-.*gold-standard-v2", base) or base.startswith("synthetic-gold-standard"):
+    if re.search(r"laion2B-en-.*gold-standard-v2", base) or re.match(r"synthetic-(v\d+-)?gold-standard", base):
         return 2023
     return None
 

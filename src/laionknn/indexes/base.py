@@ -137,7 +137,8 @@ class Index(abc.ABC):
     """One k-NN index over one database.
 
     Subclasses declare ``build_defaults`` and ``query_defaults`` (every accepted key with its default),
-    the ``metrics`` they support, and whether they can ``save``/``load``. Life cycle::
+    the ``metrics`` they support, whether they can ``save``/``load`` and whether the library searches a
+    batch of queries in one call (``batch_search``). Life cycle::
 
         index = Cls(metric, threads=2, **build_params)   # unknown key -> UsageError
         index.build(database)                             # ndarray or VectorFile, block by block
@@ -151,6 +152,19 @@ class Index(abc.ABC):
     build_defaults: ClassVar[dict[str, Any]] = {}
     query_defaults: ClassVar[dict[str, Any]] = {}
     supports_save: ClassVar[bool] = True
+    #: whether searching needs the original vectors (in the index or read from the database file);
+    #: the 2024 task 3 (`--task 2024-3`) refuses such backends
+    keeps_originals: ClassVar[bool] = True
+    # False where the library can only search one query per call: the backend then loops over the
+    # queries itself, and run records say ``search_mode: single-query`` so comparisons stay honest
+    batch_search: ClassVar[bool] = True
+
+    @classmethod
+    def min_index_bytes(cls, n: int, dim: int, build_params: dict[str, Any]) -> int:
+        """A lower bound of the memory the built index holds for ``n`` rows of ``dim`` (bytes): what
+        its codes, ids and links take at least, without any library overhead; 0 when unknown. A
+        memory limit below it cannot succeed (``--memory-limit`` refuses it before any work)."""
+        return 0
 
     def __init__(self, metric: "Metric | str" = Metric.COSINE, *, threads: int | None = None,
                  **build_params: Any) -> None:
@@ -268,8 +282,9 @@ def check_params(backend: str, kind: str, given: dict[str, Any], defaults: dict[
 
 
 #: integer parameters that may be 0 besides those whose default is 0 (a negative default, an "auto"
-#: marker, lifts the bound; every other integer knob counts something and must be >= 1)
-ZERO_ALLOWED = frozenset({"seed", "reorder"})
+#: marker, lifts the bound; every other integer knob counts something and must be >= 1).
+#: ``residual_bits``: SVS's LVQ4x0 / LVQ8x0 (primary codes only, no residual) are valid configurations.
+ZERO_ALLOWED = frozenset({"seed", "reorder", "residual_bits"})
 
 
 def _check_param(backend: str, kind: str, key: str, value: Any, default: Any) -> Any:

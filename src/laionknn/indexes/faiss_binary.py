@@ -29,6 +29,11 @@ def _bytes(block: np.ndarray) -> np.ndarray:
 class FaissBinary(Index):
     library = "faiss"
     metrics = BINARY_METRICS
+    keeps_originals = False  # it searches packed sketches, never the float originals
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * dim * 8  # the packed uint64 words
 
     def _make(self, bits: int):
         raise NotImplementedError

@@ -1,5 +1,5 @@
-"""faiss float indexes: flat, IVF-Flat, IVF-SQ8, IVF + 4-bit fast-scan PQ + exact refine, HNSW-Flat,
-HNSW over SQ8 + exact refine.
+"""faiss float indexes: flat, IVF-Flat, IVF-SQ8, IVF + 4-bit fast-scan PQ + exact refine, IVF +
+RaBitQ fast-scan + exact refine, HNSW-Flat, HNSW over SQ8 + exact refine, NSG.
 
 faiss answers inner products for DOT/COSINE (higher is better); they become ``1 - ip`` here. For L2 it
 answers squared distances already. Vectors are added block by block (float16 → float32 per block);
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from laionknn.errors import UsageError
-from laionknn.indexes.base import Index, finish, float_blocks, sample_rows
+from laionknn.indexes.base import Index, finish, float_blocks, sample_rows, source_shape
 from laionknn.types import KnnResult, Metric
 
 
@@ -43,15 +43,23 @@ class FaissIndex(Index):
         return self.n
 
     def _build(self, database) -> None:
+        self.train_empty(database)
+        for _, block in float_blocks(database, self.metric):
+            self.index.add(block)
+
+    def train_empty(self, database) -> None:
+        """Make ``self.index`` and train it (codebooks, coarse quantizer) on a sample of ``database``,
+        without adding vectors: the sharded IVF layouts train one such index for the whole database
+        and fill copies of it shard by shard (laionknn.distributed.search)."""
         faiss = _faiss()
         faiss.omp_set_num_threads(self.threads)
+        n, dim, _ = source_shape(database)
+        self.n, self.dim = self.n or n, self.dim or dim
         self.index = faiss.index_factory(self.dim, self._factory(), self._faiss_metric())
         self._before_add()
         if not self.index.is_trained:
             self.index.train(sample_rows(database, self.metric, self._train_size(),
                                          seed=int(self.build_params.get("seed", 0))))
-        for _, block in float_blocks(database, self.metric):
-            self.index.add(block)
 
     def _search(self, queries: np.ndarray, k: int) -> KnnResult:
         faiss = _faiss()
@@ -87,6 +95,10 @@ class FaissFlat(FaissIndex):
 
     name = "faiss-flat"
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * dim * 4
+
     def _factory(self) -> str:
         return "Flat"
 
@@ -95,6 +107,11 @@ class FaissIVFFlat(FaissIndex):
     name = "faiss-ivfflat"
     build_defaults = {"nlist": 1024, "train_size": 100_000, "seed": 0}
     query_defaults = {"nprobe": 16}
+    code_bytes_per_dim = 4  # float32 vectors in the lists
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim * cls.code_bytes_per_dim + 8)  # codes + int64 ids
 
     def _factory(self) -> str:
         self._check_nlist()
@@ -110,6 +127,8 @@ class FaissIVFFlat(FaissIndex):
 
 class FaissIVFSQ8(FaissIVFFlat):
     name = "faiss-ivfsq8"
+    code_bytes_per_dim = 1
+    keeps_originals = False
 
     def _factory(self) -> str:
         self._check_nlist()
@@ -124,6 +143,10 @@ class FaissIVFPQFastScan(FaissIVFFlat):
     build_defaults = {"nlist": 1024, "m": 192, "train_size": 100_000, "seed": 0}
     query_defaults = {"nprobe": 16, "k_factor": 4}
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (int(build_params.get("m", 192)) // 2 + 8 + dim * 4)  # 4-bit codes, ids, refine copy
+
     def _factory(self) -> str:
         self._check_nlist()
         m = int(self.build_params["m"])
@@ -137,10 +160,41 @@ class FaissIVFPQFastScan(FaissIVFFlat):
             self.index.k_factor = float(self.query_params["k_factor"])
 
 
+class FaissIVFRaBitQFastScan(FaissIVFFlat):
+    """IVF + RaBitQ codes scanned 32 at a time (faiss >= 1.13 ``RaBitQfs``), then exact float refinement
+    of ``k * k_factor`` candidates (``RFlat``). ``nb_bits`` = 1 is the sign bit alone (the configuration
+    the RaBitQ authors pair with refinement); 2-9 add extra bits per dimension. ``qb`` is the number of
+    bits the query is quantised to for the fast-scan lookup tables (faiss's default 8)."""
+
+    name = "faiss-ivfrabitqfs"
+    build_defaults = {"nlist": 1024, "nb_bits": 1, "train_size": 100_000, "seed": 0}
+    query_defaults = {"nprobe": 16, "k_factor": 4, "qb": 8}
+
+    def _factory(self) -> str:
+        self._check_nlist()
+        bits = int(self.build_params["nb_bits"])
+        if not 1 <= bits <= 9:
+            raise UsageError(f"backend {self.name!r}: nb_bits={bits}; faiss RaBitQ takes 1 to 9 bits per dimension")
+        return f"IVF{self.build_params['nlist']},RaBitQfs{bits},RFlat"
+
+    def _apply_query_params(self) -> None:
+        if getattr(self, "index", None) is not None:
+            super()._apply_query_params()
+            self.index.k_factor = float(self.query_params["k_factor"])
+            qb = int(self.query_params["qb"])
+            if not 1 <= qb <= 8:
+                raise UsageError(f"backend {self.name!r}: qb={qb}; the query is quantised to 1 to 8 bits")
+            self._inner().qb = qb
+
+
 class FaissHNSW(FaissIndex):
     name = "faiss-hnsw"
     build_defaults = {"M": 16, "ef_construction": 100}
     query_defaults = {"ef_search": 32}
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim * 4 + 2 * int(build_params.get("M", 16)) * 4)  # vectors + level-0 links
 
     def _factory(self) -> str:
         return f"HNSW{int(self.build_params['M'])},Flat"
@@ -160,6 +214,10 @@ class FaissHNSWSQ8(FaissHNSW):
     build_defaults = {"M": 32, "ef_construction": 100, "train_size": 100_000, "seed": 0}
     query_defaults = {"ef_search": 32, "k_factor": 2}
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim + 2 * int(build_params.get("M", 32)) * 4 + dim * 4)  # SQ8 codes, links, refine copy
+
     def _factory(self) -> str:
         return f"HNSW{int(self.build_params['M'])}_SQ8,RFlat"
 
@@ -173,4 +231,36 @@ class FaissHNSWSQ8(FaissHNSW):
             self.index.k_factor = float(self.query_params["k_factor"])
 
 
-__all__ = ["FaissFlat", "FaissHNSW", "FaissHNSWSQ8", "FaissIVFFlat", "FaissIVFPQFastScan", "FaissIVFSQ8"]
+class FaissNSG(FaissIndex):
+    """NSG graph over float vectors (``NSG{R},Flat``): out-degree ``R``, built from a k-NN graph of
+    ``GK`` neighbours (faiss builds it with NN-descent); the search knob is ``search_L``."""
+
+    name = "faiss-nsg"
+    build_defaults = {"R": 32, "GK": 64}
+    query_defaults = {"search_L": 32}
+
+    def _factory(self) -> str:
+        return f"NSG{int(self.build_params['R'])},Flat"
+
+    def _before_add(self) -> None:
+        self._inner().GK = int(self.build_params["GK"])
+
+    def _build(self, database) -> None:
+        # NSG is built in one add() over every vector (it cannot grow afterwards), so the float32
+        # copy is gathered first; IndexNSGFlat keeps that copy as its storage anyway
+        faiss = _faiss()
+        faiss.omp_set_num_threads(self.threads)
+        self.index = faiss.index_factory(self.dim, self._factory(), self._faiss_metric())
+        self._before_add()
+        data = np.empty((self.n, self.dim), dtype=np.float32)
+        for lo, block in float_blocks(database, self.metric):
+            data[lo:lo + block.shape[0]] = block
+        self.index.add(data)
+
+    def _apply_query_params(self) -> None:
+        if getattr(self, "index", None) is not None:
+            self._inner().nsg.search_L = int(self.query_params["search_L"])
+
+
+__all__ = ["FaissFlat", "FaissHNSW", "FaissHNSWSQ8", "FaissIVFFlat", "FaissIVFPQFastScan", "FaissIVFRaBitQFastScan",
+           "FaissIVFSQ8", "FaissNSG"]

@@ -16,6 +16,10 @@ class HnswlibIndex(Index):
     build_defaults = {"M": 16, "ef_construction": 100, "seed": 100}
     query_defaults = {"ef": 32}
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim * 4 + 2 * int(build_params.get("M", 16)) * 4 + 8)  # vectors, level-0 links, label
+
     def _space(self) -> str:
         return "l2" if self.metric is Metric.L2 else "ip"
 

@@ -15,9 +15,9 @@ from laionknn import workspace
 from laionknn.errors import LaionKnnError
 from laionknn.catalog.manifest import synthetic_database_name
 from laionknn.indexes.datasets import gold_for, open_target
-from laionknn.indexes.registry import available_backends
+from laionknn.indexes.registry import PEERS, available_backends
 from laionknn.indexes.runner import sweep
-from laionknn.validation import check_k, check_optional, check_threads
+from laionknn.validation import check_k, check_memory_size, check_optional, check_threads
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +43,41 @@ def default_out_dir(dataset: str, k: int) -> Path:
 def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str | os.PathLike[str] | None" = None,
                  k: int | None = None, quick: bool = False, threads: int | None = None,
                  backends: list[str] | None = None, n_queries: int = 10_000, catalogs=None,
-                 baselines: bool = True) -> RunOutcome:
-    """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``)."""
-    k, threads = check_optional(check_k, k), check_optional(check_threads, threads)  # before any work
+                 baselines: bool = True, peers: bool = False, memory_limit: "str | int | None" = None,
+                 task: str | None = None) -> RunOutcome:
+    """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``). Without
+    ``backends`` it sweeps every available backend, less the peer libraries unless ``peers``.
+    ``memory_limit`` / ``task``: memory-capped sweeps (:mod:`laionknn.indexes.memlimit`); with ``task``
+    and no ``backends`` only the backends the task allows are swept. A rerun replaces the run records
+    of the points it measures again (``runs.jsonl`` keeps one record per point)."""
+    from laionknn.indexes import memlimit
+
+    # every value checked before any work (data, gold standard, baselines)
+    k, threads = check_optional(check_k, k), check_optional(check_threads, threads)
+    memory_limit = check_optional(check_memory_size, memory_limit, "--memory-limit")
+    if task:
+        memlimit.task_preset(task)
     name = data or synthetic_database_name(size)
+    for backend in (backends or []) if task else []:
+        memlimit.check_task_backend(task, backend)
     spec, target, database = open_target(name, n_queries=n_queries, catalogs=catalogs)
     try:
-        k = int(k or spec.default_k)
+        limit = memlimit.resolve_memory_limit(memory_limit, task, database.n)
+        k = int(k or (30 if task else spec.default_k))
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         out.mkdir(parents=True, exist_ok=True)
         gold_path, gold = gold_for(spec)
         baselines_csv = _baselines(spec.name, k, out) if baselines else None
-        chosen = backends or available_backends(spec.metric)
+        chosen = backends or [b for b in available_backends(spec.metric) if peers or b not in PEERS]
+        if task and not backends:
+            chosen = memlimit.task_backends(task, chosen)
         log.info("sweeping %s on %s", ", ".join(chosen), spec.name)
         files: list[Path] = []
         failed: dict[str, str] = {}
         for backend in chosen:
             try:
                 records = sweep(backend, target, k, out, threads=threads, quick=quick, gold_ids=gold.ids,
-                                replace_records=True)
+                                memory_limit=limit, task=task, replace_records=True)
             except Exception as exc:  # one library's failure must not cost the other backends' results
                 if backends:  # the user named this backend: their error, say it
                     raise

@@ -10,7 +10,6 @@ skips the build.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -28,15 +27,16 @@ import numpy as np
 
 from laionknn import workspace
 from laionknn.errors import UsageError
-from laionknn.fsutil import temp_path
+from laionknn.fsutil import temp_dir, temp_path
 from laionknn.indexes.base import Index, dir_size, source_shape
 from laionknn.indexes.cachecheck import discard_entry, entry_problem, file_sizes, save_problem
 from laionknn.indexes.grids import Grid, load_grid
-from laionknn.indexes.registry import create, get_backend
+from laionknn.indexes.machine import run_facts
+from laionknn.indexes.registry import BACKENDS, PIP_NAME, create, get_backend
 from laionknn.progress import progress_bar
 from laionknn.results import append_run_records, replace_run_records
 from laionknn.types import KnnResult, Metric
-from laionknn.validation import check_k, check_optional, check_repeats, check_threads
+from laionknn.validation import check_k, check_memory_size, check_optional, check_repeats, check_threads
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -56,6 +56,22 @@ class SweepTarget:
     data: str
     size: str
     dataset: str
+
+
+def backend_facts(backend: str) -> dict[str, str]:
+    """Fields every run record of ``backend`` carries, because the machines change kind between
+    sessions: CPU model, vendor and SIMD flags, the library and its version, faiss's BLAS kernel (faiss
+    backends), and ``search_mode``: ``batch`` or ``single-query`` (the library has no batch call and the
+    backend loops over the queries)."""
+    cls = get_backend(backend)
+    module = BACKENDS[backend][1]
+    facts = run_facts(cls.library or module, PIP_NAME.get(module, module))
+    facts["search_mode"] = "batch" if cls.batch_search else "single-query"
+    if facts.get("faiss_blas_ok") == "no":  # the kernel is chosen when faiss loads: too late to fix here
+        log.warning("faiss's bundled OpenBLAS runs its %s kernel (no AVX2) on this AVX2 CPU, several times "
+                    "slower; start the process with OPENBLAS_CORETYPE=Haswell for a fair faiss timing",
+                    facts.get("faiss_blas_core"))
+    return facts
 
 
 def peak_rss_bytes() -> int:
@@ -145,12 +161,9 @@ def build_or_load(backend: str, target: SweepTarget, build_params: dict, *, thre
     return index, buildtime, False, index_bytes
 
 
-@contextlib.contextmanager
 def _tempdir():
-    import tempfile
-
-    with tempfile.TemporaryDirectory(dir=workspace.index_cache_dir()) as d:
-        yield Path(d)
+    """Scratch folder in the index cache (``.tmp-<pid>-*``: cleaned by the next writer if a kill leaves it)."""
+    return temp_dir(workspace.index_cache_dir(), "measure")
 
 
 def timed_search(index: Index, queries: np.ndarray, k: int, repeats: int = 3, *,
@@ -178,23 +191,39 @@ def recall_at(ids: np.ndarray, gold_ids: np.ndarray, k: int) -> float:
     return float(recall(ids, gold_ids, k))
 
 
-def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *,
-          grid: Grid | None = None, grid_file: "str | os.PathLike[str] | None" = None, threads: int | None = None,
-          repeats: int | None = None, use_cache: bool = True, quick: bool = False,
-          gold_ids: np.ndarray | None = None, replace_records: bool = False) -> list[dict]:
-    """Run ``backend`` over its grid on ``target``; returns the run records (also appended to
-    ``out_dir/runs.jsonl``). Result files go to ``out_dir/results/<backend>/``. A grid point where some
-    query got fewer than k neighbours (id -1) is recorded with ``queries_short`` > 0 and ``file`` empty:
-    the official format has no way to say "missing". ``replace_records`` (the main job): records of
-    the same points already in ``runs.jsonl`` are replaced, so a rerun after a kill adds no duplicates."""
+def check_metric(backend: str, target: SweepTarget) -> None:
+    """A UsageError when ``backend`` cannot search ``target``'s metric (e.g. hamming sketches given to a
+    float library), raised before anything costly (gold standard, build) is done."""
     cls = get_backend(backend)
     if target.metric not in cls.metrics:
         kinds = ", ".join(sorted(m.value for m in cls.metrics))
         raise UsageError(f"backend {backend!r} cannot search {target.dataset} ({target.metric.value} data; "
                          f"it supports {kinds})" + ("; use faiss-binary-flat, faiss-binary-ivf or faiss-binary-hnsw"
                                                     if target.metric is Metric.HAMMING else ""))
+
+
+def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *,
+          grid: Grid | None = None, grid_file: "str | os.PathLike[str] | None" = None, threads: int | None = None,
+          repeats: int | None = None, use_cache: bool = True, quick: bool = False,
+          gold_ids: np.ndarray | None = None, memory_limit: "int | str | None" = None, task: str | None = None,
+          append: bool = True, replace_records: bool = False, on_phase=None, on_record=None) -> list[dict]:
+    """Run ``backend`` over its grid on ``target``; returns the run records (also appended to
+    ``out_dir/runs.jsonl``). Result files go to ``out_dir/results/<backend>/``. A grid point where some
+    query got fewer than k neighbours (id -1) is recorded with ``queries_short`` > 0 and ``file`` empty:
+    the official format has no way to say "missing".
+
+    ``memory_limit`` (bytes, or a size such as ``2G``): each build configuration runs in a child process
+    under that hard limit and an exceeded limit becomes a record (:mod:`laionknn.indexes.memlimit`);
+    ``task`` (2024-2, 2024-3) applies that task's rule on originals. ``append=False`` leaves
+    ``runs.jsonl`` alone; ``replace_records`` (the main job): records of the same points already in
+    ``runs.jsonl`` are replaced, so a rerun after a kill adds no duplicates; ``on_phase(name)`` is called
+    with ``"build"`` and ``"search"`` as the sweep enters each phase, ``on_record(record)`` with each
+    record as soon as its point is done."""
+    cls = get_backend(backend)
+    check_metric(backend, target)
     k = check_k(k)
     threads, repeats = check_optional(check_threads, threads), check_optional(check_repeats, repeats)
+    memory_limit = check_optional(check_memory_size, memory_limit, "--memory-limit")
     n, _, _ = source_shape(target.database)
     if k > n:
         raise UsageError(f"k={k} is larger than the database {target.dataset} ({n} rows); ask for at most {n}")
@@ -202,10 +231,17 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n)
     if quick:
         grid = grid.quick()
+    if memory_limit is not None:
+        from laionknn.indexes.memlimit import capped_sweep
+
+        return capped_sweep(backend, target, k, out_dir, grid=grid, memory_limit=int(memory_limit), task=task,
+                            threads=threads, repeats=repeats, use_cache=use_cache, gold_ids=gold_ids,
+                            append=append, replace_records=replace_records)
     repeats = int(repeats or grid.repeats or 3)
     out_dir = Path(out_dir)
     fingerprint = data_fingerprint(target.database) if use_cache and cls.supports_save else None
     records: list[dict] = []
+    facts = backend_facts(backend)
     from threadpoolctl import threadpool_limits
 
     from laionknn.io import write_result
@@ -213,8 +249,12 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     with threadpool_limits(limits=threads), progress_bar(f"{backend}", len(grid.build) * len(grid.query),
                                                           unit="points") as bar:
         for build_params in grid.build:
+            if on_phase:
+                on_phase("build")
             index, buildtime, cached, index_bytes = build_or_load(backend, target, build_params, threads=threads,
                                                                  fingerprint=fingerprint, use_cache=use_cache)
+            if on_phase:
+                on_phase("search")
             for query_params in grid.query:
                 index.set_query_params(**query_params)
                 result, times = timed_search(index, target.queries, k, repeats)
@@ -238,16 +278,19 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                        "querytime": querytime, "repeats": repeats, "querytimes": json.dumps([round(t, 6) for t in times]),
                        "qps": len(target.queries) / querytime if querytime > 0 else float("inf"),
                        "peak_rss_bytes": peak_rss_bytes(), "index_bytes": index_bytes, "cached": cached,
-                       "queries_short": short, "file": str(path) if path else ""}
+                       "queries_short": short, "file": str(path) if path else "", **facts}
                 if gold_ids is not None:
                     rec["recall"] = recall_at(result.ids, gold_ids, k)
                 records.append(rec)
+                if on_record:
+                    on_record(rec)
                 log.info("%s %s: %.3f s (%.0f QPS)%s", backend, params, querytime, rec["qps"],
                          f" recall {rec['recall']:.4f}" if "recall" in rec else "")
                 bar.advance(1)
             del index
-    if replace_records:  # the main job: a rerun (after a kill) replaces its points, never duplicates them
-        replace_run_records(out_dir / "runs.jsonl", records)
-    else:  # a sweep of its own adds a measurement, even of a point measured before
-        append_run_records(out_dir / "runs.jsonl", records)
+    if append:
+        if replace_records:  # the main job: a rerun (after a kill) replaces its points, never duplicates them
+            replace_run_records(out_dir / "runs.jsonl", records)
+        else:  # a sweep of its own adds a measurement, even of a point measured before
+            append_run_records(out_dir / "runs.jsonl", records)
     return records

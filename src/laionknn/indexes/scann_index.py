@@ -24,6 +24,10 @@ class ScannIndex(Index):
                       "anisotropic_threshold": 0.2}
     query_defaults = {"leaves_to_search": 32, "reorder": 100}
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * dim * 4  # the float32 copy kept for exact re-ranking
+
     def _build(self, database) -> None:
         from scann.scann_ops.py import scann_ops_pybind
 

@@ -22,6 +22,11 @@ class USearchIndex(Index):
     query_defaults = {"expansion_search": 32}
     dtype = "f32"
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        per_dim = {"f32": 4, "f16": 2, "i8": 1}[cls.dtype]
+        return n * (dim * per_dim + 2 * int(build_params.get("connectivity", 16)) * 4)  # vectors + base links
+
     def _metric(self) -> str:
         if self.metric is Metric.L2:
             return "l2sq"
@@ -73,4 +78,5 @@ class USearchF16(USearchIndex):
 class USearchI8(USearchIndex):
     name = "usearch-i8"
     dtype = "i8"
+    keeps_originals = False
     metrics = frozenset({Metric.COSINE})

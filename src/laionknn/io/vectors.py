@@ -78,7 +78,7 @@ def parse_memory(text: "str | int | None") -> int | None:
         if t and t[-1] in mult:
             return int(float(t[:-1]) * mult[t[-1]])
         return int(float(t))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'abc', 'nanG' / 'infG', '1e999'
         raise UsageError(f"cannot read memory size {text!r}: expected e.g. 8G, 512M or a byte count") from None
 
 

@@ -1,4 +1,6 @@
-"""The LAION-like generator: a hierarchical cluster model anchored in the real LAION coordinate frame.
+"""Generator v2 (and the shared frame): a hierarchical cluster model anchored in the real LAION frame.
+
+v3, the default, lives in :mod:`laionknn.synthetic.model_v3` and shares this module's frame and chunking.
 
 Frame. ``data/laion1024-frame.npz`` holds parameters derived from the 1024 real LAION vectors of the
 organisers' BinWalk model: the mean vector (norm 0.62) and the leading real principal directions.
@@ -186,12 +188,30 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def iter_chunks(n: int, seed: int = 0, *, queries: bool = False, params: Params = DEFAULT_PARAMS):
+def _universe_for(seed: int, params, generator: str):
+    from laionknn.catalog.manifest import check_generator
+
+    generator = check_generator(generator)
+    if generator == "v2":
+        if params is not None and not isinstance(params, Params):
+            raise UsageError(f"generator v2 takes laionknn.synthetic.Params, got {type(params).__name__}")
+        return universe(check_seed(seed), params or DEFAULT_PARAMS)
+    from laionknn.synthetic.model_v3 import DEFAULT_PARAMS_V3, ParamsV3, universe_v3
+
+    if params is not None and not isinstance(params, ParamsV3):
+        raise UsageError(f"generator v3 takes laionknn.synthetic.ParamsV3, got {type(params).__name__}")
+    return universe_v3(check_seed(seed), params or DEFAULT_PARAMS_V3)
+
+
+def iter_chunks(n: int, seed: int = 0, *, queries: bool = False, params=None, generator: str | None = None):
     """Yield ``(first_row, block)`` float32 normalised blocks covering rows [0, n) of the database
-    (or query) stream of ``seed``. Block c is chunk c truncated to n, hence the prefix property."""
+    (or query) stream of ``seed`` of generator ``generator`` (default: the current default version).
+    Block c is chunk c truncated to n, hence the prefix property."""
+    from laionknn.types import DEFAULT_GENERATOR
+
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise UsageError(f"number of rows must be a positive integer, got {n!r}")
-    uni = universe(check_seed(seed), params)
+    uni = _universe_for(seed, params, generator or DEFAULT_GENERATOR)
     stream = _QUERY_STREAM if queries else _DATABASE_STREAM
     for c in range(-(-int(n) // CHUNK_ROWS)):
         lo = c * CHUNK_ROWS

@@ -139,6 +139,41 @@ def dataset_stats(target: str, *, sample: int = 1024, queries: str | None = None
     return report
 
 
+def file_fingerprint(target: str, *, queries: str | None = None, n_queries: int = 1000, seed: int = 0,
+                     catalogs=None, ivf: bool = True, binwalk: bool = True, hnsw_max_rows: int = 2_000_000,
+                     threads: int = 2, progress: bool = True):
+    """The real-data fingerprint (:func:`laionknn.synthetic.fidelity.fingerprint`) of a vector file or
+    catalog name, on its prefixes of 100K / 300K / 1M / 10M rows (those it has). Queries: ``queries``
+    (a name or file), else the dataset's companion query file, else held-out rows after the last scale."""
+    from laionknn.io import VectorFile
+    from laionknn.progress import progress_bar
+    from laionknn.synthetic.fidelity import SCALES, fingerprint
+
+    path, record = resolve_file(target, catalogs)
+    with VectorFile(path) as vf:
+        if vf.dtype.kind != "f" or vf.dim != 768:
+            raise UsageError(f"{path}: the fingerprint needs 768-d float vectors (clip768), found {vf.dim}-d "
+                             f"{vf.dtype} (key {vf.key!r})")
+        n = vf.n
+        _, xq = _queries(queries, record, catalogs)
+        if xq is None:  # held-out rows after the largest scale the file covers
+            usable = [s for s in SCALES if s + n_queries <= n]
+            if not usable:
+                raise UsageError(f"{path} has {n:,} rows: the fingerprint needs at least {SCALES[0]:,} rows plus "
+                                 f"{n_queries} held-out query rows, or a --queries file")
+            n = usable[-1]
+            xq = vf.read(n, n + n_queries, dtype=np.float32)
+        elif len(xq) > n_queries:
+            xq = xq[np.sort(np.random.default_rng(seed).choice(len(xq), n_queries, replace=False))]
+        if n < SCALES[0]:
+            raise UsageError(f"{path} has {n:,} rows; the fingerprint's smallest scale is {SCALES[0]:,} rows")
+        n = max(s for s in SCALES if s <= n)
+        with progress_bar(f"fingerprint {path.name[:40]}", n) as bar:
+            return fingerprint(lambda stop: vf.blocks(stop=stop), n, xq, ivf=ivf, binwalk=binwalk,
+                               hnsw_max_rows=hnsw_max_rows, threads=threads, seed=seed,
+                               progress=bar.update)
+
+
 def _queries(queries: str | None, record, catalogs) -> tuple[str, np.ndarray | None]:
     from laionknn.io import read_vectors
 

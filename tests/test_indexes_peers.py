@@ -1,0 +1,244 @@
+"""The peer backends' edges: CPU-vendor gating (Intel SVS), bad grid keys and hamming data refused in
+one line with exit code 2, the machine facts every run record carries, and faiss's BLAS kernel check.
+
+The CPU is faked through ``machine.cpu_info`` so the gating is tested the same way on Intel and AMD
+machines; the LVQ code itself is never called on a non-Intel CPU (it would end the process).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+import numpy as np
+import pytest
+
+from laionknn.cli.main import main
+from laionknn.errors import UsageError
+from laionknn.indexes import machine, registry
+
+AMD = {"cpu_model": "AMD EPYC 9B45", "cpu_vendor": "AuthenticAMD", "cpu_flags": "avx2,avx512f,avx512bw"}
+DB = "synthetic-clip768v2-n=2K"
+INTEL = {"cpu_model": "Intel(R) Xeon(R) Platinum 8581C", "cpu_vendor": "GenuineIntel",
+         "cpu_flags": "avx2,avx512f,avx512bw,avx512_fp16,amx_bf16,amx_int8"}
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    def use(info):
+        monkeypatch.setattr(machine, "cpu_info", lambda: dict(info))
+    return use
+
+
+def test_intel_only_backends_unavailable_on_amd(fake_cpu):
+    fake_cpu(AMD)
+    for name in ("svs-lvq", "svs-leanvec"):
+        assert not registry.is_available(name)
+        assert name not in registry.available_backends()
+        with pytest.raises(UsageError) as exc:
+            registry.get_backend(name)
+        msg = str(exc.value)
+        assert "needs an Intel CPU" in msg and "AMD EPYC 9B45 (AuthenticAMD)" in msg and "svs-vamana" in msg
+    assert registry.cpu_error("svs-vamana") is None and registry.cpu_error("hnswlib") is None
+
+
+def test_intel_only_backends_pass_the_cpu_check_on_intel(fake_cpu):
+    fake_cpu(INTEL)
+    assert registry.cpu_error("svs-lvq") is None and registry.cpu_error("svs-leanvec") is None
+
+
+def test_cli_intel_only_backend_on_amd_one_line_exit_2(fake_cpu, capsys):
+    fake_cpu(AMD)
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--data", "synthetic-clip768v2-n=2K", "--queries", "50", "--index", "svs-lvq"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs an Intel CPU" in err and "Traceback" not in err
+
+
+def _first_available(names):
+    for name in names:
+        if registry.is_available(name):
+            return name
+    pytest.skip(f"none of {names} installed")
+
+
+def _tiny_dataset(n_queries: int = 20) -> str:
+    """A 2,000-row LAION-shaped database and its queries at the catalog's local paths (no generator)."""
+    from laionknn import catalog
+    from laionknn.io import write_vectors
+
+    rng = np.random.default_rng(9)
+    spec = catalog.dataset(DB, n_queries=n_queries)
+    write_vectors(catalog.local_path(spec.database), rng.standard_normal((2000, 768)), "emb", np.float16)
+    write_vectors(catalog.local_path(spec.queries), rng.standard_normal((n_queries, 768)), "emb", np.float32)
+    return DB
+
+
+def test_cli_grid_key_the_library_does_not_accept(home, tmp_path, capsys):
+    name = _first_available(["deglib", "voyager-f32", "rabitq-symqg", "faiss-nsg"])
+    _tiny_dataset()
+    grid = tmp_path / "g.toml"
+    grid.write_text("[query]\nef_search_typo = [10, 20]\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--data", DB, "--queries", "20", "--out", str(tmp_path), "--index", name, "--grid", str(grid)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    accepted = ", ".join(sorted(registry.get_backend(name).query_defaults))
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # progress bars may precede it
+    assert len(errors) == 1 and "Traceback" not in err
+    assert "ef_search_typo" in errors[0] and f"accepted query keys: {accepted}" in errors[0]
+
+
+def test_hamming_data_refused_by_every_float_peer(home):
+    """A packed-sketch database given to each available float peer: a UsageError naming the binary
+    backends, raised before the library sees the data."""
+    sketches = np.random.default_rng(0).integers(0, 2**63, (300, 16), dtype=np.uint64)
+    peers = [n for n in sorted(registry.PEERS) if registry.is_available(n)]
+    if not peers:
+        pytest.skip("no peer library installed")
+    for name in peers:
+        index = registry.create(name, "cosine")
+        with pytest.raises(UsageError, match="faiss-binary"):
+            index.build(sketches)
+        with pytest.raises(UsageError, match="does not support the hamming metric"):
+            registry.create(name, "hamming")
+
+
+def test_bad_build_values_are_usage_errors():
+    checks = [("deglib", {"edges_per_vertex": 7}, "even degree"), ("rabitq-symqg", {"max_degree": 48}, "multiple of 32"),
+              ("rabitq-ivf", {"nlist": 8, "nbits": 12}, "1 to 9 bits"), ("vsag-hgraph", {"base_quantization_type": "pq9"}, "choose one of"),
+              ("faiss-ivfrabitqfs", {"nlist": 8, "nb_bits": 11}, "1 to 9 bits")]
+    db = np.random.default_rng(1).standard_normal((200, 64)).astype(np.float32)
+    ran = 0
+    for name, params, needle in checks:
+        if not registry.is_available(name):
+            continue
+        with pytest.raises(UsageError, match=needle):
+            registry.create(name, "cosine", threads=1, **params).build(db)
+        ran += 1
+    if not ran:
+        pytest.skip("no peer library installed")
+
+
+def test_run_records_carry_machine_library_and_search_mode(home, tmp_path):
+    from laionknn.indexes.grids import Grid
+    from laionknn.indexes.runner import SweepTarget, sweep
+    from laionknn.types import Metric
+
+    rng = np.random.default_rng(5)
+    db = rng.standard_normal((500, 64)).astype(np.float32)
+    q = rng.standard_normal((20, 64)).astype(np.float32)
+    target = SweepTarget(db, q, Metric.COSINE, "clip768v2", "500", "test-500")
+    cases = [("hnswlib", "hnswlib", "batch", {"M": 8, "ef_construction": 20}, {"ef": 16})]
+    if registry.is_available("vsag-hgraph"):
+        cases.append(("vsag-hgraph", "pyvsag", "single-query", {"max_degree": 16, "ef_construction": 32},
+                      {"ef_search": 16}))
+    if registry.is_available("faiss-flat"):
+        cases.append(("faiss-flat", "faiss-cpu", "batch", {}, {}))
+    info = machine.cpu_info()
+    for backend, dist, mode, build, query in cases:
+        grid = Grid(backend, build=[build], query=[query])
+        rec, = sweep(backend, target, 5, tmp_path / backend, grid=grid, threads=1, use_cache=False)
+        assert rec["search_mode"] == mode
+        assert rec["library_version"] == metadata.version(dist)
+        assert rec["cpu_model"] == info["cpu_model"] and rec["cpu_vendor"] == info["cpu_vendor"]
+        assert rec["cpu_flags"] == info["cpu_flags"]
+        line = json.loads((tmp_path / backend / "runs.jsonl").read_text().splitlines()[0])
+        assert line["search_mode"] == mode
+        if backend.startswith("faiss"):
+            assert rec["faiss_blas_ok"] in ("yes", "no", "")
+
+
+def test_cpu_info_reads_vendor_model_and_recorded_flags(monkeypatch, tmp_path):
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold\n"
+                    "flags\t\t: fpu sse2 avx2 avx512f avx512_fp16 amx_int8 amx_bf16 avx512bw\n\n"
+                    "processor\t: 1\nvendor_id\t: GenuineIntel\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: real_open(fake if p == "/proc/cpuinfo" else p, *a, **k))
+    machine.cpu_info.cache_clear()
+    try:
+        info = machine.cpu_info()
+    finally:
+        machine.cpu_info.cache_clear()
+    assert info == {"cpu_model": "Intel(R) Xeon(R) Gold", "cpu_vendor": "GenuineIntel",
+                    "cpu_flags": "avx2,avx512f,avx512bw,avx512_fp16,amx_bf16,amx_int8"}
+
+
+@pytest.mark.parametrize("core, flags, ok", [("Prescott", "avx2,avx512f", "no"), ("Haswell", "avx2,avx512f", "yes"),
+                                             ("SkylakeX", "avx2,avx512f", "yes"), ("Prescott", "", "yes")])
+def test_faiss_blas_flags_a_kernel_without_avx2(monkeypatch, fake_cpu, core, flags, ok):
+    pytest.importorskip("faiss")
+    import glob
+    import os
+
+    import faiss
+    import threadpoolctl
+
+    libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(faiss.__file__)), "faiss_cpu.libs", "libopenblas*"))
+    if not libs:
+        pytest.skip("this faiss build bundles no OpenBLAS")
+    fake_cpu({**AMD, "cpu_flags": flags})
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [
+        {"internal_api": "openblas", "filepath": libs[0], "version": "0.3.15", "architecture": core}])
+    got = machine.faiss_blas()
+    assert got["faiss_blas_core"] == core and got["faiss_blas_ok"] == ok and "0.3.15" in got["faiss_blas"]
+
+
+def test_cli_hamming_dataset_for_a_float_peer_one_line_exit_2(home, tmp_path, capsys):
+    from laionknn import catalog
+    from laionknn.io import write_vectors
+
+    name = _first_available(["deglib", "rabitq-ivf", "voyager-f32", "svs-vamana", "faiss-nsg"])
+    rng = np.random.default_rng(4)
+    ham = catalog.dataset("synthetic-hammingv2-n=2K", n_queries=20)
+    write_vectors(catalog.local_path(ham.database), rng.integers(0, 2**63, (2000, 16), dtype=np.uint64), "hamming")
+    write_vectors(catalog.local_path(ham.queries), rng.integers(0, 2**63, (20, 16), dtype=np.uint64), "hamming")
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--data", "synthetic-hammingv2-n=2K", "--queries", "20", "--out", str(tmp_path), "--index", name])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert name in errors[0] and "hamming" in errors[0] and "faiss-binary-flat" in errors[0]
+
+
+def _peers_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+    spec = importlib.util.spec_from_file_location("peers_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("preset, ok, expected", [(None, "no", "Haswell"), (None, "yes", None),
+                                                   ("SkylakeX", "no", "SkylakeX")])
+def test_peer_benchmark_puts_faiss_on_an_avx2_kernel(monkeypatch, preset, ok, expected):
+    peers = _peers_script()
+    if preset is None:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", preset)
+    monkeypatch.setattr(machine, "faiss_blas", lambda: {"faiss_blas": "openblas 0.3.15 core=Prescott",
+                                                        "faiss_blas_core": "Prescott", "faiss_blas_ok": ok})
+    env, note = peers.blas_environment()
+    assert env.get("OPENBLAS_CORETYPE") == expected and env["LAIONKNN_QUIET"] == "1"
+    assert ("OPENBLAS_CORETYPE" in note) == (expected is not None)
+
+
+def test_peer_table_marks_single_query_backends_and_names_the_machine():
+    peers = _peers_script()
+    row = {"kind": "timed", "k": 10, "recall": 0.95, "qps": 100.0, "query": "ef_search=64", "buildtime": 1.0,
+           "peak_rss_bytes": 2**30, "index_bytes": 2**20, "threads": 1, "cpu_model": "AMD EPYC",
+           "cpu_vendor": "AuthenticAMD", "cpu_flags": "avx2,avx512f", "library": "pyvsag", "library_version": "0.18.5"}
+    rows = [{**row, "backend": "vsag-hgraph", "search_mode": "single-query"},
+            {**row, "backend": "hnswlib", "search_mode": "batch", "library": "hnswlib", "library_version": "0.8.0"}]
+    table = peers.summarise(rows)
+    assert [r[0] for r in table] == ["hnswlib", "vsag-hgraph (single-query)"]
+    lines = peers.machine_lines(rows, "")
+    assert lines[0] == "CPU: AMD EPYC (AuthenticAMD); flags: avx2,avx512f"
+    assert "vsag-hgraph = pyvsag 0.18.5" in lines[-1] and "hnswlib = hnswlib 0.8.0" in lines[-1]
