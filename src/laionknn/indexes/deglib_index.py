@@ -33,6 +33,12 @@ class DeglibIndex(Index):
     metrics = frozenset({Metric.DOT, Metric.COSINE})
     build_defaults = {"edges_per_vertex": 24, "extend_k": 64, "extend_eps": 0.02, "lid": "low", "seed": 0}
     query_defaults = {"eps": 0.01}
+    bytes_per_dim = 4
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        # each vertex: its feature vector and edges_per_vertex uint32 neighbour ids (weights not counted)
+        return n * (dim * cls.bytes_per_dim + int(build_params.get("edges_per_vertex", 24)) * 4)
 
     # --- storage-specific pieces ------------------------------------------------------------------
     def _metric(self):
@@ -100,6 +106,7 @@ class DeglibF32(DeglibIndex):
 class DeglibU8(DeglibIndex):
     name = "deglib-u8"
     metrics = frozenset({Metric.COSINE})
+    bytes_per_dim = 1
     build_defaults = {**DeglibIndex.build_defaults, "train_size": 100_000}
 
     def _metric(self):

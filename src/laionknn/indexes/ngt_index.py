@@ -35,6 +35,10 @@ class NgtIndex(Index):
     query_defaults = {"epsilon": 0.1}
     search_edge_size: int | None = None  # None: the index's own setting
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * dim * 4  # the float32 objects (the graph's edges, variable per vertex, not counted)
+
     def _create(self, folder: Path, database, creation_edges: int, search_edges: int) -> None:
         import ngtpy
 

@@ -54,6 +54,10 @@ class RabitqIVF(RabitqIndex):
     build_defaults = {"nlist": 1024, "nbits": 9, "train_size": 100_000, "niter": 25, "seed": 42}
     query_defaults = {"nprobe": 16}
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * dim * int(build_params.get("nbits", 9)) // 8  # nbits bits per dimension (32: raw float32)
+
     def _build(self, database) -> None:
         import rabitqlib
 
@@ -113,6 +117,12 @@ class RabitqSymQG(RabitqIndex):
     name = "rabitq-symqg"
     build_defaults = {"max_degree": 32, "ef_construction": 200, "quantization_bits": 0, "init": "pipnn"}
     query_defaults = {"ef": 64}
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        bits = int(build_params.get("quantization_bits", 0)) or 32  # 0: float32 vectors
+        # each vertex: its vector (float32 or codes) and max_degree uint32 neighbour ids (their codes not counted)
+        return n * (dim * bits // 8 + int(build_params.get("max_degree", 32)) * 4)
 
     def _build(self, database) -> None:
         import rabitqlib

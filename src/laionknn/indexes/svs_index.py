@@ -95,6 +95,10 @@ class SvsVamana(SvsIndex):
     name = "svs-vamana"
     supports_save = True
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        return n * (dim * 4 + int(build_params.get("graph_max_degree", 64)) * 4)  # float32 data + adjacency
+
     def _save(self, path: Path) -> None:
         self.index.save(str(path / "config"), str(path / "graph"), str(path / "data"))
 

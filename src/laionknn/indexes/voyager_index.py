@@ -24,6 +24,12 @@ class VoyagerIndex(Index):
     build_defaults = {"M": 12, "ef_construction": 200, "seed": 1}
     query_defaults = {"query_ef": 64}
     storage = "Float32"
+    bytes_per_dim = 4
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        # hnswlib's layout: vectors, 2*M uint32 level-0 links and an 8-byte label per element
+        return n * (dim * cls.bytes_per_dim + 2 * int(build_params.get("M", 12)) * 4 + 8)
 
     def _space(self):
         import voyager
@@ -62,3 +68,4 @@ class VoyagerF32(VoyagerIndex):
 class VoyagerE4M3(VoyagerIndex):
     name = "voyager-e4m3"
     storage = "E4M3"
+    bytes_per_dim = 1

@@ -23,6 +23,8 @@ from laionknn.indexes.base import Index, finish, float_blocks
 from laionknn.types import KnnResult, Metric
 
 QUANTISATIONS = ("fp32", "fp16", "bf16", "sq8", "sq8_uniform", "sq4_uniform", "rabitq")
+#: bits per dimension of each storage (for the lower bound of the index size)
+QUANTISATION_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "sq8": 8, "sq8_uniform": 8, "sq4_uniform": 4, "rabitq": 1}
 
 
 class VsagHGraph(Index):
@@ -33,6 +35,14 @@ class VsagHGraph(Index):
                       "max_degree": 32, "ef_construction": 200}
     query_defaults = {"ef_search": 64}
     batch_search = False
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        p = {**cls.build_defaults, **build_params}
+        bits = QUANTISATION_BITS.get(str(p["base_quantization_type"]), 1)
+        if p["use_reorder"]:
+            bits += QUANTISATION_BITS.get(str(p["precise_quantization_type"]), 1)
+        return n * dim * bits // 8  # the base codes and the precise copy for re-ranking (graph not counted)
 
     def _parameters(self) -> str:
         p = self.build_params
