@@ -20,16 +20,20 @@ from laionknn.cli.common import catalogs, console, print_table
               help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="Smaller grids: first build configuration, at most 3 query points.")
 @click.option("--no-baselines", is_flag=True, help="Skip the projections' brute-force baselines.")
+@click.option("--gold", type=click.Path(dir_okay=False), default=None,
+              help="Gold-standard file of this database and query set (`laionknn gold --out`); default: the "
+                   "catalog's, computed once and reused.")
 @click.pass_context
-def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_baselines):
-    """Ensure data, gold standard, baselines, every available index backend, evaluation and report,
-    into one folder; prints the operating points at the end."""
+def run(ctx, size, data, out_dir, k, threads, backends, n_queries, quick, no_baselines, gold):
+    """Ensure data, gold standard, baselines, every available approximate index backend (brute-force
+    exact and faiss-flat only when named with --index), evaluation and report, into one folder; prints
+    the operating points at the end. One gold standard serves the sweep, the baselines and the scores."""
     from laionknn.indexes.mainjob import run_pipeline
 
     t0 = time.perf_counter()
     outcome = run_pipeline(size=size, data=data, out_dir=out_dir, k=k, quick=quick, threads=threads,
                            backends=list(backends) or None, n_queries=n_queries, catalogs=catalogs(ctx),
-                           baselines=not no_baselines)
+                           baselines=not no_baselines, gold=gold)
     from laionknn.reporting.tables import fmt_qps, fmt_recall
 
     rows = [[f"{p.threshold:g}", p.run.get("data", ""), p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),

@@ -10,8 +10,12 @@ from laionknn.cli.common import catalogs, console, print_table
 
 
 @click.command()
-@click.option("--data", "data", required=True, help="Database name from the catalog, e.g. synthetic-clip768v2-n=100K.")
-@click.option("--index", "backend", required=True, help="Backend name (see `laionknn search --list`).")
+@click.option("--list", "list_backends", is_flag=True, help="List the index backends, their metrics and availability.")
+@click.option("--data", "data", help="Database name from the catalog, e.g. synthetic-clip768v2-n=100K.")
+@click.option("--index", "backend", help="Backend name (see `laionknn search --list`).")
+@click.option("--gold", type=click.Path(dir_okay=False), default=None,
+              help="Gold-standard file for the recall column (`laionknn gold --out`); default: the catalog's, "
+                   "computed once and reused.")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False), help="TOML grid file (default: the backend's).")
 @click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
 @click.option("--threads", type=int, default=None, help="Threads for build and search (default: all cores).")
@@ -23,9 +27,16 @@ from laionknn.cli.common import catalogs, console, print_table
 @click.option("--repeats", type=int, default=None,
               help="Timed searches after the warm-up (default: the grid's, else 3).")
 @click.pass_context
-def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache, repeats):
+def search(ctx, list_backends, data, backend, gold, grid_file, k, threads, out_dir, n_queries, quick, no_cache, repeats):
     """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one
     official result file and one run record per point."""
+    if list_backends:
+        _print_backends()
+        return
+    from laionknn.errors import UsageError
+
+    if not data or not backend:
+        raise UsageError("search needs --data NAME and --index BACKEND (`laionknn search --list` lists the backends)")
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.mainjob import default_out_dir
     from laionknn.indexes.registry import get_backend
@@ -37,10 +48,13 @@ def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick,
         k = int(k or spec.default_k)
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         gold_ids = None
-        try:
-            gold_ids = gold_for(spec)[1].ids
-        except Exception as exc:  # recall in the records is a convenience; the sweep does not need it
-            console.print(f"[yellow]no gold standard ({exc}); recall not recorded[/yellow]")
+        if gold is not None:  # named by the user: a wrong file is their error
+            gold_ids = gold_for(spec, gold, target=target, k=k)[1].ids
+        else:
+            try:
+                gold_ids = gold_for(spec, target=target)[1].ids
+            except Exception as exc:  # recall in the records is a convenience; the sweep does not need it
+                console.print(f"[yellow]no gold standard ({exc}); recall not recorded[/yellow]")
         records = sweep(backend, target, k, out, grid_file=grid_file, threads=threads, quick=quick,
                         use_cache=not no_cache, repeats=repeats, gold_ids=gold_ids)
     finally:
@@ -50,3 +64,14 @@ def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick,
     print_table(f"{backend} on {spec.name}, k={k}, {records[0]['threads'] if records else ''} threads",
                 ["params", "build s", "query s", "QPS", f"recall@{k}", "cached"], rows)
     console.print(f"results and runs.jsonl in {out}")
+
+
+def _print_backends() -> None:
+    from laionknn.indexes.registry import BACKENDS, _library_error, get_backend
+
+    rows = []
+    for name, (_, library) in BACKENDS.items():
+        err = _library_error(library)
+        metrics = ", ".join(sorted(m.value for m in get_backend(name).metrics)) if err is None else ""
+        rows.append([name, metrics, "yes" if err is None else f"no ({err})"])
+    print_table("index backends", ["backend", "metrics", "available"], rows)

@@ -1,7 +1,11 @@
 """The main job: the whole chain on one dataset, into one output folder.
 
-ensure data → gold standard → projections' baselines → sweep every available backend on its default
-grid → evaluate (CSV) → report (Markdown, PNG, HTML) → operating points.
+ensure data → gold standard (computed or fetched once, or the file given) → projections' baselines
+(scored against that same gold) → sweep every available approximate backend on its default grid →
+evaluate (CSV, same gold) → report (Markdown, plots, HTML) → operating points.
+
+Brute-force backends (:data:`BRUTE_FORCE`) are not swept unless named: the exact gold standard already
+is the brute-force answer, and sweeping them cost `make demo` minutes for two points at recall 1.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from laionknn.indexes.registry import available_backends
 from laionknn.indexes.runner import sweep
 
 log = logging.getLogger(__name__)
+
+
+#: backends that search exhaustively; the main job leaves them out unless named with --index
+BRUTE_FORCE = ("exact", "faiss-flat")
 
 
 @dataclass
@@ -42,17 +50,20 @@ def default_out_dir(dataset: str, k: int) -> Path:
 def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str | os.PathLike[str] | None" = None,
                  k: int | None = None, quick: bool = False, threads: int | None = None,
                  backends: list[str] | None = None, n_queries: int = 10_000, catalogs=None,
-                 baselines: bool = True) -> RunOutcome:
-    """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``)."""
+                 baselines: bool = True, gold: "str | os.PathLike[str] | None" = None) -> RunOutcome:
+    """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``).
+
+    ``gold``: a gold-standard file for this database and query set (else the catalog's, computed or
+    fetched once); the sweep, the baselines and the evaluation all score against it."""
     name = data or synthetic_database_name(size)
     spec, target, database = open_target(name, n_queries=n_queries, catalogs=catalogs)
     try:
         k = int(k or spec.default_k)
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         out.mkdir(parents=True, exist_ok=True)
-        gold_path, gold = gold_for(spec)
-        baselines_csv = _baselines(spec.name, k, out) if baselines else None
-        chosen = backends or available_backends(spec.metric)
+        gold_path, gold = gold_for(spec, gold, target=target, k=k)
+        baselines_csv = _baselines(spec, k, out, gold_path) if baselines else None
+        chosen = backends or [b for b in available_backends(spec.metric) if b not in BRUTE_FORCE]
         log.info("sweeping %s on %s", ", ".join(chosen), spec.name)
         files: list[Path] = []
         failed: dict[str, str] = {}
@@ -86,11 +97,14 @@ MAINJOB_SKETCH_BITS = (256, 1024)
 MAINJOB_SKETCH_METHODS = ("cfsrp",)
 
 
-def _baselines(dataset: str, k: int, out: Path) -> Path:
-    """The projections' brute-force baselines (PCA, BinWalk, learned sketches) as an evaluation CSV."""
+def _baselines(spec, k: int, out: Path, gold_path: Path) -> Path:
+    """The projections' brute-force baselines (PCA, BinWalk, learned sketches) as an evaluation CSV,
+    on the database and queries of the sweep and scored against its gold (never a second one)."""
+    from laionknn.catalog import local_path
     from laionknn.projections import run_baselines
 
-    return Path(run_baselines(dataset, [k], out / "baselines", bits=MAINJOB_SKETCH_BITS,
+    return Path(run_baselines(None, [k], out / "baselines", database=local_path(spec.database),
+                              queries=local_path(spec.queries), gold=gold_path, bits=MAINJOB_SKETCH_BITS,
                               methods=MAINJOB_SKETCH_METHODS, sketch_fit_rows=50_000))
 
 

@@ -191,9 +191,13 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     with threadpool_limits(limits=threads), progress_bar(f"{backend}", len(grid.build) * len(grid.query),
                                                           unit="points") as bar:
         for build_params in grid.build:
+            shown = ",".join(f"{k}={v}" for k, v in build_params.items()) or "defaults"
+            bar.describe(f"building {shown}")
             index, buildtime, cached, index_bytes = build_or_load(backend, target, build_params, threads=threads,
                                                                  fingerprint=fingerprint, use_cache=use_cache)
             for query_params in grid.query:
+                bar.describe(f"{'cached' if cached else 'built'} {shown}; searching "
+                             + (",".join(f"{k}={v}" for k, v in query_params.items()) or "defaults"))
                 index.set_query_params(**query_params)
                 result, times = timed_search(index, target.queries, k, repeats)
                 querytime = statistics.median(times)
