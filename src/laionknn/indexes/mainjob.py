@@ -84,7 +84,8 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
         database.close()
     eval_csv = evaluate_to_csv(files, gold_path, k, out / "evaluation.csv")
     csvs = [eval_csv] + ([baselines_csv] if baselines_csv else [])
-    report = _report(csvs, out)
+    report = _report(csvs, out, {"datasets": [spec.name], "synthetic": spec.synthetic,
+                                 "n_queries": int(len(target.queries)), "threads": int(threads or os.cpu_count() or 1)})
     points = operating_points(csvs, k)
     return RunOutcome(out, eval_csv, report, out / "runs.jsonl", points, baselines_csv,
                       [b for b in chosen if b not in failed], spec.name, k, failed)
@@ -116,10 +117,10 @@ def evaluate_to_csv(paths: list[Path], gold_path: Path, k: int, csv_path: Path) 
     return Path(write_eval_csv(rows, csv_path))
 
 
-def _report(csvs: list[Path], out: Path) -> dict:
+def _report(csvs: list[Path], out: Path, context: dict | None = None) -> dict:
     from laionknn.reporting import write_report
 
-    return dict(write_report([str(c) for c in csvs], str(out)))
+    return dict(write_report([str(c) for c in csvs], str(out), context=context))
 
 
 def operating_points(csvs: list[Path], k: int) -> list:

@@ -99,7 +99,7 @@ def by_algo(rows: list[dict]) -> dict[str, list[dict]]:
 
 def pareto_frontier(rows: list[dict]) -> list[dict]:
     """Runs not beaten on both recall and QPS, in increasing recall (decreasing QPS) order.
-    Runs without a QPS (NaN) are left out."""
+    Runs without a QPS (NaN) and runs of recall 0 are left out (as plot.py)."""
     usable = [r for r in rows if not math.isnan(r["qps"]) and not math.isnan(r["recall"])]
     usable.sort(key=lambda r: (-r["qps"], -r["recall"]))
     front, best = [], 0.0  # plot.py: cur = 0, keep x > cur (a recall-0 run is left out)
@@ -159,11 +159,27 @@ def fmt_recall(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.4f}"
 
 
+def fmt_bytes(x) -> str:
+    """Index size for tables: MB with thousands separators, "–" when unknown."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return "–"
+    if not value > 0 or math.isnan(value):
+        return "–"
+    return f"{value / 1e6:,.1f} MB"
+
+
+def _seconds(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{float(x):,.1f}"
+
+
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-OP_COLUMNS = ("data", "size", "k", "recall >", "algo", "reached", "QPS", "recall", "recall (tie-aware)", "params")
+OP_COLUMNS = ("data", "size", "k", "recall >", "algo", "reached", "QPS", "recall", "recall (tie-aware)", "build s",
+              "index", "threads", "params")
 FRONT_COLUMNS = ("data", "size", "k", "algo", "recall", "QPS", "params")
 
 
@@ -175,7 +191,8 @@ def operating_rows(points: list[OperatingPoint]) -> list[list[str]]:
         rows.append([p.data, p.size, str(p.k), f"{p.threshold:g}", p.algo, "yes" if p.reached else "no",
                      fmt_qps(r["qps"]) if p.reached else "–",
                      fmt_recall(r["recall"]) + ("" if p.reached else " (best)"),
-                     fmt_recall(r.get("recall_tie_aware", math.nan)), r["params"]])
+                     fmt_recall(r.get("recall_tie_aware", math.nan)), _seconds(r.get("buildtime")),
+                     fmt_bytes(r.get("index_bytes")), str(r.get("threads") or "–"), r["params"]])
     return rows
 
 
@@ -196,12 +213,18 @@ def markdown_table(columns: Iterable[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_report(rows: list[dict], plots: "dict[tuple[str, str, int], str] | None" = None) -> str:
-    """The whole Markdown report: operating points, Pareto frontiers, and links to the plots."""
-    parts = ["# k-NN search results\n\n",
+def markdown_report(rows: list[dict], plots: "dict[tuple[str, str, int], str] | None" = None,
+                    context: dict | None = None) -> str:
+    """The whole Markdown report: run context, operating points, Pareto frontiers, links to the plots."""
+    parts = ["# k-NN search results\n\n"]
+    if context:
+        from laionknn.reporting.context import context_line
+
+        parts.append(f"Run context: {context_line(context)}.\n\n")
+    parts += [
              "Operating points: per data, size and k, the fastest run of each algorithm with recall above "
-             "the threshold (0.9 for k = 10; 0.8 and 0.4 for k = 30); algorithms that never reach it show "
-             "their best recall. QPS = queries / querytime.\n\n",
+             "the threshold (0.9 for k = 10, 0.22 for hammingv2 at k = 10; 0.8 and 0.4 for k = 30); algorithms "
+             "that never reach it show their best recall. QPS = queries / querytime.\n\n",
              "## Operating points\n\n", markdown_table(OP_COLUMNS, operating_rows(operating_points(rows))),
              "\n## Pareto frontier (recall vs QPS, per algorithm)\n\n",
              markdown_table(FRONT_COLUMNS, frontier_rows(rows))]
