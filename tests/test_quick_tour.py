@@ -1,6 +1,6 @@
 """The README's quick tour, run literally and in order as a newcomer would: one bash process, a fresh
 environment (no LAIONKNN_* variables, a bare PATH, an empty HOME), the block taken from README.md
-itself, the size shrunk so it takes seconds. It must produce one gold standard that every later step
+itself, the database and query counts shrunk (3K rows, 1,000 queries) so it takes about a minute. It must produce one gold standard that every later step
 uses."""
 
 import csv
@@ -14,6 +14,7 @@ import h5py
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "3K"
+SMALL_QUERIES = 1000
 
 
 def tour_block() -> str:
@@ -30,10 +31,21 @@ def tour_commands(block: str) -> list[str]:
     return [re.sub(r"\s+#.*$", "", line).strip() for line in joined.splitlines() if line.strip()]
 
 
-def _default_size(commands: list[str]) -> str:
-    m = re.search(r"--size (\S+)", " ".join(commands))
-    assert m, "the tour's synth line gives no --size"
-    return m.group(1)
+def _shrink(command: str, size: str, n_queries: int) -> str:
+    """The same command on SMALL rows and SMALL_QUERIES queries (flag values and catalog names)."""
+    from laionknn.catalog.manifest import synthetic_queries_name
+
+    small_q = synthetic_queries_name(SMALL_QUERIES)
+    command = command.replace(synthetic_queries_name(n_queries), small_q)
+    command = re.sub(rf"--queries {n_queries}\b", f"--queries {SMALL_QUERIES}", command)
+    return command.replace(size, SMALL)
+
+
+def _defaults(commands: list[str]) -> tuple[str, int]:
+    text = " ".join(commands)
+    size, queries = re.search(r"--size (\S+)", text), re.search(r"--queries (\d+)", text)
+    assert size and queries, "the tour's synth line gives no --size / --queries"
+    return size.group(1), int(queries.group(1))
 
 
 def test_readme_tour_names_resolve_in_the_catalog():
@@ -49,8 +61,8 @@ def test_readme_tour_names_resolve_in_the_catalog():
 
 def test_quick_tour_runs_literally(tmp_path):
     commands = tour_commands(tour_block())
-    size = _default_size(commands)
-    script = "\n".join(["set -euo pipefail"] + [c.replace(size, SMALL) for c in commands]) + "\n"
+    size, n_queries = _defaults(commands)
+    script = "\n".join(["set -euo pipefail"] + [_shrink(c, size, n_queries) for c in commands]) + "\n"
     # the tour starts at the repository root after `make venv`: give the fresh folder the same venv
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8",
@@ -61,7 +73,7 @@ def test_quick_tour_runs_literally(tmp_path):
     tour = tmp_path / "tour"
     gold = tour / "gold.h5"
     with h5py.File(gold, "r") as f:
-        assert f["knns"].shape == (10_000, 100)
+        assert f["knns"].shape == (SMALL_QUERIES, 100)
     # the workspace default (nothing set): no second gold standard was computed anywhere
     ws = tmp_path / "home" / ".cache" / "laionknn"
     assert not [p for p in ws.rglob("*gold*.h5")], "a second gold standard was written"
