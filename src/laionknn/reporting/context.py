@@ -115,6 +115,8 @@ def context_line(ctx: dict) -> str:
     if ctx.get("threads"):
         t = ctx["threads"]
         parts.append(f"{'/'.join(map(str, t)) if isinstance(t, list) else t} threads")
-    parts.append(f"{ctx['cpu']} ({ctx['cores']} cores)")
+    # the machine the report is written on: the main job writes it right after its runs; for old
+    # CSVs it may not be where they were measured, and the line says which it is
+    parts.append(f"report written on {ctx['cpu']} ({ctx['cores']} cores)")
     parts.append(" ".join(f"{k} {v}" for k, v in ctx["versions"].items()))
     return " · ".join(parts)

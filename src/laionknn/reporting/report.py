@@ -85,7 +85,8 @@ def _context_html(ctx: dict) -> str:
     for key, label in (("n_queries", "queries"), ("threads", "threads")):
         v = ctx.get(key)
         items.append((label, ", ".join(map(str, v)) if isinstance(v, list) else (str(v) if v else "not recorded")))
-    items += [("machine", f"{ctx['cpu']}, {ctx['cores']} cores, Python {ctx['python']}"),
+    items += [("report written on", f"{ctx['cpu']}, {ctx['cores']} cores, Python {ctx['python']} (the main job "
+                                    f"writes its report on the machine it ran on)"),
               ("versions", ", ".join(f"{k} {v}" for k, v in ctx["versions"].items()))]
     return "<dl class=ctx>" + "".join(f"<dt>{html.escape(a)}</dt><dd>{html.escape(b)}</dd>" for a, b in items) + "</dl>"
 
