@@ -33,7 +33,7 @@ def check_cmd(ctx: click.Context, files: tuple[str, ...], n_database: str | None
     from laionknn.results.check import database_rows
 
     n_db = database_rows(n_database)
-    paths = find_result_files(files)
+    paths = find_result_files(files, results_only=False)
     bad = 0
     for path in paths:
         problems = check_result_file(path, n_db, k, n_queries=n_queries,

@@ -38,12 +38,14 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def find_result_files(paths: "Iterable[str | os.PathLike[str]]", *, exclude: Iterable[Path] = ()) -> list[Path]:
+def find_result_files(paths: "Iterable[str | os.PathLike[str]]", *, exclude: Iterable[Path] = (),
+                      results_only: bool = True) -> list[Path]:
     """Every ``.h5`` file named, or found recursively under a named folder (sorted, no duplicates).
 
     Inside a folder, ``.h5`` files without a ``knns`` dataset (projected vectors, sketches, models that
     ``laionknn run`` leaves beside its results) are not result files and are passed over; a file named
-    explicitly is always returned. Raises :class:`UsageError` for a missing path or when nothing is found.
+    explicitly is always returned; ``results_only=False`` (``results check``, which must report a result
+    file that lost its ``knns``) keeps them too. Raises :class:`UsageError` for a missing path or when nothing is found.
     """
     skip = {Path(p).resolve() for p in exclude}
     found: list[Path] = []
@@ -54,7 +56,7 @@ def find_result_files(paths: "Iterable[str | os.PathLike[str]]", *, exclude: Ite
     for p in map(Path, paths):
         if p.is_dir():
             candidates = sorted((q for q in p.rglob("*.h5") if q.is_file() and not q.name.startswith(".tmp-")
-                                 and _has_knns(q)), key=_natural_key)
+                                 and (not results_only or _has_knns(q))), key=_natural_key)
         elif p.is_file():
             candidates = [p]
         else:
