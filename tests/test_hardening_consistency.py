@@ -114,7 +114,7 @@ def test_main_job_asks_for_replacement(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(mainjob, "sweep", fake_sweep)
-    monkeypatch.setattr(mainjob, "gold_for", lambda spec: (None, type("G", (), {"ids": None})()))
+    monkeypatch.setattr(mainjob, "gold_for", lambda spec, *a, **kw: (None, type("G", (), {"ids": None})()))
     with pytest.raises(Stop):
         mainjob.run_pipeline(size="1K", n_queries=10, backends=["exact"], baselines=False)
     assert seen.get("replace_records") is True

@@ -57,8 +57,7 @@ def cli(ctx: click.Context, quiet: bool, verbose: int, catalogs: tuple[str, ...]
     from laionknn.progress import set_quiet
 
     set_quiet(quiet)
-    level = logging.WARNING if quiet else (logging.INFO if verbose == 1 else logging.DEBUG if verbose > 1 else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose, quiet)
     ctx.ensure_object(dict)
     ctx.obj["catalogs"] = list(catalogs)
     ctx.obj["quiet"] = quiet
@@ -71,6 +70,20 @@ def click_message(exc: click.ClickException) -> str:
     if isinstance(exc, click.UsageError) and ctx is not None:
         message += f" (see `{ctx.command_path} --help`)"
     return message
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """``-v`` / ``-vv`` raise laionknn's own loggers to INFO / DEBUG; other libraries' loggers (faiss's
+    loader, numba, dask) stay at the root's WARNING unless ``-vvv``. ``-q`` keeps warnings only.
+
+    Only the ``laionknn`` logger's level moves: its records still propagate to the root's handler
+    (a propagated record is not checked against the root's level), so the console shows laionknn's
+    INFO lines without the faiss loader's."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if verbose >= 3 and not quiet:
+        logging.getLogger().setLevel(logging.DEBUG)
+    pkg_level = logging.NOTSET if quiet or verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.getLogger("laionknn").setLevel(pkg_level)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ import time
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import K, MEMORY_SIZE, THREADS, count
+from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, THREADS, count
 
 
 @click.command()
@@ -28,16 +28,23 @@ from laionknn.cli.options import K, MEMORY_SIZE, THREADS, count
               help="Each build configuration in a child process under this hard limit; exceeded limits are recorded.")
 @click.option("--task", type=click.Choice(["2024-2", "2024-3"]),
               help="2024 memory-capped task preset (32G / 64G per 100M rows, k=30; task 3: no originals).")
+@click.option("--gold", type=GOLD_FILE, default=None,
+              help="Gold-standard file of this database and query set (`laionknn gold --out`); default: the "
+                   "catalog's, computed once and reused.")
 @click.pass_context
-def run(ctx, size, data, out_dir, k, threads, backends, peers, n_queries, quick, no_baselines, memory_limit, task):
-    """Ensure data, gold standard, baselines, every available index backend, evaluation and report,
-    into one folder; prints the operating points at the end."""
+def run(ctx, size, data, out_dir, k, threads, backends, peers, n_queries, quick, no_baselines, memory_limit, task,
+        gold):
+    """Ensure data, gold standard, baselines, every available approximate index backend (brute-force
+    exact and faiss-flat only when named with --index; peer libraries with --peers), evaluation and
+    report, into one folder; prints the operating points at the end. One gold standard serves the
+    sweep, the baselines and the scores."""
     from laionknn.indexes.mainjob import run_pipeline
 
     t0 = time.perf_counter()
     outcome = run_pipeline(size=size, data=data, out_dir=out_dir, k=k, quick=quick, threads=threads,
                            backends=list(backends) or None, n_queries=n_queries, catalogs=catalogs(ctx),
-                           baselines=not no_baselines, peers=peers, memory_limit=memory_limit, task=task)
+                           baselines=not no_baselines, peers=peers, memory_limit=memory_limit, task=task,
+                           gold=gold)
     from laionknn.reporting.tables import fmt_qps, fmt_recall
 
     rows = [[f"{p.threshold:g}", p.run.get("data", ""), p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),

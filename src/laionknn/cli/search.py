@@ -7,12 +7,16 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import K, MEMORY_SIZE, REPEATS, THREADS, count
+from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, REPEATS, THREADS, count
 
 
 @click.command()
-@click.option("--data", "data", required=True, help="Database name from the catalog, e.g. synthetic-v3-clip768v2-n=100K.")
-@click.option("--index", "backend", required=True, help="Backend name (see `laionknn search --list`).")
+@click.option("--list", "list_backends", is_flag=True, help="List the index backends, their metrics and availability.")
+@click.option("--data", "data", help="Database name from the catalog, e.g. synthetic-v3-clip768v2-n=100K.")
+@click.option("--index", "backend", help="Backend name (see `laionknn search --list`).")
+@click.option("--gold", type=GOLD_FILE, default=None,
+              help="Gold-standard file for the recall column (`laionknn gold --out`); default: the catalog's, "
+                   "computed once and reused.")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False), help="TOML grid file (default: the backend's).")
 @click.option("--k", type=K, default=None, help="Neighbours per query, 1..1000 (default: the dataset's, 10 or 30).")
 @click.option("--threads", type=THREADS, default=None, help="Threads for build and search (default: all cores).")
@@ -42,10 +46,17 @@ from laionknn.cli.options import K, MEMORY_SIZE, REPEATS, THREADS, count
               help="2024 memory-capped task: limit 32G (task 2) or 64G (task 3) per 100M rows, k=30; task 3 refuses "
                    "backends that need the original vectors at search time.")
 @click.pass_context
-def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache, repeats, use_dask, workers,
-           scheduler, shards, route, memory_limit, task):
+def search(ctx, list_backends, data, backend, gold, grid_file, k, threads, out_dir, n_queries, quick, no_cache,
+           repeats, use_dask, workers, scheduler, shards, route, memory_limit, task):
     """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one
     official result file and one run record per point."""
+    if list_backends:
+        _print_backends()
+        return
+    from laionknn.errors import UsageError
+
+    if not data or not backend:
+        raise UsageError("search needs --data NAME and --index BACKEND (`laionknn search --list` lists the backends)")
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.mainjob import default_out_dir
     from laionknn.indexes.registry import get_backend
@@ -63,10 +74,13 @@ def search(ctx, data, backend, grid_file, k, threads, out_dir, n_queries, quick,
         limit = resolve_memory_limit(memory_limit, task, database.n)
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         gold_ids = None
-        try:
-            gold_ids = gold_for(spec)[1].ids
-        except Exception as exc:  # recall in the records is a convenience; the sweep does not need it
-            console.print(f"[yellow]no gold standard ({exc}); recall not recorded[/yellow]")
+        if gold is not None:  # named by the user: a wrong file is their error
+            gold_ids = gold_for(spec, gold, target=target, k=k)[1].ids
+        else:
+            try:
+                gold_ids = gold_for(spec, target=target)[1].ids
+            except Exception as exc:  # recall in the records is a convenience; the sweep does not need it
+                console.print(f"[yellow]no gold standard ({exc}); recall not recorded[/yellow]")
         common = dict(grid_file=grid_file, quick=quick, use_cache=not no_cache, repeats=repeats, gold_ids=gold_ids)
         if use_dask:
             from laionknn.distributed.engine import connect
@@ -111,3 +125,16 @@ def print_records(records: list[dict], title: str, k: int) -> None:
              f"{r['recall']:.4f}" if r.get("recall") is not None else "",
              r.get("outcome_detail") or ("yes" if r.get("cached") else "")] for r in records]
     print_table(title, ["params", "build s", "query s", "QPS", f"recall@{k}", "cached / memory"], rows)
+
+
+def _print_backends() -> None:
+    from laionknn.indexes.mainjob import BRUTE_FORCE
+    from laionknn.indexes.registry import BACKENDS, PEERS, _library_error, cpu_error, get_backend
+
+    swept = {**{b: "with --peers" for b in PEERS}, **{b: "only with --index" for b in BRUTE_FORCE}}
+    rows = []
+    for name, (_, library) in BACKENDS.items():
+        err = cpu_error(name) or _library_error(library)  # the CPU first: never call a library it would crash
+        metrics = ", ".join(sorted(m.value for m in get_backend(name).metrics)) if err is None else ""
+        rows.append([name, metrics, "yes" if err is None else f"no ({err})", swept.get(name, "yes")])
+    print_table("index backends", ["backend", "metrics", "available", "in `run`"], rows)

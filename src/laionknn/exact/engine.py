@@ -394,8 +394,11 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     last = time.monotonic()
     bufs: list[Candidates | None] = [None] * len(batches)  # per-batch selection buffers, kept across blocks
     conv = _block_buffer(src, min(block_rows, stop - start_row))  # float32 block, reused across blocks
-    with progress_bar(f"exact {metric.value} (float32 filter)", stop - first) as bar:
-        bar.update(start_row - first)
+    n_q = xq.shape[0]
+    # one unit = one database row scored against one query: the bar moves with every query tile of
+    # every block, not once per row range (a single 100K block of 10k queries is minutes of work)
+    with progress_bar(f"exact {metric.value} (float32 filter)", (stop - first) * n_q, unit="row·query") as bar:
+        bar.update((start_row - first) * n_q)
         for task in plan_row_ranges(stop, block_rows, start=start_row):
             xb = to_float32(src.read(task.start, task.stop), out=conv)
             nbk = xb.shape[0]
@@ -425,9 +428,9 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                         if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
                             buf = buf.padded(part.width)
                             buf.lo[sl], buf.hi[sl], buf.ids[sl] = part.lo, part.hi, part.ids
+                    bar.advance((q1 - q0) * nbk)
                 parts[bi] = merge(parts[bi], filled_prefix(buf, counts), kk)
                 bufs[bi] = buf  # reused by the next block (counts start again at 0)
-            bar.advance(task.rows)
             # the state after the last block is always saved: a failed final write resumes without a pass
             last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every if task.stop < stop else 0.0)
     return parts

@@ -251,11 +251,15 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
         for build_params in grid.build:
             if on_phase:
                 on_phase("build")
+            shown = ",".join(f"{k}={v}" for k, v in build_params.items()) or "defaults"
+            bar.describe(f"building {shown}")
             index, buildtime, cached, index_bytes = build_or_load(backend, target, build_params, threads=threads,
                                                                  fingerprint=fingerprint, use_cache=use_cache)
             if on_phase:
                 on_phase("search")
             for query_params in grid.query:
+                bar.describe(f"{'cached' if cached else 'built'} {shown}; searching "
+                             + (",".join(f"{k}={v}" for k, v in query_params.items()) or "defaults"))
                 index.set_query_params(**query_params)
                 result, times = timed_search(index, target.queries, k, repeats)
                 querytime = statistics.median(times)

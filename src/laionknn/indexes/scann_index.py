@@ -4,10 +4,18 @@ ScaNN's builder takes the database as one float32 array, so this backend (alone)
 float32 copy during the build; it is released as soon as ScaNN has built its own structures.
 ScaNN answers dot products (higher is better) for DOT/COSINE, turned into ``1 - dot`` here. Search
 threads: ``threads == 1`` runs serially; more uses ScaNN's own pool (as many threads as cores).
+ScaNN's C++ core logs through absl straight to file descriptor 2, past Python's logging and ``-q``;
+its build and load run with fd 2 captured, and the lines go to this module's logger at DEBUG
+(``-vv`` shows them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +23,28 @@ import numpy as np
 from laionknn.errors import UsageError
 from laionknn.indexes.base import Index, finish, float_blocks
 from laionknn.types import KnnResult, Metric
+
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def native_stderr_to_log(logger: logging.Logger = log):
+    """Send what native code writes to fd 2 into ``logger`` at DEBUG instead of the console."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    logger.debug("scann: %s", line)
 
 
 class ScannIndex(Index):
@@ -46,7 +76,8 @@ class ScannIndex(Index):
                              anisotropic_quantization_threshold=threshold if measure == "dot_product" else float("nan"))
                    .reorder(int(self.query_params["reorder"])))
         builder.set_n_training_threads(self.threads)
-        self.searcher = builder.build()
+        with native_stderr_to_log():
+            self.searcher = builder.build()
         del data
 
     def _search(self, queries: np.ndarray, k: int) -> KnnResult:
@@ -73,4 +104,5 @@ class ScannIndex(Index):
     def _load(self, path: Path) -> None:
         from scann.scann_ops.py import scann_ops_pybind
 
-        self.searcher = scann_ops_pybind.load_searcher(str(path))
+        with native_stderr_to_log():
+            self.searcher = scann_ops_pybind.load_searcher(str(path))
