@@ -1,5 +1,6 @@
 """Audit part 10: laionknn reads what it writes (gold on its own 128-bit sketches and pca64 files),
-and re-running a sweep after a kill leaves one run record per point, not two."""
+re-running a sweep after a kill leaves one run record per point, not two, and `eval` scores only the
+result files that `results check` accepts (one verdict, one line, exit 2; skipped under --skip-bad)."""
 
 from __future__ import annotations
 
@@ -129,3 +130,65 @@ def test_replace_run_records_keeps_other_points(tmp_path, name):
     got = sorted((r["params"], r["qps"]) for r in read_run_records(path))
     assert got == [("x=1", 1.0), ("x=2", 3.0)]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+# part 10: `eval` scores only what `results check` accepts -------------------------------------------
+
+def _raw_result(path, knns, dists, **meta):
+    """A result file written as anyone could (no checks on the way): 1-based ``knns`` as given."""
+    from evalhelpers import write_raw_result
+
+    return write_raw_result(path, knns.astype(np.int32), dists.astype(np.float32),
+                            {"algo": "a", "data": "clip768v2", "size": "1K", "buildtime": 1.0, "querytime": 1.0,
+                             "params": "p", **meta})
+
+
+def _check_rejects(path, capsys) -> str:
+    code, out, _ = cli(["--quiet", "results", "check", path], capsys)
+    assert code == 1, out
+    return out
+
+
+REJECTED = {
+    # what `results check` says (and eval must say too) -> how the file is spoiled
+    "repeats an id": lambda ids, d: (np.concatenate([ids[:, :1], ids[:, :-1]], axis=1), d, {}),
+    "dists contains NaN": lambda ids, d: (ids, np.where(np.arange(d.shape[0])[:, None] == 3, np.nan, d), {}),
+    "dists not sorted": lambda ids, d: (ids, np.concatenate([d[:1, ::-1], d[1:]]), {}),
+    "querytime is 0.0": lambda ids, d: (ids, d, {"querytime": 0.0}),
+    "buildtime is -1.0": lambda ids, d: (ids, d, {"buildtime": -1.0}),
+}
+
+
+@pytest.mark.parametrize("problem", list(REJECTED))
+def test_eval_refuses_what_results_check_rejects(problem, tmp_path, capsys, caplog, home):
+    from hardeninghelpers import assert_clean_error
+    from laionknn.evaluation import evaluate
+    from laionknn.io import write_gold
+    from laionknn.types import KnnResult
+
+    rng = np.random.default_rng(3)
+    n, k = 12, 10
+    gold_ids = np.stack([rng.choice(1000, 20, replace=False) for _ in range(n)]).astype(np.int64)
+    gold_d = np.sort(rng.random((n, 20)), axis=1).astype(np.float32)
+    gold = write_gold(tmp_path / "laion2B-en-public-gold-standard-v2-1K.h5", KnnResult(gold_ids, gold_d))
+    good = _raw_result(tmp_path / "res" / "good.h5", gold_ids[:, :k] + 1, gold_d[:, :k])
+    knns, dists, meta = REJECTED[problem](gold_ids[:, :k] + 1, gold_d[:, :k])
+    bad = _raw_result(tmp_path / "res" / "bad.h5", knns, dists, **meta)
+
+    assert problem in _check_rejects(bad, capsys)
+    assert f"{good}: ok" in cli(["results", "check", good], capsys)[1]
+    # eval: the same verdict, one line, exit 2 (was: scored, recall and all)
+    code, out, err = cli(["--quiet", "eval", "--results", bad, "--gold", gold], capsys)
+    line = assert_clean_error(code, err, str(bad), problem, "results check")
+    assert not out
+    # a folder with both: refused as a whole, or the good file alone with --skip-bad and a warning
+    code, _, err = cli(["--quiet", "eval", "--results", tmp_path / "res", "--gold", gold], capsys)
+    assert assert_clean_error(code, err, problem) == line
+    caplog.clear()
+    code, out, err = cli(["--quiet", "eval", "--results", tmp_path / "res", "--gold", gold, "--skip-bad"], capsys)
+    assert code == 0, err
+    assert [r.split(",")[-2] for r in out.strip().splitlines()[1:]] == [str(good)]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"skipped {bad}: ") and problem in warning and "\n" not in warning
+    rows = evaluate([tmp_path / "res"], gold, skip_bad=True)
+    assert [r["file"] for r in rows] == [str(good)] and rows[0]["recall"] == 1.0
