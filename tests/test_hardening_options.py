@@ -198,3 +198,18 @@ def test_click_usage_errors_are_one_line(argv, needle, capsys):
     code, _, err = cli(argv, capsys)
     line = assert_clean_error(code, err, needle, "--help")
     assert "Usage:" not in err
+
+
+@pytest.mark.parametrize("argv", [["run", "--size", "1K"], ["search", *D, "--index", "exact"]])
+@pytest.mark.parametrize("gold", ["nope.h5", "."])
+def test_gold_file_is_checked_before_any_work(argv, gold, capsys, home):
+    """`--gold FILE` of run and search (issue 19) goes through options.GOLD_FILE: a missing file or a
+    folder is one line, exit 2, before any data is synthesised; run_pipeline checks it first too."""
+    code, _, err = cli(["--quiet", *argv, "--gold", gold], capsys)
+    assert_clean_error(code, err, "--gold", "no such file" if gold == "nope.h5" else "is a folder", "laionknn gold")
+    assert [p for p in home.rglob("*") if p.is_file()] == []
+    from laionknn.indexes.mainjob import run_pipeline
+
+    with pytest.raises(UsageError, match="--gold"):
+        run_pipeline(size="1K", n_queries=10, gold=gold, baselines=False)
+    assert [p for p in home.rglob("*") if p.is_file()] == []
