@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv clean bench browser
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/laionknn run
 
-test: $(STAMP)
+# The HTML report test renders the page in headless Chromium (Debian's chromium package); installed here
+# when missing and possible (root or password-less sudo), else that one test is skipped with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; } >/dev/null 2>&1 || \
+	    echo "chromium could not be installed (apt-get); the headless-browser report test will be skipped"; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 clean:

@@ -107,9 +107,10 @@ def test_checkpoint_from_other_parameters_is_refused(home, tmp_path):
         knn(X, Q, 7, "l2", checkpoint=ck, resume=True)
     with pytest.raises(CheckpointError, match="queries"):
         knn(X, Q[:2], 7, "dot", checkpoint=ck, resume=True)
+    # a damaged checkpoint no longer stops --resume: it is named, and the previous one (or a fresh
+    # start) gives the same answer (tests/test_hardening_recovery.py covers this in detail)
     ck.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot be read"):
-        knn(X, Q, 7, "dot", checkpoint=ck, resume=True)
+    assert np.array_equal(knn(X, Q, 7, "dot", checkpoint=ck, resume=True).ids, first.ids)
 
 
 def _run_main(args):

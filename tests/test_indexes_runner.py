@@ -77,24 +77,26 @@ def test_search_writes_results_and_second_sweep_hits_cache(tiny, tmp_path):
 
 def test_run_main_job_report_lists_every_backend(tiny, tmp_path):
     out = tmp_path / "run"
+    from laionknn.indexes.mainjob import BRUTE_FORCE
+
     main(["run", "--data", DB, "--queries", str(NQ), "--out", str(out), "--quick", "--no-baselines"])
     rows = list(csv.DictReader(open(out / "evaluation.csv")))
-    core = [b for b in available_backends("cosine") if b not in PEERS]  # peers only with --peers
-    assert {r["algo"] for r in rows} == set(core)
+    # brute force is swept only when named, the peer libraries only with --peers
+    approximate = set(available_backends("cosine")) - set(BRUTE_FORCE) - set(PEERS)
+    assert {r["algo"] for r in rows} == approximate
     for r in rows:
         assert 0.0 <= float(r["recall"]) <= 1.0 and float(r["qps"]) > 0
-    assert any(float(r["recall"]) == 1.0 for r in rows if r["algo"] == "exact")
     assert (out / "report.html").is_file() and list(out.glob("*.png"))
     md = (out / "report.md").read_text()
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert table, "no Markdown table in the report"
-    for backend in core:
+    for backend in approximate:
         assert any(f" {backend} " in line for line in table), f"{backend} missing from the report"
 
 
 @pytest.mark.parametrize("argv, needle", [
     (["--index", "no-such-index"], "known backends: exact, faiss-flat"),
-    (["--index", "hnswlib", "--k", "5000"], "k=5000 is larger than the database"),
+    (["--index", "hnswlib", "--k", "5000"], "--k must be between 1 and 1000, got 5000"),
 ])
 def test_search_bad_input_exits_2(tiny, tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as exc:
@@ -187,7 +189,7 @@ def test_main_job_goes_on_when_one_backend_fails(tiny, tmp_path, monkeypatch):
     outcome = mainjob.run_pipeline(data=DB, n_queries=NQ, out_dir=tmp_path / "run", quick=True, baselines=False)
     assert "hnswlib" in outcome.failed and "simulated library crash" in outcome.failed["hnswlib"]
     algos = {r["algo"] for r in csv.DictReader(open(outcome.eval_csv))}
-    assert "hnswlib" not in algos and "exact" in algos
+    assert "hnswlib" not in algos and "faiss-hnsw" in algos
 
 
 class _CountingIndex:
@@ -220,3 +222,14 @@ def test_params_and_query_strings():
     index.set_query_params(nprobe=2)
     assert index.query_string() == "nprobe=2"
     assert index.params_string().endswith(",nprobe=2") and "nlist=8" in index.params_string()
+
+
+def test_run_sweeps_brute_force_when_named_and_reuses_one_gold(tiny, tmp_path, home):
+    out = tmp_path / "run"
+    main(["run", "--data", DB, "--queries", str(NQ), "--out", str(out), "--quick", "--no-baselines",
+          "--index", "exact", "--index", "hnswlib"])
+    rows = list(csv.DictReader(open(out / "evaluation.csv")))
+    assert {r["algo"] for r in rows} == {"exact", "hnswlib"}
+    assert all(float(r["recall"]) == 1.0 for r in rows if r["algo"] == "exact")
+    golds = sorted(p.name for p in home.rglob("*gold*.h5"))
+    assert len(golds) == 1, golds  # the sweep and the evaluation used the same, single gold file

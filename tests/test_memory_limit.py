@@ -160,3 +160,22 @@ def _db_path():
     from laionknn import catalog
 
     return catalog.local_path(catalog.dataset(DB, n_queries=NQ).database)
+
+
+def test_a_rerun_of_a_capped_main_job_sweep_replaces_its_records(home, tmp_path, greedy):
+    """replace_records (what `laionknn run` passes) also holds for memory-capped sweeps: the child only
+    reports, the parent replaces the points it measured again, and a plain sweep still appends."""
+    rng = np.random.default_rng(5)
+    path = write_vectors(tmp_path / "db.h5", rng.standard_normal((600, 16)).astype(np.float16), "emb")
+    q = rng.standard_normal((6, 16)).astype(np.float32)
+    grid = Grid("greedy", [{"waste_mb": 0}], [{"search_waste_mb": 0}, {"search_waste_mb": 1}])
+    out = tmp_path / "out"
+    with VectorFile(path) as db:
+        target = SweepTarget(db, q, Metric.COSINE, "clip768v2", "600", "tiny")
+        for _ in range(2):
+            recs = sweep("greedy", target, 5, out, grid=grid, memory_limit="256M", threads=1, replace_records=True)
+        assert [r["outcome"] for r in recs] == ["ok", "ok"]
+        on_disk = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+        assert sorted(r["params"] for r in on_disk) == sorted(r["params"] for r in recs)  # one record per point
+        sweep("greedy", target, 5, out, grid=grid, memory_limit=256 * MB, threads=1)
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 4  # a sweep of its own adds a measurement

@@ -67,7 +67,8 @@ def test_operating_points(tmp_path):
 
 def test_write_report_files(tmp_path, capsys):
     paths = write_report([_runs_csv(tmp_path)], tmp_path / "rep")
-    assert set(paths) == {"markdown", "html", "plot:clip768v2:100K:k10", "plot:clip768v2:300K:k30"}
+    groups = ("clip768v2:100K:k10", "clip768v2:300K:k30")
+    assert set(paths) == {"markdown", "html"} | {f"{kind}:{g}" for kind in ("plot", "svg", "pdf") for g in groups}
     for key, p in paths.items():
         assert p.exists() and p.stat().st_size > 0
     import matplotlib.image

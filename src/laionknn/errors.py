@@ -8,6 +8,11 @@ expected, what was found and what to do. The CLI turns these into one line and e
 from __future__ import annotations
 
 
+def one_line(text: object) -> str:
+    """A message as one line: libraries (h5py, pyarrow, click, the OS) put newlines in theirs."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 class LaionKnnError(Exception):
     """Base class of every error laionknn raises on purpose."""
 
@@ -36,5 +41,17 @@ class DataError(LaionKnnError):
     """Vectors that cannot be used as given (NaN, zero norm, empty database...)."""
 
 
+class OutputError(LaionKnnError):
+    """An output that cannot be written (read-only folder, no permission, disk full)."""
+
+
+class DiskFullError(OutputError):
+    """No space left (before a long write, or ENOSPC during one): which file, how much is free."""
+
+
 class CheckpointError(LaionKnnError):
     """A checkpoint that belongs to other inputs or parameters, or is damaged."""
+
+
+class LockedError(UsageError):
+    """Another live process is working on the same output (it holds the output's lock)."""

@@ -14,10 +14,12 @@ __all__ = ["DatasetSpec", "Record", "all_records", "dataset", "resolve", "synthe
 
 
 def local_path(record: Record):
-    """Where ``record``'s file lives in the workspace (whether or not it exists yet)."""
+    """Where ``record``'s file lives in the workspace (whether or not it exists yet); always directly
+    inside the data folder (:func:`laionknn.fsutil.contained_path`)."""
     from laionknn import workspace
+    from laionknn.fsutil import contained_path
 
-    return workspace.data_path(record.filename)
+    return contained_path(workspace.data_dir(), record.filename, f"{record.name} ({record.source})")
 
 
 # Imported eagerly and last (it needs ``local_path``): importing the submodule later would rebind the

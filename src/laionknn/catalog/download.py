@@ -22,6 +22,7 @@ import http.client
 import logging
 import os
 import shutil
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -45,20 +46,37 @@ USER_AGENT = "laionknn-downloader"
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard to try one URL: ``retries`` extra attempts after the first, sleeping
-    ``backoff * 2**i`` seconds (capped at ``max_backoff``) before attempt ``i + 1``."""
+    ``backoff * 2**i`` seconds (capped at ``max_backoff``) before attempt ``i + 1``.
+
+    ``timeout``: seconds one connect or read may wait (idle timeout). ``min_rate`` bytes/s over
+    ``rate_window`` seconds: a server trickling slower than that (never idle, so never timing out)
+    fails the attempt (transient; the ``.part`` is kept). ``max_time``: seconds one attempt may
+    take in all (``None``: no limit; a 147 GB file takes hours)."""
 
     retries: int = 5
     backoff: float = 1.0
     max_backoff: float = 60.0
     timeout: float = 60.0
+    min_rate: float = 1024.0
+    rate_window: float = 60.0
+    max_time: float | None = None
 
     @classmethod
     def from_env(cls) -> "RetryPolicy":
         """Defaults, overridden by ``$LAIONKNN_RETRIES``, ``$LAIONKNN_BACKOFF``, ``$LAIONKNN_TIMEOUT``."""
+        from laionknn.validation import check_float, check_int
+
         env = os.environ
-        return cls(retries=int(env.get("LAIONKNN_RETRIES", cls.retries)),
-                   backoff=float(env.get("LAIONKNN_BACKOFF", cls.backoff)),
-                   timeout=float(env.get("LAIONKNN_TIMEOUT", cls.timeout)))
+        max_time = env.get("LAIONKNN_MAX_TIME")
+        return cls(retries=check_int(env.get("LAIONKNN_RETRIES", cls.retries), "$LAIONKNN_RETRIES", min=0, max=100),
+                   backoff=check_float(env.get("LAIONKNN_BACKOFF", cls.backoff), "$LAIONKNN_BACKOFF", min=0),
+                   timeout=check_float(env.get("LAIONKNN_TIMEOUT", cls.timeout), "$LAIONKNN_TIMEOUT", min=0,
+                                       min_exclusive=True),
+                   min_rate=check_float(env.get("LAIONKNN_MIN_RATE", cls.min_rate), "$LAIONKNN_MIN_RATE", min=0),
+                   rate_window=check_float(env.get("LAIONKNN_RATE_WINDOW", cls.rate_window), "$LAIONKNN_RATE_WINDOW",
+                                           min=0, min_exclusive=True),
+                   max_time=None if not max_time else check_float(max_time, "$LAIONKNN_MAX_TIME", min=0,
+                                                                  min_exclusive=True))
 
     def delay(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * (2 ** attempt))
@@ -177,13 +195,59 @@ def _total_from_content_range(value: str | None) -> tuple[int | None, int | None
     return start, (None if total.strip() in ("", "*") else int(total))
 
 
+#: schemes a catalog URL may use (``file`` for local mirrors); a redirect may only lead to http(s).
+URL_SCHEMES = ("http", "https", "file")
+REDIRECT_SCHEMES = ("http", "https")
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be downloaded from (``None`` when it can): no scheme, an unsupported
+    scheme, or an http(s) URL without a host."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme:
+        return "it has no scheme (expected http://, https:// or file://)"
+    if parts.scheme.lower() not in URL_SCHEMES:
+        return f"its scheme {parts.scheme}:// is not supported (expected http://, https:// or file://)"
+    if parts.scheme.lower() in REDIRECT_SCHEMES and not parts.netloc:
+        return "it has no host"
+    return None
+
+
+class _RedirectRefused(urllib.error.URLError):
+    pass
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only: urllib's default also follows ``ftp://``, which would let a
+    server send the client to any other protocol."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        newurl = headers.get("location") or headers.get("uri")
+        if newurl is not None:
+            scheme = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl)).scheme.lower()
+            if scheme not in REDIRECT_SCHEMES:
+                fp.close()
+                raise _RedirectRefused(f"redirect to {newurl!r} refused: only http(s) redirects are followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
 def _open(url: str, start: int, timeout: float):
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if start:
         headers["Range"] = f"bytes={start}-"
+    problem = url_problem(url)
+    if problem is not None:
+        raise _Permanent(f"cannot download from it: {problem}")
     req = urllib.request.Request(url, headers=headers)
     try:
-        return urllib.request.urlopen(req, timeout=timeout)
+        return _OPENER.open(req, timeout=timeout)
+    except _RedirectRefused as exc:
+        raise _Permanent(str(exc.reason)) from None
     except urllib.error.HTTPError as exc:
         code = exc.code
         if code == 416:
@@ -196,11 +260,44 @@ def _open(url: str, start: int, timeout: float):
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, FileNotFoundError) or (isinstance(reason, str) and "No such file" in reason):
             raise _Permanent(f"not found ({reason})") from None
+        if isinstance(reason, socket.gaierror) and reason.errno != socket.EAI_AGAIN:
+            raise _Permanent(f"unknown host ({reason.strerror or reason})") from None  # retrying cannot help
+        if isinstance(reason, str) and reason.startswith("unknown url type"):
+            raise _Permanent(reason) from None
         raise _Transient(f"cannot connect: {reason}") from None
 
 
-def _attempt(url: str, st: _State, listed: int | None, exact: bool, timeout: float, bar, name: str) -> int:
+class _Pace:
+    """Watches one attempt: a rate below ``min_rate`` over ``rate_window`` seconds, or more than
+    ``max_time`` seconds in all, fails it."""
+
+    def __init__(self, policy: "RetryPolicy") -> None:
+        self.policy = policy
+        self.t0 = self.mark_t = time.monotonic()
+        self.mark_n = 0
+
+    def check(self, n: int) -> None:
+        now, p = time.monotonic(), self.policy
+        if p.max_time is not None and now - self.t0 > p.max_time:
+            raise _Transient(f"attempt took longer than {p.max_time:g} s ($LAIONKNN_MAX_TIME)")
+        if now - self.mark_t >= p.rate_window:
+            rate = (n - self.mark_n) / (now - self.mark_t)
+            if rate < p.min_rate:
+                raise _Transient(f"server too slow: {rate:.0f} bytes/s over {now - self.mark_t:.1f} s, below "
+                                 f"{p.min_rate:g} bytes/s ($LAIONKNN_MIN_RATE)")
+            self.mark_t, self.mark_n = now, n
+
+
+def _limit(listed: int | None, exact: bool) -> int | None:
+    """Most bytes a file of the catalog's ``listed`` size may have (``None``: no limit known)."""
+    if listed is None:
+        return None
+    return listed if exact else int(listed * (1 + SIZE_TOLERANCE)) + SIZE_SLACK
+
+
+def _attempt(url: str, st: _State, listed: int | None, exact: bool, policy: "RetryPolicy", bar, name: str) -> int:
     """Bring ``st.part`` to the full length from ``url``; returns the total length in bytes."""
+    timeout = policy.timeout
     st.sync()
     if exact and listed is not None and st.length > listed:
         log.warning("%s: %s is longer than the catalog size; starting again", name, st.part.name)
@@ -236,19 +333,26 @@ def _attempt(url: str, st: _State, listed: int | None, exact: bool, timeout: flo
         bar.update(start)
         mode = "ab" if start else "wb"
         st.part.parent.mkdir(parents=True, exist_ok=True)
+        limit, pace = _limit(listed, exact), _Pace(policy)
+        read = getattr(resp, "read1", resp.read)  # read1: return what arrived, so the pace is checked often
         with open(st.part, mode) as out:
             while True:
                 try:
-                    buf = resp.read(CHUNK)
+                    buf = read(CHUNK)
                 except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
                     out.flush()
                     raise _Transient(f"connection lost after {st.length} bytes: {exc.__class__.__name__}") from None
                 if not buf:
                     break
+                if limit is not None and st.length + len(buf) > limit:
+                    st.reset()
+                    raise _Permanent(f"server sent more than the catalog's {describe_size(listed, exact)} "
+                                     f"(no Content-Length); the bytes were discarded")
                 out.write(buf)
                 st.hasher.update(buf)
                 st.length += len(buf)
                 bar.update(st.length)
+                pace.check(st.length - start)
     if total is not None and st.length != total:
         raise _Transient(f"connection closed after {st.length} of {total} bytes")
     return st.length
@@ -258,23 +362,12 @@ def _attempt(url: str, st: _State, listed: int | None, exact: bool, timeout: flo
 @contextlib.contextmanager
 def _exclusive(target: Path, name: str):
     """Hold ``target.lock`` (an advisory ``flock``) so that two processes never append to one ``.part``."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locking
-        yield
-        return
+    from laionknn.fsutil import exclusive_lock
+
     lock = target.with_name(target.name + ".lock")
-    with open(lock, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise DownloadError(f"{name}: another process is downloading it now ({lock} is locked); wait for "
-                                f"it to finish, or stop it and fetch again") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            lock.unlink(missing_ok=True)
+    with exclusive_lock(lock, f"{name}: another process is downloading it now ({lock} is locked{{holder}}); wait "
+                              f"for it to finish, or stop it and fetch again", DownloadError):
+        yield
 
 
 def _check_space(target: Path, name: str, size: int | None, exact: bool, have: int) -> None:
@@ -331,7 +424,7 @@ def _download(urls: list[str], target: Path, md5s: tuple[str, ...], size: int | 
             attempt = 0
             while True:
                 try:
-                    _attempt(url, st, size, size_exact, policy.timeout, bar, name)
+                    _attempt(url, st, size, size_exact, policy, bar, name)
                     break
                 except _Permanent as exc:
                     failures.append(f"{url}: {exc}")

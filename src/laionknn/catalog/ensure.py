@@ -19,6 +19,7 @@ from laionknn.catalog.download import (RetryPolicy, candidate_urls, describe_siz
                                        size_agrees)
 from laionknn.catalog.manifest import Record
 from laionknn.errors import CatalogError, ChecksumError, FormatError
+from laionknn.fsutil import contained_path, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,12 @@ SYNTHETIC_GOLD_K = 100
 
 
 def target_path(record: Record, dest: "str | os.PathLike[str] | None" = None) -> Path:
-    """Where ``record``'s file goes: ``dest/filename`` or the workspace data folder."""
-    if dest is not None:
-        return Path(dest).expanduser() / record.filename
-    from laionknn.catalog import local_path
+    """Where ``record``'s file goes: ``dest/filename`` or the workspace data folder; always directly
+    inside that folder (a name that would leave it raises :class:`CatalogError`)."""
+    from laionknn import workspace
 
-    return local_path(record)
+    folder = Path(dest).expanduser() if dest is not None else workspace.data_dir()
+    return contained_path(folder, record.filename, f"{record.name} ({record.source})")
 
 
 def _mirror(mirror: str | None) -> str | None:
@@ -52,7 +53,13 @@ def ensure(record: Record, *, dest: "str | os.PathLike[str] | None" = None, mirr
     path = target_path(record, dest)
     if path.exists():
         if check:
-            _check_layout(path, record)
+            try:
+                _check_layout(path, record)
+            except FormatError as exc:
+                if record.synthetic or "delete it" in str(exc):
+                    raise
+                raise FormatError(f"{exc}; the file under the final name is not {record.name}: delete it, then "
+                                  f"fetch again (fetch keeps a file that is present)") from None
         if record.synthetic and record.kind in ("database", "queries"):
             from laionknn.synthetic.writer import check_stamp
 
@@ -96,7 +103,7 @@ def _synthesise(record: Record, path: Path, dest) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             import shutil
 
-            tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+            tmp = temp_path(path)
             shutil.copyfile(out, tmp)
             os.replace(tmp, path)
             out = path

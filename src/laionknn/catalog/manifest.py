@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from laionknn.errors import CatalogError
+from laionknn.fsutil import check_plain_name
 from laionknn.types import DEFAULT_GENERATOR, SYNTHETIC_GENERATORS, format_size, parse_size
 
 COLUMNS = ("file", "role", "family", "subset", "h5_keys", "dtype_shape_as_h5py_sees_it", "md5",
@@ -114,6 +115,7 @@ def _parse_row(row: dict, source: str) -> Record:
     filename = row["file"].strip()
     if not filename:
         raise CatalogError(f"catalog {source}: a row has an empty 'file' column")
+    check_plain_name(filename, f"catalog {source}")
     md5s, labels = [], []
     for part in (row["md5"] or "").split(";"):
         part = part.strip()
@@ -140,11 +142,24 @@ def read_catalog_tsv(path: "str | os.PathLike[str]") -> list[Record]:
     """Read a catalog TSV in the shared catalog's columns."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise CatalogError(f"cannot read catalog file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"catalog {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                           f"tab-separated values with the columns {' '.join(COLUMNS)}") from None
     reader = csv.DictReader(text.splitlines(), delimiter="\t")
-    return [_parse_row(row, str(path)) for row in reader]
+    records = []
+    for row in reader:
+        if None in row or any(v is None for v in row.values()):
+            # DictReader fills a short row's missing columns with None and files a long row's extra
+            # cells under the key None
+            cells = sum(1 for k, v in row.items() if k is not None and v is not None) + len(row.get(None) or ())
+            raise CatalogError(f"catalog {path}: line {reader.line_num} has {cells} tab-separated cells, "
+                               f"expected {len(reader.fieldnames or ())} ({' '.join(reader.fieldnames or ())}); "
+                               f"fix that line (empty cells are allowed, missing tabs are not)")
+        records.append(_parse_row(row, str(path)))
+    return records
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from laionknn.cli.common import catalogs, console, quiet
-from laionknn.errors import UsageError
+from laionknn.cli.options import RETRIES
 
 LIST_COLUMNS = ["name", "role", "family", "subset", "size", "md5", "local"]
 
@@ -129,7 +129,7 @@ def info_cmd(ctx: click.Context, name: str) -> None:
               "workspace data folder, $LAIONKNN_HOME/data).")
 @click.option("--mirror", envvar="LAIONKNN_MIRROR", help="Base URL or local folder replacing scheme+host+directory "
               "of every URL (also $LAIONKNN_MIRROR).")
-@click.option("--retries", type=int, default=None, help="Retries per URL after a transient failure (default 5).")
+@click.option("--retries", type=RETRIES, default=None, help="Retries per URL after a transient failure (default 5).")
 @click.pass_context
 def fetch_cmd(ctx: click.Context, names: tuple[str, ...], dest: str | None, mirror: str | None,
               retries: int | None) -> None:
@@ -139,8 +139,6 @@ def fetch_cmd(ctx: click.Context, names: tuple[str, ...], dest: str | None, mirr
 
     policy = RetryPolicy.from_env()
     if retries is not None:
-        if retries < 0:
-            raise UsageError(f"--retries must be 0 or more, got {retries}")
         policy = RetryPolicy(retries=retries, backoff=policy.backoff, max_backoff=policy.max_backoff,
                              timeout=policy.timeout)
     for r in _records(ctx, names):

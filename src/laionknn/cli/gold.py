@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
+from laionknn.cli.options import K, MEMORY_SIZE, THREADS, count, number
 
 
 def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
@@ -39,33 +40,33 @@ def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
 @click.command()
 @click.option("--database", required=True, metavar="NAME|FILE", help="Database: catalog name or HDF5 file.")
 @click.option("--queries", required=True, metavar="NAME|FILE", help="Queries: catalog name or HDF5 file.")
-@click.option("--k", "k", type=click.IntRange(min=1), default=1000, show_default=True, help="Neighbours per query.")
+@click.option("--k", "k", type=K, default=1000, show_default=True, help="Neighbours per query.")
 @click.option("--normalize", is_flag=True, help="L2-normalise database and queries (cosine; 2023/2024-public gold).")
 @click.option("--metric", type=click.Choice(["dot", "cosine", "l2", "hamming"]), default="dot", show_default=True,
               help="dot (1 - dot), l2 (squared, projections), hamming (uint64 sketches).")
-@click.option("--memory", default="8G", show_default=True, help="Memory budget for blocks and state.")
+@click.option("--memory", type=MEMORY_SIZE, default="8G", show_default=True, help="Memory budget for blocks and state.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output file (default: under the workspace gold/).")
 @click.option("--resume", is_flag=True, help="Continue from this output's checkpoint (must match the inputs).")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for BLAS and kernels (default: all cores).")
+@click.option("--threads", type=THREADS, help="Threads for BLAS and kernels (default: all cores).")
 @click.option("--blas", type=click.Choice(["auto", "numpy", "faiss"]), default="auto", show_default=True,
               help="float32 matrix-multiply backend for the filter stage.")
-@click.option("--checkpoint-every", type=float, default=30.0, show_default=True,
+@click.option("--checkpoint-every", type=number(min=0), default=30.0, show_default=True,
               help="Seconds between checkpoints (0: after every row range).")
 @click.option("--dask", "use_dask", is_flag=True,
               help="Run on Dask: a local cluster of --workers processes (or --scheduler). Same output file.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--workers", type=count(), default=2, show_default=True,
               help="With --dask: worker processes of the local cluster (--threads = threads per worker).")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Connect to an existing Dask cluster (e.g. tcp://host:8786); the files must be on a shared "
                    "filesystem at the same path. Implies --dask.")
-@click.option("--shards", type=click.IntRange(min=1),
+@click.option("--shards", type=count(),
               help="With --dask: row ranges (tasks); default 2 per worker thread.")
-@click.option("--split-every", type=click.IntRange(min=2), default=8, show_default=True,
+@click.option("--split-every", type=count(min=2), default=8, show_default=True,
               help="With --dask: fan-in of the merge tree.")
-@click.option("--block-rows", type=click.IntRange(min=1), hidden=True, help="Override the planned block size.")
-@click.option("--query-batch", type=click.IntRange(min=1), hidden=True, help="Override the planned query batch.")
+@click.option("--block-rows", type=count(), hidden=True, help="Override the planned block size.")
+@click.option("--query-batch", type=count(), hidden=True, help="Override the planned query batch.")
 @click.pass_context
-def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: bool, metric: str, memory: str,
+def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: bool, metric: str, memory: int,
          out: str | None, resume: bool, threads: int | None, blas: str, checkpoint_every: float,
          use_dask: bool, workers: int, scheduler: str | None, shards: int | None, split_every: int,
          block_rows: int | None, query_batch: int | None) -> None:

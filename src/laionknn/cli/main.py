@@ -13,7 +13,7 @@ import sys
 import click
 
 from laionknn import __version__
-from laionknn.errors import LaionKnnError
+from laionknn.errors import LaionKnnError, one_line
 
 # name -> (module, attribute); a module is imported only when its command runs or help lists it
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,24 +57,46 @@ def cli(ctx: click.Context, quiet: bool, verbose: int, catalogs: tuple[str, ...]
     from laionknn.progress import set_quiet
 
     set_quiet(quiet)
-    level = logging.WARNING if quiet else (logging.INFO if verbose == 1 else logging.DEBUG if verbose > 1 else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose, quiet)
     ctx.ensure_object(dict)
     ctx.obj["catalogs"] = list(catalogs)
     ctx.obj["quiet"] = quiet
+
+
+def click_message(exc: click.ClickException) -> str:
+    """click's usage error (four lines: usage, hint, blank, error) as one line with the help hint."""
+    message = one_line(exc.format_message())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        message += f" (see `{ctx.command_path} --help`)"
+    return message
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """``-v`` / ``-vv`` raise laionknn's own loggers to INFO / DEBUG; other libraries' loggers (faiss's
+    loader, numba, dask) stay at the root's WARNING unless ``-vvv``. ``-q`` keeps warnings only.
+
+    Only the ``laionknn`` logger's level moves: its records still propagate to the root's handler
+    (a propagated record is not checked against the root's level), so the console shows laionknn's
+    INFO lines without the faiss loader's."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if verbose >= 3 and not quiet:
+        logging.getLogger().setLevel(logging.DEBUG)
+    pkg_level = logging.NOTSET if quiet or verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.getLogger("laionknn").setLevel(pkg_level)
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="laionknn", standalone_mode=False)
     except LaionKnnError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {one_line(exc)}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {click_message(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -83,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except OSError as exc:
         # file-system problems users cause (permissions, disk full, missing folders)
-        click.echo(f"error: {exc}", err=True)
+        from laionknn.fsutil import explain_os_error
+
+        click.echo(f"error: {explain_os_error(exc)}", err=True)
         sys.exit(2)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from laionknn.cli.common import console, print_table
+from laionknn.cli.options import K, SEED, count, number
 
 
 @click.group()
@@ -18,8 +19,8 @@ def prepare() -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--subsets", default="10M=11,30M=33,100M=111", show_default=True,
               help="NAME=PARTS,...: subset NAME holds the first PARTS parts.")
-@click.option("--first-part", default=1, show_default=True, type=int, help="Number of the first database part.")
-@click.option("--chunk-rows", default=65536, show_default=True, type=int,
+@click.option("--first-part", default=1, show_default=True, type=count(min=0), help="Number of the first database part.")
+@click.option("--chunk-rows", default=65536, show_default=True, type=count(),
               help="Rows read and written at a time (bounds memory).")
 @click.option("--restart", is_flag=True, help="Discard a checkpoint and partial files and start over.")
 @click.option("--keep-work", is_flag=True, help="Keep the staged per-part metadata after finishing.")
@@ -43,13 +44,13 @@ def subsets_cmd(parts_dir: str, out_dir: str, subsets: str, first_part: int, chu
 @prepare.command("queries")
 @click.option("--source", required=True, help="Raw part (.npy/.npz) or HDF5 vector file/catalog name, not in the database.")
 @click.option("--database", required=True, help="Database file or catalog name.")
-@click.option("--n", "n", default=10_000, show_default=True, type=int, help="Number of queries.")
+@click.option("--n", "n", default=10_000, show_default=True, type=count(), help="Number of queries.")
 @click.option("--rule", type=click.Choice(["2023", "2024"]), required=True, help="The organisers' filters to apply.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the candidate sample.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the candidate sample.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace data/).")
-@click.option("--k", "k", type=int, help="Gold-standard depth (default min(1000, database rows)).")
+@click.option("--k", "k", type=K, help="Gold-standard depth (default min(1000, database rows)).")
 @click.option("--metric", help="Distance for filters and gold (default: cosine for 2023, dot for 2024).")
-@click.option("--oversample", default=1.25, show_default=True, type=float,
+@click.option("--oversample", default=1.25, show_default=True, type=number(min=1),
               help="Candidates drawn per missing query, times the inverse pass rate.")
 def queries_cmd(source: str, database: str, n: int, rule: str, seed: int, out_dir: str | None, k: int | None,
                 metric: str | None, oversample: float) -> None:
@@ -80,6 +81,6 @@ def show_cmd(metadata: str, ids: str, one_based: bool) -> None:
         wanted = [int(t) - (1 if one_based else 0) for t in ids.split(",") if t.strip()]
     except ValueError:
         raise UsageError(f"--ids {ids!r}: expected comma-separated integers, e.g. 0,17,42") from None
-    rows = lookup(metadata, wanted, ["caption", "url", "license", "NSFW", "part", "row"])
+    rows = lookup(metadata, wanted, ["caption", "url", "license", "NSFW", "part", "row"], id_base=int(one_based))
     print_table(None, ["id", "part", "row", "NSFW", "license", "url", "caption"],
                 [[r["id"], r["part"], r["row"], r["NSFW"], r["license"], r["url"], r["caption"]] for r in rows])

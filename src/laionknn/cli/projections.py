@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
+from laionknn.cli.options import K, SEED, count
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -47,14 +48,14 @@ def project() -> None:
 
 
 @project.command("pca")
-@click.option("--dims", type=int, required=True, help="Number of components (32 and 96 give the official pca32/pca96).")
+@click.option("--dims", type=count(max=768), required=True, help="Number of components (32 and 96 give the official pca32/pca96).")
 @click.option("--fit-on", "fit_on", help="Catalog name or file the model is fitted on.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False),
               help="Use (or, with --fit-on, write) this .npz model; default: beside the outputs.")
-@click.option("--fit-rows", type=int, default=None, help="Fit on N rows only (see --sample).")
+@click.option("--fit-rows", type=count(), default=None, help="Fit on N rows only (see --sample).")
 @click.option("--sample", type=click.Choice(["first", "random"]), default="first", show_default=True,
               help="Which N rows: the first N (reads a prefix) or a seeded uniform sample.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--apply", "apply_to", multiple=True, help="Catalog name or file to project (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: workspace projections/).")
 @click.pass_context
@@ -88,17 +89,17 @@ def binwalk_cmd(ctx, apply_to, out) -> None:
 
 
 @project.command("sketch")
-@click.option("--bits", type=int, required=True, help="Sketch length, a multiple of 64 (64..1024 typical).")
+@click.option("--bits", type=count(min=64), required=True, help="Sketch length, a multiple of 64 (64..1024 typical).")
 @click.option("--method", type=click.Choice(["cfsrp", "hiob", "itq", "srp"]), default="cfsrp", show_default=True)
 @click.option("--fit-on", "fit_on", help="Catalog name or file the model is fitted on.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Use (or write) this .npz model.")
-@click.option("--fit-rows", type=int, default=100_000, show_default=True, help="Rows of the fit set (held in memory).")
+@click.option("--fit-rows", type=count(), default=100_000, show_default=True, help="Rows of the fit set (held in memory).")
 @click.option("--sample", type=click.Choice(["first", "random"]), default="first", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--apply", "apply_to", multiple=True, help="Catalog name or file to encode (repeatable).")
 @click.option("--task-b", "task_b", nargs=2, default=None, metavar="DB QUERIES",
               help="Also write the task B file: sketches of DB and QUERIES plus their brute-force Hamming k-NN.")
-@click.option("--k", type=int, default=10, show_default=True, help="k of the task B k-NN.")
+@click.option("--k", type=K, default=10, show_default=True, help="k of the task B k-NN.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: workspace projections/).")
 @click.pass_context
 def sketch_cmd(ctx, bits, method, fit_on, model_path, fit_rows, sample, seed, apply_to, task_b, k, out) -> None:
@@ -142,8 +143,8 @@ def sketch_cmd(ctx, bits, method, fit_on, model_path, fit_rows, sample, seed, ap
 @click.option("--bits", default="64,128,256,512,1024", show_default=True, help="Learned sketch lengths.")
 @click.option("--methods", default="itq,hiob,cfsrp", show_default=True, help="Learned sketch methods.")
 @click.option("--srp/--no-srp", default=False, show_default=True, help="Also the random-projection baseline.")
-@click.option("--fit-rows", type=int, default=None, help="PCA fit rows (default all).")
-@click.option("--sketch-fit-rows", type=int, default=100_000, show_default=True)
+@click.option("--fit-rows", type=count(), default=None, help="PCA fit rows (default all).")
+@click.option("--sketch-fit-rows", type=count(), default=100_000, show_default=True)
 @click.option("--engine", type=click.Choice(["kernels", "exact"]), default="kernels", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: workspace projections/).")
 @click.pass_context

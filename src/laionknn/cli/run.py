@@ -7,6 +7,7 @@ import time
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
+from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, THREADS, count
 
 
 @click.command()
@@ -15,35 +16,38 @@ from laionknn.cli.common import catalogs, console, print_table
               help="Database: a catalog name (default: synthetic-v3-clip768v2-n=SIZE) or an HDF5 file (with --query-file).")
 @click.option("--query-file", type=click.Path(dir_okay=False), default=None,
               help="Queries of a plain database file (HDF5, one query per row).")
-@click.option("--gold", "gold_file", type=click.Path(dir_okay=False), default=None,
-              help="Gold standard of a plain database file (default: computed by the exact engine).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace runs/).")
-@click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
-@click.option("--threads", type=int, default=None, help="Threads (default: all cores).")
+@click.option("--k", type=K, default=None, help="Neighbours per query, 1..1000 (default: the dataset's, 10 or 30).")
+@click.option("--threads", type=THREADS, default=None, help="Threads (default: all cores).")
 @click.option("--index", "backends", multiple=True,
               help="Only these backends (repeatable; default: all available but the peer libraries).")
 @click.option("--peers", is_flag=True, help="Also sweep the peer libraries (deglib, rabitqlib, VSAG, NGT, Voyager, SVS, "
                                             "faiss RaBitQ/NSG); benchmarks/peers.py runs them all.")
-@click.option("--queries", "n_queries", type=int, default=10_000, show_default=True,
+@click.option("--queries", "n_queries", type=count(), default=10_000, show_default=True,
               help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="Smaller grids: first build configuration, at most 3 query points.")
 @click.option("--no-baselines", is_flag=True, help="Skip the projections' brute-force baselines.")
-@click.option("--memory-limit", "memory_limit", metavar="SIZE",
+@click.option("--memory-limit", "memory_limit", type=MEMORY_SIZE, metavar="SIZE",
               help="Each build configuration in a child process under this hard limit; exceeded limits are recorded.")
 @click.option("--task", type=click.Choice(["2024-2", "2024-3"]),
               help="2024 memory-capped task preset (32G / 64G per 100M rows, k=30; task 3: no originals).")
+@click.option("--gold", type=GOLD_FILE, default=None,
+              help="Gold-standard file of this database and query set (`laionknn gold --out`); default: the "
+                   "catalog's, computed once and reused (a plain database file: computed by the exact engine).")
 @click.pass_context
-def run(ctx, size, data, query_file, gold_file, out_dir, k, threads, backends, peers, n_queries, quick, no_baselines,
-        memory_limit, task):
-    """Ensure data, gold standard, baselines, every available index backend, evaluation and report,
-    into one folder; prints the operating points at the end."""
+def run(ctx, size, data, query_file, out_dir, k, threads, backends, peers, n_queries, quick, no_baselines,
+        memory_limit, task, gold):
+    """Ensure data, gold standard, baselines, every available approximate index backend (brute-force
+    exact and faiss-flat only when named with --index; peer libraries with --peers), evaluation and
+    report, into one folder; prints the operating points at the end. One gold standard serves the
+    sweep, the baselines and the scores."""
     from laionknn.indexes.mainjob import run_pipeline
 
     t0 = time.perf_counter()
     outcome = run_pipeline(size=size, data=data, out_dir=out_dir, k=k, quick=quick, threads=threads,
                            backends=list(backends) or None, n_queries=n_queries, catalogs=catalogs(ctx),
                            baselines=not no_baselines, peers=peers, memory_limit=memory_limit, task=task,
-                           query_file=query_file, gold_file=gold_file)
+                           query_file=query_file, gold=gold)
     from laionknn.reporting.tables import fmt_qps, fmt_recall
 
     rows = [[f"{p.threshold:g}", p.run.get("data", ""), p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),

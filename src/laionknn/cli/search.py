@@ -7,49 +7,59 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
+from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, REPEATS, THREADS, count
 
 
 @click.command()
-@click.option("--data", "data", required=True,
+@click.option("--list", "list_backends", is_flag=True, help="List the index backends, their metrics and availability.")
+@click.option("--data", "data",
               help="Database: a catalog name (e.g. synthetic-v3-clip768v2-n=100K) or an HDF5 file (with --query-file).")
 @click.option("--query-file", type=click.Path(dir_okay=False), default=None,
               help="Queries of a plain database file (HDF5, one query per row).")
-@click.option("--gold", "gold_file", type=click.Path(dir_okay=False), default=None,
-              help="Gold standard of a plain database file (default: computed by the exact engine).")
-@click.option("--index", "backend", required=True, help="Backend name (see `laionknn search --list`).")
+@click.option("--index", "backend", help="Backend name (see `laionknn search --list`).")
+@click.option("--gold", type=GOLD_FILE, default=None,
+              help="Gold-standard file for the recall column (`laionknn gold --out`); default: the catalog's, "
+                   "computed once and reused (a plain database file: computed by the exact engine).")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False), help="TOML grid file (default: the backend's).")
-@click.option("--k", type=int, default=None, help="Neighbours per query (default: the dataset's, 10 or 30).")
-@click.option("--threads", type=int, default=None, help="Threads for build and search (default: all cores).")
+@click.option("--k", type=K, default=None, help="Neighbours per query, 1..1000 (default: the dataset's, 10 or 30).")
+@click.option("--threads", type=THREADS, default=None, help="Threads for build and search (default: all cores).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace runs/).")
-@click.option("--queries", "n_queries", type=int, default=10_000, show_default=True,
+@click.option("--queries", "n_queries", type=count(), default=10_000, show_default=True,
               help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="First build configuration and at most 3 query points.")
 @click.option("--no-cache", is_flag=True, help="Always build; do not read or write the index cache.")
-@click.option("--repeats", type=int, default=None,
+@click.option("--repeats", type=REPEATS, default=None,
               help="Timed searches after the warm-up (default: the grid's, else 3).")
 @click.option("--dask", "use_dask", is_flag=True,
               help="Shard the index over a Dask cluster: a local one of --workers processes, or --scheduler.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--workers", type=count(), default=2, show_default=True,
               help="With --dask: worker processes of the local cluster.")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Connect to an existing Dask cluster (e.g. tcp://host:8786); the database must be on a shared "
                    "filesystem at the same path. Implies --dask.")
-@click.option("--shards", type=click.IntRange(min=1),
+@click.option("--shards", type=count(),
               help="With --dask: contiguous row ranges, one index each (default: one per worker thread).")
 @click.option("--route", type=click.Choice(["broadcast", "routed"]),
               help="With --dask and an IVF backend: one coarse quantizer for the whole database; broadcast sends "
                    "every query to every shard, routed only to the shards owning the lists it probes.")
-@click.option("--memory-limit", "memory_limit", metavar="SIZE",
+@click.option("--memory-limit", "memory_limit", type=MEMORY_SIZE, metavar="SIZE",
               help="Build and search each build configuration in a child process under this hard limit (e.g. 2G); "
                    "an exceeded limit is recorded, the sweep goes on.")
 @click.option("--task", type=click.Choice(["2024-2", "2024-3"]),
               help="2024 memory-capped task: limit 32G (task 2) or 64G (task 3) per 100M rows, k=30; task 3 refuses "
                    "backends that need the original vectors at search time.")
 @click.pass_context
-def search(ctx, data, query_file, gold_file, backend, grid_file, k, threads, out_dir, n_queries, quick, no_cache,
-           repeats, use_dask, workers, scheduler, shards, route, memory_limit, task):
+def search(ctx, list_backends, data, query_file, backend, gold, grid_file, k, threads, out_dir, n_queries, quick,
+           no_cache, repeats, use_dask, workers, scheduler, shards, route, memory_limit, task):
     """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one
     official result file and one run record per point."""
+    if list_backends:
+        _print_backends()
+        return
+    from laionknn.errors import UsageError
+
+    if not data or not backend:
+        raise UsageError("search needs --data NAME and --index BACKEND (`laionknn search --list` lists the backends)")
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.mainjob import default_out_dir
     from laionknn.indexes.registry import get_backend
@@ -59,7 +69,7 @@ def search(ctx, data, query_file, gold_file, backend, grid_file, k, threads, out
     use_dask = use_dask or bool(scheduler)
     _check_combination(backend, use_dask, route, memory_limit, task)
     spec, target, database = open_target(data, n_queries=n_queries, catalogs=catalogs(ctx), query_file=query_file,
-                                         gold_file=gold_file)
+                                         gold_file=gold)
     try:
         check_metric(backend, target)  # before the gold standard, which can take long to compute
         k = int(k or (30 if task else spec.default_k))
@@ -68,10 +78,13 @@ def search(ctx, data, query_file, gold_file, backend, grid_file, k, threads, out
         limit = resolve_memory_limit(memory_limit, task, database.n)
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         gold_ids = None
-        try:
-            gold_ids = gold_for(spec)[1].ids
-        except Exception as exc:  # recall in the records is a convenience; the sweep does not need it
-            console.print(f"[yellow]no gold standard ({exc}); recall not recorded[/yellow]")
+        if gold is not None:  # named by the user: a wrong file is their error
+            gold_ids = gold_for(spec, gold, target=target, k=k)[1].ids
+        else:
+            try:
+                gold_ids = gold_for(spec, target=target)[1].ids
+            except Exception as exc:  # recall in the records is a convenience; the sweep does not need it
+                console.print(f"[yellow]no gold standard ({exc}); recall not recorded[/yellow]")
         common = dict(grid_file=grid_file, quick=quick, use_cache=not no_cache, repeats=repeats, gold_ids=gold_ids)
         if use_dask:
             from laionknn.distributed.engine import connect
@@ -92,7 +105,7 @@ def search(ctx, data, query_file, gold_file, backend, grid_file, k, threads, out
     console.print(f"results and runs.jsonl in {out}")
 
 
-def _check_combination(backend: str, use_dask: bool, route: str | None, memory_limit: str | None,
+def _check_combination(backend: str, use_dask: bool, route: str | None, memory_limit: int | None,
                        task: str | None) -> None:
     from laionknn.errors import UsageError
 
@@ -116,3 +129,16 @@ def print_records(records: list[dict], title: str, k: int) -> None:
              f"{r['recall']:.4f}" if r.get("recall") is not None else "",
              r.get("outcome_detail") or ("yes" if r.get("cached") else "")] for r in records]
     print_table(title, ["params", "build s", "query s", "QPS", f"recall@{k}", "cached / memory"], rows)
+
+
+def _print_backends() -> None:
+    from laionknn.indexes.mainjob import BRUTE_FORCE
+    from laionknn.indexes.registry import BACKENDS, PEERS, _library_error, cpu_error, get_backend
+
+    swept = {**{b: "with --peers" for b in PEERS}, **{b: "only with --index" for b in BRUTE_FORCE}}
+    rows = []
+    for name, (_, library) in BACKENDS.items():
+        err = cpu_error(name) or _library_error(library)  # the CPU first: never call a library it would crash
+        metrics = ", ".join(sorted(m.value for m in get_backend(name).metrics)) if err is None else ""
+        rows.append([name, metrics, "yes" if err is None else f"no ({err})", swept.get(name, "yes")])
+    print_table("index backends", ["backend", "metrics", "available", "in `run`"], rows)

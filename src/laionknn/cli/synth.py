@@ -5,15 +5,15 @@ from __future__ import annotations
 import click
 
 from laionknn.cli.common import catalogs, console
+from laionknn.cli.options import count
 from laionknn.errors import UsageError
 
 
 def _seed(value: "str | int") -> int:
     """Seeds are parsed here (not by click) so a bad one is a one-line error with exit code 2."""
-    text = str(value).strip()
-    if not text.isdigit():
-        raise UsageError(f"--seed must be a non-negative integer such as 0 or 7, got {value!r}")
-    return int(text)
+    from laionknn.validation import check_seed
+
+    return check_seed(value)
 
 
 @click.command("synth")
@@ -65,12 +65,12 @@ def _fmt(value, digits: int = 3) -> str:
 
 @click.command("stats")
 @click.argument("target", metavar="FILE|NAME")
-@click.option("--sample", default=1024, type=int, show_default=True, help="Random rows for the global statistics.")
+@click.option("--sample", default=1024, type=count(min=2), show_default=True, help="Random rows for the global statistics.")
 @click.option("--queries", "queries", default=None, metavar="NAME|FILE",
               help="Queries for the projection recall (default: the dataset's companion query file).")
 @click.option("--recall-rows", default="300K", show_default=True,
               help="First rows used as database for neighbour figures and pca32/pca96 recall@30 (0 skips).")
-@click.option("--recall-queries", default=1000, type=int, show_default=True, help="Queries used (random subset).")
+@click.option("--recall-queries", default=1000, type=count(), show_default=True, help="Queries used (random subset).")
 @click.option("--seed", default="0", show_default=True, help="Seed of the random row/query sample.")
 @click.option("--fingerprint", is_flag=True,
               help="Also measure every public real-LAION difficulty figure at its own scale (pca32/pca96 recall "

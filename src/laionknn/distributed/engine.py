@@ -238,6 +238,9 @@ def connect(scheduler: str | None = None, workers: int = 2, threads: int | None 
     local cluster of ``workers`` processes with ``threads`` threads each. Raises :class:`UsageError` (one
     line: what to install, or how to start a scheduler) when dask is missing or the scheduler is
     unreachable."""
+    from laionknn.validation import check_count, check_optional, check_threads
+
+    workers, threads = check_count(workers, "--workers"), check_optional(check_threads, threads)
     try:
         import dask
         import distributed

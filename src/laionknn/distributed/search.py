@@ -31,7 +31,6 @@ import logging
 import os
 import socket
 import statistics
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -93,6 +92,15 @@ class ShardSource:
 
 
 # --- what a worker holds ---------------------------------------------------------------------------------
+def _scratch():
+    """Scratch folder for an index travelling between workers: in the index cache of this host, named
+    ``.tmp-<pid>-*`` so that the next writer there removes it if the worker is killed meanwhile."""
+    from laionknn import workspace
+    from laionknn.fsutil import temp_dir
+
+    return temp_dir(workspace.index_cache_dir(), "shard-transfer")
+
+
 class ShardIndex:
     """A built shard index living in a worker's memory. ``build_id`` is new at every (re)build, so the
     driver can tell a rebuilt shard; ``pid`` and ``host`` say where it was built. Picklable (when Dask
@@ -110,11 +118,11 @@ class ShardIndex:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         if type(self.index).supports_save:
-            with tempfile.TemporaryDirectory() as d:
-                self.index.save(Path(d) / "index")
+            with _scratch() as d:
+                self.index.save(d / "index")
                 state["index"] = (type(self.index).name, self.index.metric.value, self.index.build_params,
                                   self.index.threads, self.index.n, self.index.dim,
-                                  {p.name: p.read_bytes() for p in (Path(d) / "index").iterdir()})
+                                  {p.name: p.read_bytes() for p in (d / "index").iterdir()})
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -124,10 +132,10 @@ class ShardIndex:
 
             name, metric, build_params, threads, n, dim, files = self.index
             self.index = create(name, metric, threads=threads, **build_params)
-            with tempfile.TemporaryDirectory() as d:
+            with _scratch() as d:
                 for fname, data in files.items():
-                    (Path(d) / fname).write_bytes(data)
-                self.index.load(Path(d), n, dim)
+                    (d / fname).write_bytes(data)
+                self.index.load(d, n, dim)
 
 
 @dataclass
@@ -318,8 +326,10 @@ def assign_lists(sizes: np.ndarray, n_shards: int) -> np.ndarray:
 
 def check_shards(shards: int, n_rows: int, what: str) -> int:
     """``shards`` when 1 <= shards <= n_rows, else a UsageError (each shard needs at least one row)."""
-    shards = int(shards)
-    if shards < 1 or shards > n_rows:
+    from laionknn.validation import check_count
+
+    shards = check_count(shards, "--shards")
+    if shards > n_rows:
         raise UsageError(f"--shards {shards}: the database {what} has {n_rows} rows, so ask for 1 to {n_rows} "
                          f"shards (each shard needs at least one row)")
     return shards
@@ -361,7 +371,9 @@ class ShardedIndex:
         self.client, self.backend, self.layout = client, backend, layout
         self.path = str(Path(database_path).resolve())
         self.metric = Metric.parse(metric)
-        self.threads = max(1, int(threads))
+        from laionknn.validation import check_threads
+
+        self.threads = check_threads(threads)
         # parameters checked here, before any task: unknown keys fail on the driver
         self.build_params = create(backend, self.metric, threads=self.threads, **(build_params or {})).build_params
         self.cls = get_backend(backend)

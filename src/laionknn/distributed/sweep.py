@@ -27,7 +27,7 @@ from laionknn.indexes.runner import (SweepTarget, _rules_note, _safe, backend_fa
                                      peak_rss_bytes, points_as_run, recall_at)
 from laionknn.progress import progress_bar
 from laionknn.results import append_run_records
-from laionknn.types import Metric
+from laionknn.validation import check_count, check_k, check_optional, check_repeats, check_threads
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,16 @@ def sweep_dask(backend: str, target: SweepTarget, k: int, out_dir: "str | os.Pat
     """
     cls = get_backend(backend)
     check_metric(backend, target)
+    k = check_k(k)
+    threads, repeats = check_optional(check_threads, threads), check_optional(check_repeats, repeats)
+    shards = check_count(shards, "--shards")
     path = getattr(target.database, "path", None)
     if path is None:
         raise UsageError("a sharded search reads the database from its HDF5 file; pass an open VectorFile")
     n, dim, _ = source_shape(target.database)
-    if not 1 <= k <= n:
+    if k > n:
         raise UsageError(f"k={k} is larger than the database {target.dataset} ({n} rows); ask for at most {n}")
-    threads = max(1, int(threads or 1))
+    threads = threads or 1
     grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n, k=k, dim=dim)
     if quick:
         grid = grid.quick()

@@ -9,7 +9,9 @@
 from laionknn.evaluation.evaluate import (EVAL_COLUMNS, OFFICIAL_COLUMNS, evaluate, find_result_files,
                                           write_eval_csv)
 from laionknn.evaluation.gold import GoldSource, locate_gold, year_from_name
-from laionknn.evaluation.recall import TIE_TOL, recall, recall_hits, recall_tie_aware
+from laionknn.evaluation.recall import (RECALL_RULES, TIE_TOL, macrorecall_sum, recall, recall_by_rule, recall_hits,
+                                       recall_tie_aware)
 
 __all__ = ["EVAL_COLUMNS", "GoldSource", "OFFICIAL_COLUMNS", "TIE_TOL", "evaluate", "find_result_files",
-           "locate_gold", "recall", "recall_hits", "recall_tie_aware", "write_eval_csv", "year_from_name"]
+           "locate_gold", "macrorecall_sum", "recall", "recall_by_rule", "recall_hits", "recall_tie_aware",
+           "RECALL_RULES", "write_eval_csv", "year_from_name"]

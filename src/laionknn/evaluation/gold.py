@@ -4,6 +4,9 @@ The challenges scored at k = 10 in 2023 and k = 30 in 2024. The year is read fro
 role (``gold-2023-…``, ``gold-2024-…``, ``gold-synthetic``) when the argument is a catalog name or a
 file named like one, else from the official file-name patterns: ``gold-standard-dbsize=…`` (2024) and
 ``laion2B-en-…gold-standard-v2…`` (2023). Synthetic gold (``synthetic-gold-standard-…``) follows 2023.
+A file written by ``laionknn gold`` (default name ``gold-<database>--<queries>-k=<k>-<metric>.h5``,
+attributes ``database`` and ``queries``) takes the year of its query set: ``…-2024-…`` queries are
+2024's, the 2023 public/private and synthetic query sets 2023's.
 """
 
 from __future__ import annotations
@@ -32,6 +35,26 @@ class GoldSource:
     subset: str | None = None
 
 
+_LAIONKNN_GOLD = re.compile(r"^gold-(?P<db>.+?)--(?P<queries>.+)-k=\d+-(?:cosine|dot|l2|hamming)(?:\.h5)?$")
+
+
+def year_from_queries(name: str) -> int | None:
+    """Challenge year of a query file name: 2024 query sets carry ``2024``; the 2023 public and
+    private sets (``public-queries-10k-…``, ``…-queries-…-2023…``) and synthetic queries count as 2023."""
+    base = Path(str(name)).name
+    if "queries" not in base:
+        return None
+    record = _record_for(base[:-3] if base.endswith(".h5") else base, None)
+    if record is not None and record.role.startswith("queries-"):
+        role_year = record.role.split("-")[1]
+        return 2023 if role_year == "synthetic" else int(role_year) if role_year.isdigit() else None
+    if "2024" in base:
+        return 2024
+    if base.startswith("synthetic-queries") or "2023" in base or re.search(r"(public|private)-queries-10k", base):
+        return 2023
+    return None
+
+
 def year_from_name(name: str) -> int | None:
     """Challenge year implied by a gold file name, or None; synthetic gold counts as 2023."""
     base = Path(name).name
@@ -39,7 +62,24 @@ def year_from_name(name: str) -> int | None:
         return 2024
     if re.search(r"laion2B-en-.*gold-standard-v2", base) or re.match(r"synthetic-(v\d+-)?gold-standard", base):
         return 2023
+    m = _LAIONKNN_GOLD.match(base)
+    if m:
+        return year_from_queries(m.group("queries"))
     return None
+
+
+def year_from_attrs(path: Path) -> int | None:
+    """Year from the ``queries`` attribute that ``laionknn gold`` writes (None when absent/unreadable)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            queries = f.attrs.get("queries")
+    except OSError:
+        return None
+    if isinstance(queries, bytes):
+        queries = queries.decode("utf-8", "replace")
+    return year_from_queries(queries) if queries else None
 
 
 def _year_from_role(role: str) -> int | None:
@@ -58,8 +98,10 @@ def _record_for(text: str, catalogs) -> "object | None":
         return None
 
 
-def locate_gold(name_or_path: "str | os.PathLike[str]", catalogs=None, *, fetch: bool = True) -> GoldSource:
-    """Resolve ``--gold``: an existing file, or a catalog name (made present with ``catalog.ensure``)."""
+def locate_gold(name_or_path: "str | os.PathLike[str]", catalogs=None, *, fetch: bool = True,
+                warn: bool = True) -> GoldSource:
+    """Resolve ``--gold``: an existing file, or a catalog name (made present with ``catalog.ensure``).
+    ``warn=False`` (the caller has its own k) keeps quiet about an unknown year."""
     text = str(name_or_path)
     path = Path(text).expanduser()
     record = _record_for(text, catalogs) if not path.is_dir() else None
@@ -87,8 +129,10 @@ def locate_gold(name_or_path: "str | os.PathLike[str]", catalogs=None, *, fetch:
     year = _year_from_role(record.role) if record is not None else None
     if year is None:
         year = year_from_name(path.name)
-    if year is None:
+    if year is None and path.is_file():
+        year = year_from_attrs(path)
+    if year is None and warn:
         # only informative: eval takes k from --k or from the result files (evaluate.infer_k)
-        log.info("cannot tell the challenge year of gold file %s from its name", path)
+        log.info("cannot tell the challenge year of gold file %s from its name or attributes", path)
     subset = record.subset if record is not None else None
     return GoldSource(path=path, year=year, default_k=YEAR_K.get(year, 10), name=path.stem, subset=subset)

@@ -101,6 +101,39 @@ def recall_hits(ids: np.ndarray, gold: "KnnResult | np.ndarray", k: int, *, all_
     return (found & first_occurrence(mine)).sum(axis=1)
 
 
+#: The recall rules ``laionknn eval --rule`` offers, each with the organisers' code it reproduces.
+#: ``first-k``: Σ_i |set(ids_i[:k]) ∩ set(gold_i[:k])| / (n·k), as sisap23-laion-challenge-evaluation
+#: ``eval.py`` from commit 0a6f90de (2023-08-09, final) does; ``all-columns``: every returned column is
+#: intersected with gold_i[:k], as ``eval.py`` before 2023-03-06 (commit 084394b4) and SimilaritySearch.jl
+#: v0.11.10's two-argument ``macrorecall`` do, summed as one total; ``julia-2024``: the same hits as
+#: ``all-columns`` but scored as sisap2024 ``evaluate-sisap24.jl`` does, ``macrorecall`` adding the
+#: per-query fractions |…|/k one after the other in float64 and dividing by n, so the last digits (and a
+#: verdict exactly at a threshold) can differ from the total H/(n·k).
+RECALL_RULES = ("first-k", "all-columns", "julia-2024")
+
+
+def macrorecall_sum(hits: np.ndarray, k: int) -> float:
+    """``macrorecall``'s arithmetic: s = 0.0; s += hits_i / k for i in order; s / n (float64).
+
+    ``np.cumsum`` adds strictly left to right (unlike ``np.sum``'s pairwise summation), which is the
+    order of the Julia loop."""
+    fractions = np.asarray(hits, dtype=np.float64) / float(k)
+    if fractions.size == 0:
+        return float("nan")
+    return float(np.cumsum(fractions)[-1] / fractions.size)
+
+
+def recall_by_rule(hits_first_k: np.ndarray, hits_all: np.ndarray, k: int, rule: str) -> float:
+    """The recall figure of ``rule`` (:data:`RECALL_RULES`) from per-query hit counts."""
+    if rule == "first-k":
+        return float(np.sum(hits_first_k)) / (len(hits_first_k) * k)
+    if rule == "all-columns":
+        return float(np.sum(hits_all)) / (len(hits_all) * k)
+    if rule == "julia-2024":
+        return macrorecall_sum(hits_all, k)
+    raise UsageError(f"unknown recall rule {rule!r}; choose from {', '.join(RECALL_RULES)}")
+
+
 def recall(ids: np.ndarray, gold: "KnnResult | np.ndarray", k: int, *, all_columns: bool = False) -> float:
     """Official id-only recall: Σ_i |set(ids_i[:k]) ∩ set(gold_i[:k])| / (n·k), in [0, 1], higher is better.
 
@@ -113,14 +146,17 @@ def recall(ids: np.ndarray, gold: "KnnResult | np.ndarray", k: int, *, all_colum
     return float(hits.sum()) / (hits.shape[0] * k) if hits.shape[0] else float("nan")
 
 
-def tie_hits_from_gold(ids: np.ndarray, gold: KnnResult, k: int, tol: float = TIE_TOL) -> tuple[np.ndarray, int]:
+def tie_hits_from_gold(ids: np.ndarray, gold: KnnResult, k: int, tol: float = TIE_TOL, *,
+                       all_columns: bool = False) -> tuple[np.ndarray, int]:
     """Tie-aware hits using only the gold file: a returned id counts when it is in ``gold_i[:k]``, or
     appears anywhere in the full gold row with a gold distance <= gold.dists[i, k-1] + tol.
+    ``all_columns``: every returned column is looked at (as the official recall with that rule), the
+    count capped at k per query, so the tie-aware hits are never below the official ones.
 
     Returns ``(hits int64 (n,), undecided)`` where ``undecided`` counts the queries whose ties reach the
     last gold column: a returned id beyond the gold row could be tied there, and is counted as a miss.
     """
-    ids = np.asarray(ids)[:, :k]
+    ids = np.asarray(ids) if all_columns else np.asarray(ids)[:, :k]
     check_shapes(ids, gold.ids, k)
     gd = gold.dists.astype(np.float64)
     kth = gd[:, k - 1] + tol
@@ -130,29 +166,31 @@ def tie_hits_from_gold(ids: np.ndarray, gold: KnnResult, k: int, tol: float = TI
     d = np.take_along_axis(gd[:, :width], np.maximum(pos, 0), axis=1)
     in_top = found & (pos < k)
     tied = found & (d <= kth[:, None])
-    hits = ((in_top | tied) & first_occurrence(ids)).sum(axis=1)
+    hits = np.minimum(((in_top | tied) & first_occurrence(ids)).sum(axis=1), k)
     undecided_rows = (gd[:, -1] <= kth) & (~found).any(axis=1)
     return hits, int(undecided_rows.sum())
 
 
 def tie_hits_from_distances(ids: np.ndarray, gold: "KnnResult | np.ndarray", k: int, true_dists: np.ndarray,
-                            kth_dists: np.ndarray, tol: float = TIE_TOL) -> np.ndarray:
+                            kth_dists: np.ndarray, tol: float = TIE_TOL, *, all_columns: bool = False) -> np.ndarray:
     """Tie-aware hits from true distances: a returned id counts when it is in ``gold_i[:k]`` or its
     true distance ``true_dists[i, j]`` <= ``kth_dists[i]`` + tol, where ``kth_dists[i]`` is the true
     distance of ``gold_i[k-1]`` computed the same way (so both sides share one arithmetic).
 
-    true_dists: float (n, >= k) for ``ids[:, :k]``; kth_dists: float (n,). Returns int64 (n,).
+    true_dists: float (n, >= k) for ``ids[:, :k]`` (for every column of ``ids`` with ``all_columns``,
+    the count then capped at k per query); kth_dists: float (n,). Returns int64 (n,).
     """
-    ids = np.asarray(ids)[:, :k]
+    ids = np.asarray(ids) if all_columns else np.asarray(ids)[:, :k]
     gids = _gold_ids(gold)
     check_shapes(ids, gids, k)
     found, _ = membership(ids, gids[:, :k])
-    near = np.asarray(true_dists, dtype=np.float64)[:, :k] <= np.asarray(kth_dists, dtype=np.float64)[:, None] + tol
-    return ((found | near) & first_occurrence(ids)).sum(axis=1)
+    near = (np.asarray(true_dists, dtype=np.float64)[:, :ids.shape[1]]
+            <= np.asarray(kth_dists, dtype=np.float64)[:, None] + tol)
+    return np.minimum(((found | near) & first_occurrence(ids)).sum(axis=1), k)
 
 
 def recall_tie_aware(ids: np.ndarray, gold: KnnResult, k: int, tol: float = TIE_TOL, *, database=None,
-                     queries: "np.ndarray | None" = None, metric="cosine") -> float:
+                     queries: "np.ndarray | None" = None, metric="cosine", all_columns: bool = False) -> float:
     """Tie-aware recall@k in [0, 1] (>= the official recall; higher is better).
 
     With ``database`` (ndarray or :class:`~laionknn.io.VectorFile`, one vector per row) and ``queries``
@@ -160,7 +198,8 @@ def recall_tie_aware(ids: np.ndarray, gold: KnnResult, k: int, tol: float = TIE_
     computed under ``metric`` (see :mod:`laionknn.evaluation.truedist`) and a returned id counts when
     its distance <= the k-th one + ``tol``. Without them: the returned ids are looked up in the full gold
     row (gold files hold 100 or 1000 columns) and their gold distances compared with the k-th gold
-    distance; ids beyond the gold row count as misses.
+    distance; ids beyond the gold row count as misses. ``all_columns`` looks at every returned column
+    (as :func:`recall` with ``all_columns``), at most k hits per query.
     """
     if (database is None) != (queries is None):
         raise UsageError("tie-aware recall from true distances needs both the database and the queries")
@@ -169,10 +208,11 @@ def recall_tie_aware(ids: np.ndarray, gold: KnnResult, k: int, tol: float = TIE_
         from laionknn.evaluation.truedist import tie_distances
 
         check_shapes(ids, gold.ids, k)
-        true_d, kth_d = tie_distances(database, queries, ids[:, :k], gold.ids[:, k - 1], metric)
-        hits = tie_hits_from_distances(ids, gold, k, true_d, kth_d, tol)
+        cols = ids if all_columns else ids[:, :k]
+        true_d, kth_d = tie_distances(database, queries, cols, gold.ids[:, k - 1], metric)
+        hits = tie_hits_from_distances(ids, gold, k, true_d, kth_d, tol, all_columns=all_columns)
     else:
-        hits, undecided = tie_hits_from_gold(ids, gold, k, tol)
+        hits, undecided = tie_hits_from_gold(ids, gold, k, tol, all_columns=all_columns)
         if undecided:
             log.warning("tie-aware recall: for %d queries the ties at distance d_k reach the last gold column; "
                         "returned ids beyond it were counted as misses (pass the database and queries for "

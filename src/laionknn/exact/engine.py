@@ -34,7 +34,6 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -233,8 +232,9 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     parts: list[Candidates] = []
     batches = plan_query_batches(nq, query_batch)
     start_row = 0
-    if checkpoint is not None and resume and Path(checkpoint).exists():
-        state, start_row = ckpt.load(checkpoint, fingerprint)
+    loaded = ckpt.load_latest(checkpoint, fingerprint) if checkpoint is not None and resume else None
+    if loaded is not None:
+        state, start_row = loaded
         parts = [state.rows(lo, hi) for lo, hi in batches]
         log.info("resuming from %s at row %d of %d", checkpoint, start_row, n)
     else:
@@ -353,7 +353,8 @@ def _pass_hamming(src, q_in, parts, batches, kk, block_rows, start_row, checkpoi
                 cands = _select(run, hi - lo, xb.shape[0], kk)
                 parts[b] = merge(parts[b], cands, kk)
             bar.advance(task.rows)
-            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every)
+            # the state after the last block is always saved: a failed final write resumes without a pass
+            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every if task.stop < stop else 0.0)
     return parts
 
 
@@ -418,8 +419,11 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     last = time.monotonic()
     bufs: list[Candidates | None] = [None] * len(batches)  # per-batch selection buffers, kept across blocks
     conv = _block_buffer(src, min(block_rows, stop - start_row))  # float32 block, reused across blocks
-    with progress_bar(f"exact {metric.value} (float32 filter)", stop - first) as bar:
-        bar.update(start_row - first)
+    n_q = xq.shape[0]
+    # one unit = one database row scored against one query: the bar moves with every query tile of
+    # every block, not once per row range (a single 100K block of 10k queries is minutes of work)
+    with progress_bar(f"exact {metric.value} (float32 filter)", (stop - first) * n_q, unit="row·query") as bar:
+        bar.update((start_row - first) * n_q)
         for task in plan_row_ranges(stop, block_rows, start=start_row):
             xb = to_float32(src.read(task.start, task.stop), out=conv)
             nbk = xb.shape[0]
@@ -449,10 +453,11 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                         if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
                             buf = buf.padded(part.width)
                             buf.lo[sl], buf.hi[sl], buf.ids[sl] = part.lo, part.hi, part.ids
+                    bar.advance((q1 - q0) * nbk)
                 parts[bi] = merge(parts[bi], filled_prefix(buf, counts), kk)
                 bufs[bi] = buf  # reused by the next block (counts start again at 0)
-            bar.advance(task.rows)
-            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every)
+            # the state after the last block is always saved: a failed final write resumes without a pass
+            last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every if task.stop < stop else 0.0)
     return parts
 
 

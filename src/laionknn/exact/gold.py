@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from laionknn import workspace
-from laionknn.errors import UsageError
+from laionknn.errors import LaionKnnError, OutputError, UsageError
+from laionknn.fsutil import check_free_space, check_writable, explain_os_error
+from laionknn.exact import checkpoint
 from laionknn.exact.engine import knn
 from laionknn.io import VectorFile, write_gold
 from laionknn.types import KnnResult, Metric
@@ -56,16 +58,25 @@ def gold_standard(database_path: "str | os.PathLike[str]", queries_path: "str | 
     m = resolve_metric(metric, normalize)
     out = Path(out) if out is not None else default_gold_path(database_path, queries_path, k, m)
     ckpt = checkpoint_path(out)
-    if ckpt.exists() and not resume:
+    check_writable(out.parent, "gold output")  # before the work: a read-only folder fails now, not at the end
+    if checkpoint.exists(ckpt) and not resume:
         log.warning("starting over: removing the checkpoint %s (pass --resume to continue it)", ckpt)
-        ckpt.unlink()
+        checkpoint.remove(ckpt)
     with VectorFile(queries_path) as vq:
         queries = vq.read()
+    # knns int32 + dists float32 + tie_at_k uint8 per query, plus HDF5 headers: refuse now, not after the pass
+    check_free_space(out.parent, len(queries) * (8 * k + 1) + (64 << 10), f"writing {out}")
     with VectorFile(database_path) as db:
         res = knn(db, queries, k, m, memory=memory, threads=threads, blas=blas, checkpoint=ckpt, resume=resume,
                   block_rows=block_rows, query_batch=query_batch, checkpoint_every=checkpoint_every)
-    write_gold_standard(out, res, database_path, queries_path, k, m)
-    ckpt.unlink(missing_ok=True)
+    try:
+        write_gold_standard(out, res, database_path, queries_path, k, m)
+    except (OSError, LaionKnnError) as exc:
+        detail = explain_os_error(exc, exc.filename or out) if isinstance(exc, OSError) else str(exc)
+        kept = (f"; the computed state is kept in {ckpt}: fix the output and rerun the same command with --resume "
+                f"to write the file without computing again") if checkpoint.exists(ckpt) else ""
+        raise OutputError(f"cannot write {out}: {detail}{kept}") from None
+    checkpoint.remove(ckpt)
     return out
 
 

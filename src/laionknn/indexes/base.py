@@ -175,7 +175,7 @@ class Index(abc.ABC):
                     else "use a float backend (exact, faiss-*, hnswlib, usearch-*, scann)")
             raise UsageError(f"backend {self.name!r} does not support the {self.metric.value} metric "
                              f"(it supports {kinds}); {hint}")
-        self.build_params = check_params(self.name, "build", build_params, self.build_defaults)
+        self.build_params = check_params(self.name, "build", build_params, self.build_defaults, rules=False)
         self.query_params = dict(self.query_defaults)
         self.threads = int(threads) if threads else (os.cpu_count() or 1)
         self.n = 0
@@ -184,7 +184,8 @@ class Index(abc.ABC):
     # --- parameters ---------------------------------------------------------------------------
     def set_query_params(self, **knobs: Any) -> None:
         """Set search-time knobs (e.g. ``ef``, ``nprobe``); unknown keys raise :class:`UsageError`."""
-        self.query_params = check_params(self.name, "query", {**self.query_params, **knobs}, self.query_defaults)
+        self.query_params = check_params(self.name, "query", {**self.query_params, **knobs}, self.query_defaults,
+                                         rules=False)
         self._apply_query_params()
 
     def _apply_query_params(self) -> None:
@@ -279,8 +280,13 @@ class Index(abc.ABC):
         return f"{type(self).__name__}({self.name}, {self.metric.value}, n={self.n}, {self.params_string()})"
 
 
-def check_params(backend: str, kind: str, given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``given``; a key not in ``defaults`` raises a UsageError naming them."""
+def check_params(backend: str, kind: str, given: dict[str, Any], defaults: dict[str, Any], *,
+                 rules: bool = True) -> dict[str, Any]:
+    """Defaults overlaid with ``given``; a key not in ``defaults`` raises a UsageError naming them.
+
+    ``rules``: a grid rule (a string ``=...``, :mod:`laionknn.indexes.rules`) passes the type check of a
+    numeric parameter as it stands in the TOML file when it parses; its value is checked once the grid
+    evaluates it (``load_grid``). An index itself (``rules=False``) takes no unevaluated rule."""
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         accepted = ", ".join(sorted(defaults)) or "none"
@@ -288,17 +294,7 @@ def check_params(backend: str, kind: str, given: dict[str, Any], defaults: dict[
                          f"accepted {kind} keys: {accepted}")
     out = dict(defaults)
     for key, value in given.items():
-        default = defaults[key]
-        if isinstance(default, bool):
-            out[key] = bool(value)
-        elif isinstance(default, int) and not isinstance(value, bool):
-            if float(value) != int(value):
-                raise UsageError(f"backend {backend!r}: {kind} parameter {key}={value!r} must be a whole number")
-            out[key] = int(value)
-        elif isinstance(default, float):
-            out[key] = float(value)
-        else:
-            out[key] = value
+        out[key] = _check_param(backend, kind, key, value, defaults[key], rules=rules)
     return out
 
 
@@ -311,6 +307,43 @@ def probes_for_k(list_sizes, k: int) -> int:
     if reach.size == 0 or reach[-1] < k:
         return int(max(1, reach.size))
     return int(np.searchsorted(reach, k) + 1)
+#: integer parameters that may be 0 besides those whose default is 0 (a negative default, an "auto"
+#: marker, lifts the bound; every other integer knob counts something and must be >= 1).
+#: ``residual_bits``: SVS's LVQ4x0 / LVQ8x0 (primary codes only, no residual) are valid configurations.
+ZERO_ALLOWED = frozenset({"seed", "reorder", "residual_bits"})
+
+
+def _check_param(backend: str, kind: str, key: str, value: Any, default: Any, *, rules: bool = False) -> Any:
+    """``value`` converted to the type of ``default``: booleans stay booleans, integers are whole
+    numbers >= 1 (>= 0 for seeds, ``reorder`` and knobs whose default is 0), floats finite. A wrong type or range raises a
+    UsageError naming the backend, the key and the value, instead of reaching the library (where a
+    negative ``M`` or a string crashed or segfaulted)."""
+    from laionknn.validation import check_float, check_int
+
+    from laionknn.indexes.rules import check_rule, is_rule
+
+    what = f"backend {backend!r}: {kind} parameter {key}"
+    if is_rule(value) and isinstance(default, (int, float)) and not isinstance(default, bool):
+        if not rules:
+            raise UsageError(f"{what} is the grid rule {value!r}, not a number; rules are evaluated by load_grid "
+                             f"(with the database size), pass the value it gives")
+        check_rule(value)
+        return value
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise UsageError(f"{what} must be true or false, got {value!r}")
+            return value
+        if isinstance(default, int):
+            low = None if default < 0 else 0 if key in ZERO_ALLOWED or default == 0 else 1  # default -1: "auto"
+            return check_int(value, what, min=low)
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise UsageError(f"{what} must be a number, got {value!r}")
+            return check_float(value, what)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; fix the grid file or the parameter") from None
+    return value
 
 
 def dir_size(path: Path) -> int:

@@ -21,6 +21,7 @@ from laionknn import catalog
 from laionknn.catalog.ensure import ensure as ensure_file
 from laionknn import workspace
 from laionknn.errors import CatalogError, UsageError
+from laionknn.indexes.base import source_shape
 from laionknn.indexes.runner import SweepTarget
 from laionknn.types import KnnResult, Metric, format_size
 
@@ -45,18 +46,20 @@ class PlainDataset:
     queries_path: Path
     gold_path: Path | None
     default_k: int = 10
+    synthetic: bool = False
 
 
 def open_target(name: str, *, n_queries: int = 10_000, catalogs=None, query_file=None, gold_file=None):
     """``(spec, target, database VectorFile)`` for the database ``name`` (a catalog name, or a plain
-    HDF5 file with ``query_file``); close the VectorFile after use."""
+    HDF5 file with ``query_file`` and optionally ``gold_file``, kept for :func:`gold_for`); close the
+    VectorFile after use. A catalog name takes no ``query_file``; its ``--gold`` goes to :func:`gold_for`."""
     from laionknn.io import VectorFile, read_vectors
 
     if Path(str(name)).expanduser().is_file():
         return _open_plain(Path(str(name)).expanduser(), query_file, gold_file)
-    if query_file is not None or gold_file is not None:
-        raise UsageError(f"--query-file and --gold go with a plain database file; {name!r} is not a file "
-                         f"(catalog names bring their own queries and gold standard)")
+    if query_file is not None:
+        raise UsageError(f"--query-file: given queries go with a plain database file; {name!r} is not a file "
+                         f"(catalog names bring their own queries; --gold FILE may replace their gold standard)")
     spec = catalog.dataset(name, n_queries=n_queries, extra_catalogs=catalogs)
     db_path = ensure_file(spec.database)
     queries = read_vectors(ensure_file(spec.queries))
@@ -95,12 +98,7 @@ def _open_plain(path: Path, query_file, gold_file):
 
 
 def _plain_gold(spec: PlainDataset) -> Path:
-    """The gold file of a plain dataset: ``--gold``, or the exact k-NN computed once (resumable)."""
-    if spec.gold_path is not None:
-        if not spec.gold_path.is_file():
-            raise UsageError(f"--gold {spec.gold_path}: no such file; give a gold file or leave --gold out "
-                             f"to compute one with the exact engine")
-        return spec.gold_path
+    """The exact k-NN of a plain dataset given without ``--gold``, computed once (resumable)."""
     from laionknn.exact import gold_standard
 
     stamp = hashlib.sha256(f"{spec.database_path.resolve()}:{spec.database_path.stat().st_mtime_ns}:"
@@ -116,16 +114,57 @@ def _plain_gold(spec: PlainDataset) -> Path:
     return out
 
 
-def gold_for(spec) -> tuple[Path, KnnResult]:
-    """The gold standard of ``spec`` (0-based ids): downloaded for official data, computed by the
-    exact engine (``catalog.ensure`` → ``exact.gold_standard``) for synthetic data and for plain files
-    given without ``--gold``."""
+def check_gold_path(gold: "str | Path", dataset: str = "") -> Path:
+    """``gold`` (a ``--gold`` file) as a path, refused in one line unless it is an existing file; the
+    main job calls it before any data is made, :func:`gold_for` again before reading it."""
+    path = Path(gold).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--gold {path}: {'is a folder' if path.is_dir() else 'no such file'}; pass the file "
+                         f"`laionknn gold` wrote, or leave --gold out to use the catalog's gold standard"
+                         + (f" of {dataset}" if dataset else ""))
+    return path
+
+
+def gold_for(spec, gold: "str | Path | None" = None, *, target: SweepTarget | None = None,
+             k: int | None = None) -> tuple[Path, KnnResult]:
+    """The gold standard of ``spec`` (0-based ids).
+
+    ``gold``: a gold file to use as given (``laionknn gold``'s output, say; for a plain database file
+    also its ``--gold``), checked against ``target`` (same number of queries, ids inside the database,
+    at least ``k`` columns). Without it, the catalog's gold of the dataset: downloaded for official
+    data, computed once by the exact engine (``catalog.ensure`` → ``exact.gold_standard``) for
+    synthetic data and for plain files, and reused by every later step.
+    """
     from laionknn.io import read_gold
 
-    if isinstance(spec, PlainDataset):
-        path = _plain_gold(spec)
-        return path, read_gold(path)
+    if gold is None and isinstance(spec, PlainDataset):
+        gold = spec.gold_path  # a plain file's --gold given to open_target
+        if gold is None:
+            path = _plain_gold(spec)
+            return path, read_gold(path)
+    if gold is not None:
+        path = check_gold_path(gold, spec.name)
+        g = read_gold(path)
+        if target is not None:
+            n_q, n_db = len(target.queries), source_shape(target.database)[0]
+            if g.n_queries != n_q:
+                raise UsageError(f"--gold {path.name} has {g.n_queries} queries but {spec.name} is searched with "
+                                 f"{n_q}; compute the gold on the same query file")
+            if g.ids.size and int(g.ids.max()) >= n_db:
+                raise UsageError(f"--gold {path.name} refers to row {int(g.ids.max()) + 1} but {spec.name} has "
+                                 f"{n_db} rows; compute the gold on this database")
+        if k is not None and g.k < k:
+            raise UsageError(f"--gold {path.name} holds {g.k} neighbours per query, fewer than k={k}; "
+                             f"compute it with `laionknn gold --k {k}` or more")
+        log.info("gold standard: %s (given)", path)
+        return path, g
     if spec.gold is None:
         raise CatalogError(f"{spec.name}: the catalog lists no gold standard for this database")
+    from laionknn.catalog import local_path
+
+    if not local_path(spec.gold).exists():
+        log.warning("no gold standard for %s yet: %s %s (once; later steps reuse it; pass --gold FILE to use "
+                    "another)", spec.name, "computing the exact" if spec.gold.synthetic else "fetching",
+                    local_path(spec.gold))
     path = Path(ensure_file(spec.gold))
     return path, read_gold(path)

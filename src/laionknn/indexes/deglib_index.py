@@ -106,6 +106,7 @@ class DeglibF32(DeglibIndex):
 class DeglibU8(DeglibIndex):
     name = "deglib-u8"
     metrics = frozenset({Metric.COSINE})
+    bytes_per_dim = 1
     build_defaults = {**DeglibIndex.build_defaults, "train_size": 100_000}
     bytes_per_dim = 1
 

@@ -276,6 +276,12 @@ class FaissNSG(FaissIndex):
     build_defaults = {"R": 32, "GK": 64}
     query_defaults = {"search_L": 32}
 
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        # the float32 vectors and at least one int32 per vertex of the graph (faiss saves each vertex's
+        # edges up to an end marker, so a pruned graph saves fewer than R; its memory holds R)
+        return n * (dim * 4 + 4)
+
     def _factory(self) -> str:
         return f"NSG{int(self.build_params['R'])},Flat"
 

@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from laionknn.errors import UsageError
+from laionknn.indexes.base import check_params
 from laionknn.indexes.rules import is_rule, resolve_config
+from laionknn.validation import check_int
 
 TOP_KEYS = {"build", "query", "override", "description", "repeats"}
 OVERRIDE_KEYS = {"match", "min_rows", "max_rows", "build", "query"}
@@ -111,7 +113,11 @@ def load_grid(backend: str, path: "str | os.PathLike[str] | None" = None, *, dat
         if not file.is_file():
             raise UsageError(f"grid file {file} does not exist; give a TOML file (see docs/indexes.md)")
         try:
-            raw = tomllib.loads(file.read_text())
+            raw = tomllib.loads(file.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{file}: not a UTF-8 text file (byte {exc.start}); a grid file is TOML text") from None
+        except OSError as exc:
+            raise UsageError(f"{file}: cannot read the grid file ({exc.strerror or exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{file}: not valid TOML ({exc})") from None
     bad = sorted(set(raw) - TOP_KEYS)
@@ -130,9 +136,11 @@ def load_grid(backend: str, path: "str | os.PathLike[str] | None" = None, *, dat
                              f"(dataset pattern)")
         if "match" in ov and (dataset is None or not fnmatch.fnmatchcase(dataset, str(ov["match"]))):
             continue
-        if "min_rows" in ov and (n_rows is None or n_rows < int(ov["min_rows"])):
+        bound = {key: check_int(ov[key], f"{source}: override {key}", min=0, hint="a row count such as 20000")
+                 for key in ("min_rows", "max_rows") if key in ov}
+        if "min_rows" in bound and (n_rows is None or n_rows < bound["min_rows"]):
             continue
-        if "max_rows" in ov and (n_rows is None or n_rows > int(ov["max_rows"])):
+        if "max_rows" in bound and (n_rows is None or n_rows > bound["max_rows"]):
             continue
         if "build" in ov:
             build_tables = _as_list(ov["build"], "override build", source)
@@ -180,3 +188,7 @@ def _validate(backend: str, kind: str, configs: list[dict], accepted: dict, sour
         if unknown:
             raise UsageError(f"{source}: backend {backend!r} does not accept {kind} key(s) {', '.join(unknown)}; "
                              f"accepted {kind} keys: {', '.join(sorted(accepted)) or 'none'}")
+        try:  # the values as evaluated from the rules: typed and range-checked as the index will check them
+            check_params(backend, kind, cfg, accepted, rules=False)
+        except UsageError as exc:
+            raise UsageError(f"{source}: {exc}") from None

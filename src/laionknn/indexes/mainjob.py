@@ -1,7 +1,11 @@
 """The main job: the whole chain on one dataset, into one output folder.
 
-ensure data → gold standard → projections' baselines → sweep every available backend on its default
-grid → evaluate (CSV) → report (Markdown, PNG, HTML) → operating points.
+ensure data → gold standard (computed or fetched once, or the file given) → projections' baselines
+(scored against that same gold) → sweep every available approximate backend on its default grid →
+evaluate (CSV, same gold) → report (Markdown, plots, HTML) → operating points.
+
+Brute-force backends (:data:`BRUTE_FORCE`) are not swept unless named: the exact gold standard already
+is the brute-force answer, and sweeping them cost `make demo` minutes for two points at recall 1.
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ from pathlib import Path
 from laionknn import workspace
 from laionknn.errors import LaionKnnError
 from laionknn.catalog.manifest import synthetic_database_name
-from laionknn.indexes.datasets import PlainDataset, gold_for, open_target
+from laionknn.indexes.datasets import PlainDataset, check_gold_path, gold_for, open_target
 from laionknn.indexes.registry import PEERS, available_backends
 from laionknn.indexes.runner import sweep
+from laionknn.validation import check_k, check_memory_size, check_optional, check_threads
 
 log = logging.getLogger(__name__)
+
+
+#: backends that search exhaustively; the main job leaves them out unless named with --index
+BRUTE_FORCE = ("exact", "faiss-flat")
 
 
 @dataclass
@@ -43,27 +52,42 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
                  k: int | None = None, quick: bool = False, threads: int | None = None,
                  backends: list[str] | None = None, n_queries: int = 10_000, catalogs=None,
                  baselines: bool = True, peers: bool = False, memory_limit: "str | int | None" = None,
-                 task: str | None = None, query_file=None, gold_file=None) -> RunOutcome:
+                 task: str | None = None, query_file=None,
+                 gold: "str | os.PathLike[str] | None" = None) -> RunOutcome:
     """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``): a catalog
-    name, or a plain HDF5 file with ``query_file`` (and optionally ``gold_file``). Without
-    ``backends`` it sweeps every available backend, less the peer libraries unless ``peers``.
+    name, or a plain HDF5 file with ``query_file``. Without ``backends`` it sweeps every available
+    approximate backend, less the peer libraries unless ``peers`` (brute force, :data:`BRUTE_FORCE`,
+    only when named).
     ``memory_limit`` / ``task``: memory-capped sweeps (:mod:`laionknn.indexes.memlimit`); with ``task``
-    and no ``backends`` only the backends the task allows are swept."""
+    and no ``backends`` only the backends the task allows are swept. A rerun replaces the run records
+    of the points it measures again (``runs.jsonl`` keeps one record per point).
+
+    ``gold``: a gold-standard file for this database and query set (else the catalog's, computed or
+    fetched once; for a plain file, else computed by the exact engine); the sweep, the baselines and
+    the evaluation all score against it."""
     from laionknn.indexes import memlimit
 
+    # every value checked before any work (data, gold standard, baselines)
+    k, threads = check_optional(check_k, k), check_optional(check_threads, threads)
+    memory_limit = check_optional(check_memory_size, memory_limit, "--memory-limit")
+    if task:
+        memlimit.task_preset(task)
+    if gold is not None:
+        check_gold_path(gold)
     name = data or synthetic_database_name(size)
     for backend in (backends or []) if task else []:
         memlimit.check_task_backend(task, backend)
     spec, target, database = open_target(name, n_queries=n_queries, catalogs=catalogs, query_file=query_file,
-                                         gold_file=gold_file)
+                                         gold_file=gold)
     try:
         limit = memlimit.resolve_memory_limit(memory_limit, task, database.n)
         k = int(k or (30 if task else spec.default_k))
         out = Path(out_dir) if out_dir else default_out_dir(spec.name, k)
         out.mkdir(parents=True, exist_ok=True)
-        gold_path, gold = gold_for(spec)
-        baselines_csv = _baselines(spec, gold_path, k, out) if baselines else None
-        chosen = backends or [b for b in available_backends(spec.metric) if peers or b not in PEERS]
+        gold_path, gold_std = gold_for(spec, gold, target=target, k=k)
+        baselines_csv = _baselines(spec, k, out, gold_path) if baselines else None
+        chosen = backends or [b for b in available_backends(spec.metric)
+                              if b not in BRUTE_FORCE and (peers or b not in PEERS)]
         if task and not backends:
             chosen = memlimit.task_backends(task, chosen)
         log.info("sweeping %s on %s", ", ".join(chosen), spec.name)
@@ -71,8 +95,8 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
         failed: dict[str, str] = {}
         for backend in chosen:
             try:
-                records = sweep(backend, target, k, out, threads=threads, quick=quick, gold_ids=gold.ids,
-                                memory_limit=limit, task=task)
+                records = sweep(backend, target, k, out, threads=threads, quick=quick, gold_ids=gold_std.ids,
+                                memory_limit=limit, task=task, replace_records=True)
             except Exception as exc:  # one library's failure must not cost the other backends' results
                 if backends:  # the user named this backend: their error, say it
                     raise
@@ -87,7 +111,8 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
         database.close()
     eval_csv = evaluate_to_csv(files, gold_path, k, out / "evaluation.csv")
     csvs = [eval_csv] + ([baselines_csv] if baselines_csv else [])
-    report = _report(csvs, out)
+    report = _report(csvs, out, {"datasets": [spec.name], "synthetic": spec.synthetic,
+                                 "n_queries": int(len(target.queries)), "threads": int(threads or os.cpu_count() or 1)})
     points = operating_points(csvs, k)
     return RunOutcome(out, eval_csv, report, out / "runs.jsonl", points, baselines_csv,
                       [b for b in chosen if b not in failed], spec.name, k, failed)
@@ -100,9 +125,11 @@ MAINJOB_SKETCH_BITS = (256, 1024)
 MAINJOB_SKETCH_METHODS = ("cfsrp",)
 
 
-def _baselines(spec, gold_path: Path, k: int, out: Path) -> Path | None:
-    """The projections' brute-force baselines (PCA, BinWalk, learned sketches) as an evaluation CSV
-    (clip768 data only: the projections start from the 768-d vectors)."""
+def _baselines(spec, k: int, out: Path, gold_path: Path) -> Path | None:
+    """The projections' brute-force baselines (PCA, BinWalk, learned sketches) as an evaluation CSV,
+    on the database and queries of the sweep and scored against its gold (never a second one);
+    clip768 data only: the projections start from the 768-d vectors."""
+    from laionknn.catalog import local_path
     from laionknn.projections import run_baselines
 
     kwargs = dict(bits=MAINJOB_SKETCH_BITS, methods=MAINJOB_SKETCH_METHODS, sketch_fit_rows=50_000)
@@ -113,7 +140,8 @@ def _baselines(spec, gold_path: Path, k: int, out: Path) -> Path | None:
             return None
         return Path(run_baselines(None, [k], out / "baselines", database=spec.database_path,
                                   queries=spec.queries_path, gold=gold_path, **kwargs))
-    return Path(run_baselines(spec.name, [k], out / "baselines", **kwargs))
+    return Path(run_baselines(None, [k], out / "baselines", database=local_path(spec.database),
+                              queries=local_path(spec.queries), gold=gold_path, **kwargs))
 
 
 def evaluate_to_csv(paths: list[Path], gold_path: Path, k: int, csv_path: Path) -> Path:
@@ -124,10 +152,10 @@ def evaluate_to_csv(paths: list[Path], gold_path: Path, k: int, csv_path: Path) 
     return Path(write_eval_csv(rows, csv_path))
 
 
-def _report(csvs: list[Path], out: Path) -> dict:
+def _report(csvs: list[Path], out: Path, context: dict | None = None) -> dict:
     from laionknn.reporting import write_report
 
-    return dict(write_report([str(c) for c in csvs], str(out)))
+    return dict(write_report([str(c) for c in csvs], str(out), context=context))
 
 
 def operating_points(csvs: list[Path], k: int) -> list:

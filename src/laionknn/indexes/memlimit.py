@@ -74,12 +74,13 @@ def task_limit(task: str, n_rows: int) -> int:
     return int(task_preset(task).budget_per_100m * n_rows / ROWS_PER_BUDGET)
 
 
-def resolve_memory_limit(memory_limit: str | None, task: str | None, n_rows: int) -> int | None:
-    """The hard limit in bytes: --memory-limit when given, else the --task budget scaled to the rows."""
-    from laionknn.io import parse_memory
+def resolve_memory_limit(memory_limit: "str | int | None", task: str | None, n_rows: int) -> int | None:
+    """The hard limit in bytes: --memory-limit when given (checked by
+    :func:`laionknn.validation.check_memory_size`), else the --task budget scaled to the rows."""
+    from laionknn.validation import check_memory_size
 
-    if memory_limit:
-        return parse_memory(memory_limit)
+    if memory_limit is not None:
+        return check_memory_size(memory_limit, "--memory-limit")
     if task:
         return task_limit(task, n_rows)
     return None
@@ -329,15 +330,17 @@ def _remove_cgroup(group: Path) -> None:
 
 def capped_sweep(backend: str, target, k: int, out_dir, *, grid, memory_limit: int, task: str | None = None,
                  threads: int | None = None, repeats: int | None = None, use_cache: bool = True,
-                 gold_ids: np.ndarray | None = None) -> list[dict]:
+                 gold_ids: np.ndarray | None = None, append: bool = True,
+                 replace_records: bool = False) -> list[dict]:
     """:func:`laionknn.indexes.runner.sweep`, each build configuration in a child under ``memory_limit``
-    bytes. Records gain ``outcome`` (ok | exceeded | crashed), ``outcome_detail``, ``memory_limit_bytes``,
+    bytes; ``append``/``replace_records`` as there (the child only reports, this process writes
+    ``runs.jsonl``). Records gain ``outcome`` (ok | exceeded | crashed), ``outcome_detail``, ``memory_limit_bytes``,
     ``memory_peak_bytes`` (the child's peak resident set), ``memory_baseline_bytes`` (its resident set
     when the limit was set), ``memory_enforcement`` and ``task``."""
     from laionknn.indexes.base import source_shape
     from laionknn.indexes.grids import Grid
     from laionknn.indexes.registry import BACKENDS, get_backend
-    from laionknn.results import append_run_records
+    from laionknn.results import append_run_records, replace_run_records
 
     get_backend(backend)
     path = getattr(target.database, "path", None)
@@ -389,7 +392,9 @@ def capped_sweep(backend: str, target, k: int, out_dir, *, grid, memory_limit: i
                         "file": "", "queries_short": 0, "grid": grid.source,
                         "grid_rules": "; ".join(filter(None, [*grid.notes, grid.build_rule(b)])), "knob_changes": "",
                         **memory, "outcome": out["kind"], "outcome_detail": detail})
-    append_run_records(Path(out_dir) / "runs.jsonl", records)
+    if append:
+        write = replace_run_records if replace_records else append_run_records
+        write(Path(out_dir) / "runs.jsonl", records)
     return records
 
 

@@ -12,13 +12,14 @@ NGT's quantised graph (QG / NGT-QG) is not reachable from Python: ``ngtpy.Quanti
 opens an index that the ``ngtq``/``qbg`` command-line tools built, so it is not offered here.
 
 Cosine only: the index uses ``Normalized Cosine``, whose distance is ``1 - cos`` (ascending). NGT keeps
-its index in a folder: it is built in a temporary folder owned by the backend, and ``save`` copies it.
+its index in a folder: it is built in a temporary folder of the index cache owned by the backend
+(``.tmp-<pid>-ngt-build-*``), and ``save`` copies it.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,14 @@ class NgtIndex(Index):
             self.index.set(**knobs)
 
     def _workdir(self) -> Path:
-        self._tmp = tempfile.TemporaryDirectory(prefix="laionknn-ngt-")  # removed with the backend object
-        return Path(self._tmp.name)
+        from laionknn import workspace
+        from laionknn.fsutil import make_temp_dir
+
+        # in the index cache as .tmp-<pid>-ngt-build-*: removed with the backend object, and by the next
+        # writer there when a kill left it
+        work = make_temp_dir(workspace.index_cache_dir(), "ngt-build")
+        self._cleanup = weakref.finalize(self, shutil.rmtree, work, True)
+        return work
 
     def _search(self, queries: np.ndarray, k: int) -> KnnResult:
         import ngtpy

@@ -50,14 +50,23 @@ def is_rule(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(RULE_PREFIX)
 
 
+def _parse(rule: str) -> ast.Expression:
+    text = rule[len(RULE_PREFIX):] if rule.startswith(RULE_PREFIX) else rule
+    try:
+        return ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise UsageError(f"grid rule {rule!r} does not parse ({exc.msg}); write e.g. \"=pow2(sqrt(n))\"") from None
+
+
+def check_rule(rule: str) -> None:
+    """Raise :class:`UsageError` unless ``rule`` parses (its names and value are checked by :func:`evaluate`)."""
+    _parse(rule)
+
+
 def evaluate(rule: str, names: dict[str, Any]) -> Any:
     """The value of ``rule`` (with or without the leading ``=``) under ``names``; a rule that does not
     parse, names an unknown variable or fails arithmetically raises :class:`UsageError`."""
-    text = rule[len(RULE_PREFIX):] if rule.startswith(RULE_PREFIX) else rule
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise UsageError(f"grid rule {rule!r} does not parse ({exc.msg}); write e.g. \"=pow2(sqrt(n))\"") from None
+    tree = _parse(rule)
     try:
         return _eval(tree.body, names, rule)
     except (ArithmeticError, ValueError, TypeError) as exc:

@@ -17,7 +17,6 @@ backend really used (``train_size`` capped at n...).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -35,13 +34,16 @@ import numpy as np
 
 from laionknn import workspace
 from laionknn.errors import UsageError
+from laionknn.fsutil import temp_dir, temp_path
 from laionknn.indexes.base import Index, dir_size, source_shape
+from laionknn.indexes.cachecheck import discard_entry, entry_problem, file_sizes, save_problem
 from laionknn.indexes.grids import Grid, load_grid
 from laionknn.indexes.machine import run_facts
 from laionknn.indexes.registry import BACKENDS, PIP_NAME, create, get_backend
 from laionknn.progress import progress_bar
-from laionknn.results import append_run_records
+from laionknn.results import append_run_records, replace_run_records
 from laionknn.types import KnnResult, Metric
+from laionknn.validation import check_k, check_memory_size, check_optional, check_repeats, check_threads
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: build params as really used, ScaNN assets with relative paths
@@ -123,46 +125,54 @@ def build_or_load(backend: str, target: SweepTarget, build_params: dict, *, thre
         fingerprint = fingerprint or data_fingerprint(target.database)
         folder = workspace.index_cache_dir() / f"{backend}-{cache_key(backend, target.metric, index.build_params, fingerprint)}"
         meta_path = folder / "meta.json"
-        if meta_path.is_file():
-            try:
-                meta = json.loads(meta_path.read_text())
-                index.load(folder / "index", n, dim)
-                index.attach(target.database)
-                index.build_params.update(meta.get("build_params", {}))  # as really used by the build
-                log.info("%s: loaded cached index %s", backend, folder)
-                return index, float(meta["buildtime"]), True, int(meta["index_bytes"])
-            except Exception as exc:  # noqa: BLE001 - any library error: rebuild instead of losing the backend
-                log.warning("%s: cached index %s does not load back (%s: %s); removing it and building again",
-                            backend, folder, type(exc).__name__, exc)
-                shutil.rmtree(folder, ignore_errors=True)
-                index = create(backend, target.metric, threads=threads, **build_params)
+        if folder.exists():
+            # one mechanism: an entry that fails its size check or fails to load is removed and rebuilt
+            problem = entry_problem(folder)
+            if problem is None:
+                try:
+                    meta = json.loads(meta_path.read_text())
+                    index.load(folder / "index", n, dim)
+                    index.attach(target.database)
+                    index.build_params.update(meta.get("build_params", {}))  # as really used by the build
+                    log.info("%s: loaded cached index %s", backend, folder)
+                    return index, float(meta["buildtime"]), True, int(meta["index_bytes"])
+                except Exception as exc:  # noqa: BLE001 - any library error on a cached file means: rebuild
+                    problem = f"the library refuses it ({type(exc).__name__}: {exc})"
+                    index = create(backend, target.metric, threads=threads, **build_params)
+            discard_entry(folder, problem)
     t0 = time.perf_counter()
     index.build(target.database)
     buildtime = time.perf_counter() - t0
     index_bytes = 0
     if cacheable and folder is not None:
-        tmp = folder.with_name(f".tmp-{os.getpid()}-{folder.name}")
+        tmp = temp_path(folder)
         shutil.rmtree(tmp, ignore_errors=True)
-        index.save(tmp / "index")
-        index_bytes = dir_size(tmp / "index")
-        (tmp / "meta.json").write_text(json.dumps({"backend": backend, "metric": target.metric.value,
-                                                   "build_params": index.build_params, "buildtime": buildtime,
-                                                   "index_bytes": index_bytes, "n": n, "dim": dim,
-                                                   "dataset": target.dataset}, indent=1))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        try:
+            index.save(tmp / "index")
+            problem = save_problem(tmp / "index")
+        except OSError as exc:
+            problem = f"the save failed ({exc})"
+        index_bytes = dir_size(tmp / "index") if (tmp / "index").exists() else 0
+        if problem is None:
+            (tmp / "meta.json").write_text(json.dumps({"backend": backend, "metric": target.metric.value,
+                                                       "build_params": index.build_params, "buildtime": buildtime,
+                                                       "index_bytes": index_bytes, "n": n, "dim": dim,
+                                                       "dataset": target.dataset,
+                                                       "files": file_sizes(tmp / "index")}, indent=1))
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        else:  # the index in memory is fine: search with it, but cache nothing
+            log.warning("%s: index not cached: %s", backend, problem)
+            shutil.rmtree(tmp, ignore_errors=True)
     elif cls.supports_save:
         with _tempdir() as tmp:
             index_bytes = dir_size(index.save(tmp / "index"))
     return index, buildtime, False, index_bytes
 
 
-@contextlib.contextmanager
 def _tempdir():
-    import tempfile
-
-    with tempfile.TemporaryDirectory(dir=workspace.index_cache_dir()) as d:
-        yield Path(d)
+    """Scratch folder in the index cache (``.tmp-<pid>-*``: cleaned by the next writer if a kill leaves it)."""
+    return temp_dir(workspace.index_cache_dir(), "measure")
 
 
 def timed_search(index: Index, queries: np.ndarray, k: int, repeats: int = 3, *,
@@ -245,22 +255,27 @@ def check_metric(backend: str, target: SweepTarget) -> None:
 def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *,
           grid: Grid | None = None, grid_file: "str | os.PathLike[str] | None" = None, threads: int | None = None,
           repeats: int | None = None, use_cache: bool = True, quick: bool = False,
-          gold_ids: np.ndarray | None = None, memory_limit: int | None = None, task: str | None = None,
-          append: bool = True, on_phase=None, on_record=None) -> list[dict]:
+          gold_ids: np.ndarray | None = None, memory_limit: "int | str | None" = None, task: str | None = None,
+          append: bool = True, replace_records: bool = False, on_phase=None, on_record=None) -> list[dict]:
     """Run ``backend`` over its grid on ``target``; returns the run records (also appended to
     ``out_dir/runs.jsonl``). Result files go to ``out_dir/results/<backend>/``. A grid point where some
     query got fewer than k neighbours (id -1) is recorded with ``queries_short`` > 0 and ``file`` empty:
     the official format has no way to say "missing".
 
-    ``memory_limit`` (bytes): each build configuration runs in a child process under that hard limit
-    and an exceeded limit becomes a record (:mod:`laionknn.indexes.memlimit`); ``task`` (2024-2,
-    2024-3) applies that task's rule on originals. ``append=False`` leaves ``runs.jsonl`` alone;
-    ``on_phase(name)`` is called with ``"build"`` and ``"search"`` as the sweep enters each phase,
-    ``on_record(record)`` with each record as soon as its point is done."""
+    ``memory_limit`` (bytes, or a size such as ``2G``): each build configuration runs in a child process
+    under that hard limit and an exceeded limit becomes a record (:mod:`laionknn.indexes.memlimit`);
+    ``task`` (2024-2, 2024-3) applies that task's rule on originals. ``append=False`` leaves
+    ``runs.jsonl`` alone; ``replace_records`` (the main job): records of the same points already in
+    ``runs.jsonl`` are replaced, so a rerun after a kill adds no duplicates; ``on_phase(name)`` is called
+    with ``"build"`` and ``"search"`` as the sweep enters each phase, ``on_record(record)`` with each
+    record as soon as its point is done."""
     cls = get_backend(backend)
     check_metric(backend, target)
+    k = check_k(k)
+    threads, repeats = check_optional(check_threads, threads), check_optional(check_repeats, repeats)
+    memory_limit = check_optional(check_memory_size, memory_limit, "--memory-limit")
     n, dim, _ = source_shape(target.database)
-    if not 1 <= k <= n:
+    if k > n:
         raise UsageError(f"k={k} is larger than the database {target.dataset} ({n} rows); ask for at most {n}")
     threads = int(threads or os.cpu_count() or 1)
     grid = grid or load_grid(backend, grid_file, dataset=target.dataset, n_rows=n, k=k, dim=dim)
@@ -270,7 +285,8 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
         from laionknn.indexes.memlimit import capped_sweep
 
         return capped_sweep(backend, target, k, out_dir, grid=grid, memory_limit=int(memory_limit), task=task,
-                            threads=threads, repeats=repeats, use_cache=use_cache, gold_ids=gold_ids)
+                            threads=threads, repeats=repeats, use_cache=use_cache, gold_ids=gold_ids,
+                            append=append, replace_records=replace_records)
     repeats = int(repeats or grid.repeats or 3)
     out_dir = Path(out_dir)
     fingerprint = data_fingerprint(target.database) if use_cache and cls.supports_save else None
@@ -285,11 +301,15 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
         for b, build_params in enumerate(grid.build):
             if on_phase:
                 on_phase("build")
+            shown = ",".join(f"{k}={v}" for k, v in build_params.items()) or "defaults"
+            bar.describe(f"building {shown}")
             index, buildtime, cached, index_bytes = build_or_load(backend, target, build_params, threads=threads,
                                                                  fingerprint=fingerprint, use_cache=use_cache)
             if on_phase:
                 on_phase("search")
             for q, changes in points_as_run(index, grid.query, k, on_skip=lambda: bar.advance(1)):
+                bar.describe(f"{'cached' if cached else 'built'} {shown}; searching "
+                             + (",".join(f"{key}={v}" for key, v in index.query_params.items()) or "defaults"))
                 result, times = timed_search(index, target.queries, k, repeats)
                 querytime = statistics.median(times)
                 params = index.params_string()
@@ -324,5 +344,8 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                 bar.advance(1)
             del index
     if append:
-        append_run_records(out_dir / "runs.jsonl", records)
+        if replace_records:  # the main job: a rerun (after a kill) replaces its points, never duplicates them
+            replace_run_records(out_dir / "runs.jsonl", records)
+        else:  # a sweep of its own adds a measurement, even of a point measured before
+            append_run_records(out_dir / "runs.jsonl", records)
     return records

@@ -8,12 +8,20 @@ threads: ``threads == 1`` runs serially; more uses ScaNN's own pool (as many thr
 The index is serialised with paths relative to its folder (``relative_path=True``), so a cached
 index loads back after the runner's atomic rename or a move of the whole workspace; a folder
 written by an older save with absolute paths is re-pointed at its current location on load.
+
+ScaNN's C++ core logs through absl straight to file descriptor 2, past Python's logging and ``-q``;
+its build and load run with fd 2 captured, and the lines go to this module's logger at DEBUG
+(``-vv`` shows them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +30,28 @@ from laionknn.errors import UsageError
 from laionknn.fsutil import atomic_path
 from laionknn.indexes.base import Index, finish, float_blocks
 from laionknn.types import KnnResult, Metric
+
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def native_stderr_to_log(logger: logging.Logger = log):
+    """Send what native code writes to fd 2 into ``logger`` at DEBUG instead of the console."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    logger.debug("scann: %s", line)
 
 
 class ScannIndex(Index):
@@ -54,7 +84,8 @@ class ScannIndex(Index):
                              anisotropic_quantization_threshold=threshold if measure == "dot_product" else float("nan"))
                    .reorder(int(self.query_params["reorder"])))
         builder.set_n_training_threads(self.threads)
-        self.searcher = builder.build()
+        with native_stderr_to_log():
+            self.searcher = builder.build()
         del data
 
     def knob_floors(self, k: int) -> dict[str, int]:
@@ -91,7 +122,8 @@ class ScannIndex(Index):
         from scann.scann_ops.py import scann_ops_pybind
 
         _repoint_assets(path)
-        self.searcher = scann_ops_pybind.load_searcher(str(path))
+        with native_stderr_to_log():
+            self.searcher = scann_ops_pybind.load_searcher(str(path))
 
 
 _ASSET_PATH = re.compile(r'(asset_path:\s*")([^"]*)(")')

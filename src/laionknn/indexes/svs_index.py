@@ -17,7 +17,8 @@ searched as one batch. SVS answers inner products (higher is better) for DOT/COS
 ``1 - dot`` here, and squared L2 for L2.
 
 The vectors reach SVS through a float32 ``.fvecs`` file written block by block into a temporary folder
-(SVS's loaders read files; its numpy path would need one full array), removed after the build.
+of the index cache (``.tmp-<pid>-svs-build-*``, cleaned by the next writer if a kill leaves it; SVS's
+loaders read files, its numpy path would need one full array), removed after the build.
 ``svs-vamana`` is saved as SVS's three folders (config, graph, float32 data) and loaded with its
 float32 loader. ``svs-lvq``/``svs-leanvec`` are not saved (``supports_save = False``): their reload path
 takes storage-specific loaders that cannot be checked on the non-Intel machines this project also
@@ -26,7 +27,6 @@ runs on, so the runner rebuilds them instead of trusting an untested reload.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +68,11 @@ class SvsIndex(Index):
                              f"need 2 <= graph_max_degree <= window_size")
         distance = self._distance(svs)
         params = svs.VamanaBuildParameters(graph_max_degree=degree, window_size=window)
-        with tempfile.TemporaryDirectory(prefix="laionknn-svs-") as tmp:
-            file = Path(tmp) / "data.fvecs"
+        from laionknn import workspace
+        from laionknn.fsutil import temp_dir
+
+        with temp_dir(workspace.index_cache_dir(), "svs-build") as tmp:
+            file = tmp / "data.fvecs"
             write_fvecs(file, database, self.metric, self.dim)
             raw = svs.VectorDataLoader(str(file), svs.DataType.float32, dims=self.dim)
             self.index = svs.Vamana.build(params, self._loader(svs, raw), distance, num_threads=self.threads)

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from laionknn.errors import CheckpointError, FormatError
+from laionknn.io.vectors import close_abandoned, raise_disk_full
 
 
 def partial_path(path: "str | os.PathLike[str]") -> Path:
@@ -86,25 +87,44 @@ class AppendableVectorFile:
         m = block.shape[0]
         if m == 0:
             return
-        self._ds.resize((self.n + m, self.dim))
-        self._ds[self.n:self.n + m] = block.astype(self.dtype, copy=False)
+        try:
+            self._ds.resize((self.n + m, self.dim))
+            self._ds[self.n:self.n + m] = block.astype(self.dtype, copy=False)
+        except (OSError, RuntimeError) as exc:  # h5py reports a failed flush as RuntimeError
+            self._give_up(exc)
         self.n += m
 
     def flush(self) -> None:
         """Make every appended row durable before a checkpoint records :attr:`n`."""
-        self._f.flush()
+        try:
+            self._f.flush()
+        except (OSError, RuntimeError) as exc:  # h5py reports a failed flush as RuntimeError
+            self._give_up(exc)
         try:
             os.fsync(self._f.id.get_vfd_handle())
         except (AttributeError, OSError, TypeError, ValueError):
             pass  # drivers without a plain file descriptor: h5py's flush is all we can do
 
+    def _give_up(self, exc: Exception) -> None:
+        """A write failed (disk full...): close without writing again, keep the partial file as the
+        last flush left it (the checkpoint's rows), and raise one clear error."""
+        close_abandoned(self._f)
+        raise_disk_full(exc, self.partial)
+        raise exc
+
     def finish(self) -> Path:
         """Close the file and move it onto its final name. Returns the final path."""
-        self._f.close()
+        try:
+            self._f.close()
+        except (OSError, RuntimeError) as exc:  # h5py reports a failed flush as RuntimeError
+            self._give_up(exc)
         os.replace(self.partial, self.path)
         return self.path
 
     def close(self) -> None:
         """Close without finishing (the partial file stays for a later resume)."""
         if self._f.id.valid:
-            self._f.close()
+            try:
+                self._f.close()
+            except (OSError, RuntimeError):
+                close_abandoned(self._f)

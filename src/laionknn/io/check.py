@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from laionknn.errors import FormatError
-from laionknn.io.vectors import open_h5
+from laionknn.io.vectors import REPLACE_ADVICE, open_h5
 
 log = logging.getLogger(__name__)
 
@@ -107,5 +107,5 @@ def check_against_record(path: "str | os.PathLike[str]", record) -> Layout:
                     ds[rows - 1]
                 except OSError as exc:
                     raise FormatError(f"{path}: the last row of {key!r} cannot be read (truncated file?): {exc}; "
-                                      f"fetch it again") from None
+                                      f"{REPLACE_ADVICE}") from None
     return Layout(want.keys, want.dtypes, shape[0] if shape else None, shape[1] if shape else None, True)

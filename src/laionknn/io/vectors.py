@@ -13,7 +13,10 @@ only when complete.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -22,9 +25,33 @@ import numpy as np
 
 from laionknn.errors import DataError, FormatError
 
+log = logging.getLogger(__name__)
+
 KNOWN_KEYS = ("emb", "pca32", "pca96", "hamming")
 KEY_DTYPE = {"emb": None, "pca32": np.float32, "pca96": np.float32, "hamming": np.uint64}
 KEY_DIM = {"emb": 768, "pca32": 32, "pca96": 96, "hamming": 16}
+#: laionknn's own projections use the official keys' pattern: ``pcaN`` (N columns, float32) for any
+#: N, and ``hamming`` with bits/64 words for any sketch length; without a catalog record, a file's
+#: key fixes its dimension only for ``pcaN`` (``emb`` and ``hamming`` take any width)
+_PCA_KEY = re.compile(r"^pca(\d+)$")
+
+
+def _vector_key(key: str) -> bool:
+    return key in KNOWN_KEYS or _PCA_KEY.match(key) is not None
+
+
+def _key_dim(key: str) -> int | None:
+    m = _PCA_KEY.match(key)
+    return int(m.group(1)) if m else None
+
+
+def _key_dtype(key: str):
+    return np.float32 if _PCA_KEY.match(key) else KEY_DTYPE.get(key)
+
+
+#: what to do with a damaged file: fetch never replaces a file that is present, so it must go first
+REPLACE_ADVICE = ("delete it and fetch it again if it is a catalog file (`laionknn datasets fetch` keeps a file "
+                  "that is present), else write it again")
 
 
 def open_h5(path: "str | os.PathLike[str]") -> h5py.File:
@@ -36,7 +63,7 @@ def open_h5(path: "str | os.PathLike[str]") -> h5py.File:
         return h5py.File(path, "r")
     except OSError as exc:
         raise FormatError(f"{path}: not a readable HDF5 file (truncated or damaged?): {exc}; "
-                          f"fetch it again or run `laionknn datasets verify`") from None
+                          f"{REPLACE_ADVICE}") from None
 
 
 def parse_memory(text: "str | int | None") -> int | None:
@@ -51,7 +78,7 @@ def parse_memory(text: "str | int | None") -> int | None:
         if t and t[-1] in mult:
             return int(float(t[:-1]) * mult[t[-1]])
         return int(float(t))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'abc', 'nanG' / 'infG', '1e999'
         raise UsageError(f"cannot read memory size {text!r}: expected e.g. 8G, 512M or a byte count") from None
 
 
@@ -97,22 +124,24 @@ class VectorFile:
             raise
 
     def _detect_key(self) -> str:
-        found = [k for k in KNOWN_KEYS if k in self._f]
+        found = [k for k in self._f.keys() if _vector_key(k) and isinstance(self._f[k], h5py.Dataset)]
         if len(found) == 1:
             return found[0]
         if not found:
-            raise FormatError(f"{self.path}: none of the official vector keys {', '.join(KNOWN_KEYS)} is present "
-                              f"(found: {', '.join(self._f.keys()) or 'none'}); pass the key explicitly")
-        raise FormatError(f"{self.path}: several vector keys present ({', '.join(found)}); pass the key explicitly")
+            raise FormatError(f"{self.path}: none of the official vector keys {', '.join(KNOWN_KEYS)} is present, nor "
+                              f"a pcaN of laionknn's projections (found: {', '.join(self._f.keys()) or 'none'}); "
+                              f"store the vectors under one of them")
+        raise FormatError(f"{self.path}: several vector keys present ({', '.join(found)}); keep one vector dataset "
+                          f"per file (or, in Python, give VectorFile(path, key=...))")
 
     def _check(self, expect_dim, expect_dtype, expect_rows) -> None:
-        expect_dim = expect_dim if expect_dim is not None else KEY_DIM.get(self.key) if self.key != "emb" else expect_dim
+        expect_dim = expect_dim if expect_dim is not None else _key_dim(self.key)
         if expect_dim is not None and self.dim != expect_dim:
             if self.n == expect_dim:
                 raise FormatError(f"{self.path}: {self.key!r} has shape {(self.n, self.dim)}, which looks transposed; "
                                   f"expected one vector per row, (n, {expect_dim}) as h5py sees the official files")
             raise FormatError(f"{self.path}: {self.key!r} has {self.dim} columns, expected dimension {expect_dim}")
-        want = expect_dtype if expect_dtype is not None else KEY_DTYPE.get(self.key)
+        want = expect_dtype if expect_dtype is not None else _key_dtype(self.key)
         if want is not None and self.dtype != np.dtype(want):
             raise FormatError(f"{self.path}: {self.key!r} is {self.dtype}, expected {np.dtype(want)}")
         if self.key == "emb" and self.dtype not in (np.float16, np.float32, np.float64):
@@ -202,6 +231,37 @@ def check_vectors(block: np.ndarray, *, what: str = "vectors", first_row: int = 
                                 f"or run without normalisation")
 
 
+def close_abandoned(f: h5py.File) -> None:
+    """Close an h5py file being given up (a write failed, the disk is full) without writing to it
+    again: its descriptor is pointed at /dev/null first, so HDF5's final metadata flush cannot fail
+    (a failed flush left an open file id whose close at exit crashed Python with exit 139), and the
+    bytes on disk stay as the last successful flush left them (what a resumable job resumes from)."""
+    if not f.id.valid:
+        return
+    try:
+        fd = f.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, int(fd))
+        finally:
+            os.close(null)
+    except (AttributeError, OSError, TypeError, ValueError):
+        pass  # a driver without a plain descriptor: the close below may still fail, which is then ignored
+    try:
+        f.close()
+    except Exception:  # noqa: BLE001 - nothing more can be done for a file being discarded
+        log.debug("closing an abandoned HDF5 file failed", exc_info=True)
+
+
+def raise_disk_full(exc: Exception, path: Path) -> None:
+    """Re-raise an h5py/OS error of a write into ``path`` as :class:`DiskFullError` when it is ENOSPC."""
+    from laionknn.errors import DiskFullError
+    from laionknn.fsutil import explain_os_error, os_error_errno
+
+    if os_error_errno(exc) in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        raise DiskFullError(explain_os_error(exc, path)) from None
+
+
 class VectorWriter:
     """Append blocks of rows into ``key`` of a new HDF5 file; renamed onto ``path`` by :meth:`close`.
 
@@ -213,11 +273,17 @@ class VectorWriter:
                  chunk_rows: int | None = None, attrs: dict | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
+        from laionknn.fsutil import temp_path
+
+        self.tmp = temp_path(self.path)
         self.dtype = np.dtype(dtype)
         self.dim = int(dim)
         if chunk_rows is None:
             chunk_rows = max(1, min(65536, (1 << 20) // max(1, self.dim * self.dtype.itemsize)))
+        if expected_rows:
+            from laionknn.fsutil import check_free_space
+
+            check_free_space(self.path.parent, expected_rows * self.dim * self.dtype.itemsize, f"writing {self.path}")
         self._f = h5py.File(self.tmp, "w")
         self._ds = self._f.create_dataset(key, shape=(0, self.dim), maxshape=(None, self.dim), dtype=self.dtype,
                                           chunks=(chunk_rows, self.dim))
@@ -233,22 +299,32 @@ class VectorWriter:
         if block.ndim != 2 or block.shape[1] != self.dim:
             raise FormatError(f"{self.path}: block of shape {block.shape} does not fit rows of dimension {self.dim}")
         m = block.shape[0]
-        self._ds.resize((self.n + m, self.dim))
-        self._ds[self.n:self.n + m] = block.astype(self.dtype, copy=False)
+        try:
+            self._ds.resize((self.n + m, self.dim))
+            self._ds[self.n:self.n + m] = block.astype(self.dtype, copy=False)
+        except (OSError, RuntimeError) as exc:  # h5py reports some failed writes as RuntimeError
+            self.abort()
+            raise_disk_full(exc, self.tmp)
+            raise
         self.n += m
 
     def close(self) -> Path:
         """Finish the file and move it into place. Returns the final path."""
-        self._f.close()
+        try:
+            self._f.close()
+        except (OSError, RuntimeError) as exc:  # h5py reports some failed writes as RuntimeError
+            self.abort()
+            raise_disk_full(exc, self.tmp)
+            raise
         os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
-        try:
-            self._f.close()
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
+        """Give the file up: closed without another write, the temporary file removed."""
+        from laionknn.fsutil import discard
+
+        close_abandoned(self._f)
+        discard(self.tmp)
 
     def __enter__(self) -> "VectorWriter":
         return self

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from laionknn.errors import FormatError, UsageError
-from laionknn.fsutil import atomic_path
+from laionknn.errors import FormatError, UsageError, one_line
+from laionknn.fsutil import atomic_path, temp_path
 
 # LAION metadata columns kept (name in the output -> accepted names in the raw part, first match wins)
 KEPT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -83,7 +83,7 @@ class StagedPartWriter:
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
+        self.tmp = temp_path(self.path)
         self._w = pq.ParquetWriter(self.tmp, output_schema())
         self.rows = 0
 
@@ -123,21 +123,37 @@ def assemble(staged: list[Path], out: Path, expected_rows: int) -> Path:
     return out
 
 
-def lookup(metadata: "str | Path", ids: list[int], columns: list[str] | None = None) -> list[dict]:
-    """Metadata rows of database ``ids`` (0-based), in the order asked, as dicts with an ``id`` key."""
+def lookup(metadata: "str | Path", ids: list[int], columns: list[str] | None = None, *,
+           id_base: int = 0) -> list[dict]:
+    """Metadata rows of database ``ids`` (0-based), in the order asked, as dicts with an ``id`` key.
+    ``id_base`` (0 or 1) is how the caller's user typed the ids, used in messages only."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     metadata = Path(metadata)
-    if not metadata.exists():
+    if not metadata.is_file():
         raise UsageError(f"{metadata}: no such metadata file; `laionknn prepare subsets` writes "
                          f"laion2B-en-clip768v2-n=NAME.metadata.parquet beside each subset")
-    pf = pq.ParquetFile(metadata)
+    try:
+        pf = pq.ParquetFile(metadata)
+        names = set(pf.schema_arrow.names)
+    except (pa.ArrowException, OSError) as exc:
+        raise FormatError(f"{metadata}: not a readable Parquet file ({one_line(exc)}); it may be truncated or "
+                          f"of another kind: give the subset's .metadata.parquet written by `prepare subsets`") from None
+    missing = [c for c in (columns or []) if c not in names]
+    if missing:
+        raw = "NSFW" in names and "part" not in names
+        raise FormatError(f"{metadata}: has no column(s) {', '.join(missing)}"
+                          + ("; it is a raw part's metadata, not a subset's: give the subset's "
+                             "laion2B-en-clip768v2-n=NAME.metadata.parquet written by `prepare subsets`" if raw else
+                             f"; it holds {', '.join(sorted(names))}"))
     n = pf.metadata.num_rows
     bad = [i for i in ids if i < 0 or i >= n]
     if bad:
-        raise UsageError(f"id {bad[0]} is outside the metadata file's 0..{n - 1} (ids are 0-based database rows; "
-                         f"official knns and result files hold 1-based ids)")
+        raise UsageError(f"id {bad[0] + id_base} is outside the metadata file's {id_base}..{n - 1 + id_base} "
+                         + ("(--one-based: ids count from 1, as in official knns and result files)" if id_base else
+                            "(ids are 0-based database rows; official knns and result files hold 1-based ids: "
+                            "add --one-based for those)"))
     # row-group offsets, so only the groups holding the ids are read
     starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
     out: dict[int, dict] = {}
@@ -146,7 +162,11 @@ def lookup(metadata: "str | Path", ids: list[int], columns: list[str] | None = N
         inside = [i for i in wanted if starts[g] <= i < starts[g + 1]]
         if not inside:
             continue
-        t = pf.read_row_group(g, columns=columns)
+        try:
+            t = pf.read_row_group(g, columns=columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise FormatError(f"{metadata}: row group {g} cannot be read ({one_line(exc)}); the file is damaged "
+                              f"(truncated?): run `prepare subsets` again") from None
         rows = t.take(pa.array([i - int(starts[g]) for i in inside])).to_pylist()
         for i, r in zip(inside, rows):
             out[i] = {"id": i, **r}

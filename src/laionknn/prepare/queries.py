@@ -35,6 +35,7 @@ from laionknn.errors import DataError, UsageError
 from laionknn.fsutil import atomic_path
 from laionknn.progress import progress_bar
 from laionknn.types import KnnResult, Metric
+from laionknn.validation import check_k, check_optional, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ def select_queries(source: "str | os.PathLike[str]", database: "str | os.PathLik
         raise UsageError(f"--n {n}: ask for at least one query")
     if oversample < 1:
         raise UsageError(f"oversample {oversample}: must be >= 1")
+    seed = check_seed(seed)
+    k = check_optional(check_k, k)
     metric = Metric.parse(metric) if metric is not None else RULE_METRIC[rule]
     src_path, db_path = _resolve(source, "source"), _resolve(database, "database")
     if src_path.resolve() == db_path.resolve():

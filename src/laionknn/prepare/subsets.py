@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from laionknn.errors import CheckpointError, FormatError, UsageError
-from laionknn.fsutil import atomic_path
+from laionknn.errors import CheckpointError, DiskFullError, FormatError, UsageError
+from laionknn.fsutil import atomic_path, exclusive_lock
 from laionknn.io.appendable import AppendableVectorFile, partial_path
 from laionknn.io.vectors import check_vectors
 from laionknn.prepare.metadata import StagedPartWriter, assemble, kept_table, source_columns
@@ -43,6 +43,10 @@ WORK_DIR = ".laionknn-prepare"
 # test hook: "P" kills this process (SIGKILL) once P parts are checkpointed; "P:C" kills it after C
 # chunks of the part that follows the P-th
 KILL_HOOK_ENV = "LAIONKNN_PREPARE_TEST_KILL"
+
+
+#: held (flock) by the one job writing into an output folder
+LOCK_NAME = ".laionknn-prepare.lock"
 
 
 def subset_filename(name: str) -> str:
@@ -128,6 +132,11 @@ class _Job:
             if any(rec.get(k) != v for k, v in now.items()):
                 raise CheckpointError(f"{part.label}: changed since it was processed (checkpoint {rec}, now {now}); "
                                       f"rerun with --restart")
+        names = {name for name, _ in self.subsets}
+        if not isinstance(state.get("finished"), list) or not set(state["finished"]) <= names:
+            # the names become file names: only the job's own subset names may come back from the file
+            raise CheckpointError(f"{self.state_path}: damaged checkpoint (finished subsets "
+                                  f"{state.get('finished')!r} are not among {sorted(names)}); rerun with --restart")
         self.done, self.finished = state["parts"], state["finished"]
         for name in self.finished:
             if not (self.out_dir / subset_filename(name)).exists():
@@ -160,6 +169,15 @@ def prepare_subsets(parts_dir: "str | os.PathLike[str]", out_dir: "str | os.Path
     parts = find_parts(parts_dir, numbers)
     n_rows = [check_part(p) for p in parts]  # headers only: fail before hours of work, naming the part
     out_dir.mkdir(parents=True, exist_ok=True)
+    lock = out_dir / LOCK_NAME
+    with exclusive_lock(lock, f"another `laionknn prepare subsets` is writing into {out_dir} now ({lock} is held"
+                              f"{{holder}}); wait for it to finish or use another --out (do not pass --restart: "
+                              f"it would wreck the running job)"):
+        return _prepare_locked(parts_dir, out_dir, spec, first_part, parts, n_rows, chunk_rows, restart, keep_work)
+
+
+def _prepare_locked(parts_dir: Path, out_dir: Path, spec: list[tuple[str, int]], first_part: int, parts: list,
+                    n_rows: list[int], chunk_rows: int, restart: bool, keep_work: bool) -> SubsetsReport:
     job = _Job(parts_dir, out_dir, spec, first_part)
     if restart:
         job.clear()
@@ -215,10 +233,14 @@ def prepare_subsets(parts_dir: "str | os.PathLike[str]", out_dir: "str | os.Path
 
 
 def _warn_disk(out_dir: Path, spec: list[tuple[str, int]], n_rows: list[int], done: int) -> None:
-    """Log a warning when the free disk is below the (upper-bound) size of what is left to write."""
+    """Log a warning when the free disk is below the (upper-bound) size of what is left to write;
+    raise :class:`DiskFullError` when even half of it would not fit."""
     row_bytes = DIM * 2
     need = sum(sum(n_rows[done:count]) * row_bytes for _, count in spec if count > done)
     free = shutil.disk_usage(out_dir).free
+    if need > 2 * free:  # even if half the rows were NSFW it could not fit: refuse before the work
+        raise DiskFullError(f"{out_dir}: {free / 1e9:.2f} GB free, {need / 1e9:.2f} GB to write before NSFW removal "
+                            f"(it drops a few percent); free some space or choose another --out")
     if need > free:
         log.warning("%s: %.1f GB free, up to %.1f GB still to write (before NSFW removal); the run may fail "
                     "for lack of space", out_dir, free / 1e9, need / 1e9)

@@ -23,6 +23,7 @@ from laionknn.errors import DataError, UsageError
 from laionknn.io import check_vectors
 from laionknn.progress import progress_bar
 from laionknn.projections.modelfile import load_npz, save_npz
+from laionknn.validation import check_count, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class PCAModel:
 
 def _row_selection(n: int, fit_rows: int | None, sample: str, seed: int) -> np.ndarray | None:
     """None = all rows; else sorted row indices (the first ``fit_rows`` or a seeded uniform sample)."""
+    seed = check_seed(seed)
+    if fit_rows is not None:
+        fit_rows = check_count(fit_rows, "--fit-rows")
     if fit_rows is None or fit_rows >= n:
         return None
     if sample == "first":

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from laionknn.errors import UsageError
+from laionknn.io import check_vectors
 from laionknn.progress import progress_bar
 from laionknn.projections.modelfile import load_npz, save_npz
 from laionknn.projections.pca import iter_fit_blocks, normalize_rows
@@ -123,8 +124,13 @@ class SketchModel:
 
 
 def load_fit_set(source, fit_rows: int | None, *, sample: str = "first", seed: int = 0) -> np.ndarray:
-    """The fit set as L2-normalised float32 rows (in memory: it is a sample, 100K rows = 300 MB)."""
-    blocks = [normalize_rows(b, dtype=np.float32) for b in iter_fit_blocks(source, fit_rows, sample=sample, seed=seed)]
+    """The fit set as L2-normalised float32 rows (in memory: it is a sample, 100K rows = 300 MB).
+    A NaN/inf or zero row raises :class:`DataError` naming it (a model fitted on it would be all NaN)."""
+    blocks, seen = [], 0
+    for b in iter_fit_blocks(source, fit_rows, sample=sample, seed=seed):
+        check_vectors(b, what="fit set", first_row=seen, nonzero=True)
+        blocks.append(normalize_rows(b, dtype=np.float32))
+        seen += len(b)
     return np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)
 
 

@@ -6,12 +6,14 @@ own ``res.csv`` (no ``k``/``qps`` columns) is accepted too: k is then taken as 1
 
 Operating point (per data, size, k, threshold and algorithm): the run with the highest QPS among those
 with recall strictly above the threshold (the organisers' ``df.recall > threshold``); an algorithm with
-no such run is listed with its best recall instead. Thresholds: 0.9 for k = 10 (2023), 0.8 and 0.4 for
-k = 30 (2024 tasks 1–2 and 3); other k use 0.9.
+no such run is listed with its best recall instead. Thresholds: 0.9 for k = 10 (2023 task A), 0.22 for
+data ``hammingv2`` at k = 10 (2023 task C, indexes over the BinWalk sketches), 0.8 and 0.4 for k = 30
+(2024 tasks 1–2 and 3); other k use 0.9.
 
 Pareto frontier (per data, size, k and algorithm): runs sorted by QPS descending, keeping each run whose
-recall is higher than every faster run's (the organisers' ``get_pareto_frontier``), so no kept run is
-beaten on both recall and QPS.
+recall is higher than every faster run's and higher than 0 (the organisers' ``get_pareto_frontier`` in
+``plot.py`` starts from ``cur = 0`` and keeps ``x > cur``, so a recall-0 run is never drawn), so no
+kept run is beaten on both recall and QPS.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from laionknn.errors import FormatError
 
 THRESHOLDS = {10: (0.9,), 30: (0.8, 0.4)}
 DEFAULT_THRESHOLDS = (0.9,)
+#: per-data thresholds that replace the k-based ones: 2023 task C judged hammingv2 indexes at 0.22
+DATA_THRESHOLDS = {("hammingv2", 10): (0.22,)}
 ORGANISERS_N_QUERIES = 10_000
 
 
-def thresholds_for(k: int) -> tuple[float, ...]:
-    """Recall thresholds of the challenge that used ``k``."""
+def thresholds_for(k: int, data: str | None = None) -> tuple[float, ...]:
+    """Recall thresholds of the challenge task that used ``k`` (and ``data``, for 2023 task C)."""
+    if data is not None and (str(data), int(k)) in DATA_THRESHOLDS:
+        return DATA_THRESHOLDS[(str(data), int(k))]
     return THRESHOLDS.get(int(k), DEFAULT_THRESHOLDS)
 
 
@@ -93,10 +99,10 @@ def by_algo(rows: list[dict]) -> dict[str, list[dict]]:
 
 def pareto_frontier(rows: list[dict]) -> list[dict]:
     """Runs not beaten on both recall and QPS, in increasing recall (decreasing QPS) order.
-    Runs without a QPS (NaN) are left out."""
+    Runs without a QPS (NaN) and runs of recall 0 are left out (as plot.py)."""
     usable = [r for r in rows if not math.isnan(r["qps"]) and not math.isnan(r["recall"])]
     usable.sort(key=lambda r: (-r["qps"], -r["recall"]))
-    front, best = [], -math.inf
+    front, best = [], 0.0  # plot.py: cur = 0, keep x > cur (a recall-0 run is left out)
     for r in usable:
         if r["recall"] > best:
             front.append(r)
@@ -123,7 +129,7 @@ def operating_points(rows: list[dict]) -> list[OperatingPoint]:
     QPS descending, then the others by recall descending."""
     out = []
     for (data, size, k), grp in groups(rows).items():
-        for t in thresholds_for(k):
+        for t in thresholds_for(k, data):
             reached, missed = [], []
             for algo, runs in by_algo(grp).items():
                 above = [r for r in runs if r["recall"] > t and not math.isnan(r["qps"])]
@@ -153,11 +159,27 @@ def fmt_recall(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.4f}"
 
 
+def fmt_bytes(x) -> str:
+    """Index size for tables: MB with thousands separators, "–" when unknown."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return "–"
+    if not value > 0 or math.isnan(value):
+        return "–"
+    return f"{value / 1e6:,.1f} MB"
+
+
+def _seconds(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{float(x):,.1f}"
+
+
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-OP_COLUMNS = ("data", "size", "k", "recall >", "algo", "reached", "QPS", "recall", "recall (tie-aware)", "params")
+OP_COLUMNS = ("data", "size", "k", "recall >", "algo", "reached", "QPS", "recall", "recall (tie-aware)", "build s",
+              "index", "threads", "params")
 FRONT_COLUMNS = ("data", "size", "k", "algo", "recall", "QPS", "params")
 
 
@@ -169,7 +191,8 @@ def operating_rows(points: list[OperatingPoint]) -> list[list[str]]:
         rows.append([p.data, p.size, str(p.k), f"{p.threshold:g}", p.algo, "yes" if p.reached else "no",
                      fmt_qps(r["qps"]) if p.reached else "–",
                      fmt_recall(r["recall"]) + ("" if p.reached else " (best)"),
-                     fmt_recall(r.get("recall_tie_aware", math.nan)), r["params"]])
+                     fmt_recall(r.get("recall_tie_aware", math.nan)), _seconds(r.get("buildtime")),
+                     fmt_bytes(r.get("index_bytes")), str(r.get("threads") or "–"), r["params"]])
     return rows
 
 
@@ -190,12 +213,18 @@ def markdown_table(columns: Iterable[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_report(rows: list[dict], plots: "dict[tuple[str, str, int], str] | None" = None) -> str:
-    """The whole Markdown report: operating points, Pareto frontiers, and links to the plots."""
-    parts = ["# k-NN search results\n\n",
+def markdown_report(rows: list[dict], plots: "dict[tuple[str, str, int], str] | None" = None,
+                    context: dict | None = None) -> str:
+    """The whole Markdown report: run context, operating points, Pareto frontiers, links to the plots."""
+    parts = ["# k-NN search results\n\n"]
+    if context:
+        from laionknn.reporting.context import context_line
+
+        parts.append(f"Run context: {context_line(context)}.\n\n")
+    parts += [
              "Operating points: per data, size and k, the fastest run of each algorithm with recall above "
-             "the threshold (0.9 for k = 10; 0.8 and 0.4 for k = 30); algorithms that never reach it show "
-             "their best recall. QPS = queries / querytime.\n\n",
+             "the threshold (0.9 for k = 10, 0.22 for hammingv2 at k = 10; 0.8 and 0.4 for k = 30); algorithms "
+             "that never reach it show their best recall. QPS = queries / querytime.\n\n",
              "## Operating points\n\n", markdown_table(OP_COLUMNS, operating_rows(operating_points(rows))),
              "\n## Pareto frontier (recall vs QPS, per algorithm)\n\n",
              markdown_table(FRONT_COLUMNS, frontier_rows(rows))]

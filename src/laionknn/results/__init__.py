@@ -8,6 +8,6 @@ attributes ``algo, data, size, buildtime, querytime, params`` and ``task`` when 
 
 from laionknn.io import write_result
 from laionknn.results.check import check_result_file
-from laionknn.results.records import append_run_records, read_run_records
+from laionknn.results.records import append_run_records, read_run_records, replace_run_records
 
-__all__ = ["append_run_records", "check_result_file", "read_run_records", "write_result"]
+__all__ = ["append_run_records", "check_result_file", "read_run_records", "replace_run_records", "write_result"]

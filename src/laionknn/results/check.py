@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from laionknn.io import result_file_problems
+from laionknn.io.organisers import organisers_problems
 from laionknn.types import OFFICIAL_SIZES, parse_size
 
 
@@ -22,12 +23,18 @@ def database_rows(size: "str | int | None") -> int | None:
 
 
 def check_result_file(path: "str | os.PathLike[str]", n_database: int | None = None, k: int | None = None,
-                      *, n_queries: int | None = None) -> list[str]:
+                      *, n_queries: int | None = None, organisers: int | None = None) -> list[str]:
     """Every problem of the result file at ``path`` (empty list: valid).
 
     Reported: missing datasets ``knns``/``dists`` or metadata (attributes or JLD2-style scalar string
     datasets both count as present), non-numeric times, orientation (k, n) instead of (n, k), 0-based or
     negative ids, ids beyond ``n_database`` (1-based: largest allowed id is ``n_database``), repeated ids
     within a row, fewer than ``k`` columns, NaN distances, unsorted distances.
+
+    ``organisers`` (2023 or 2024) adds what that year's official scorer would do with the file
+    (:func:`laionknn.io.organisers.organisers_problems`), each line prefixed ``organisers YEAR:``.
     """
-    return result_file_problems(path, n_database=n_database, k=k, n_queries=n_queries)
+    problems = result_file_problems(path, n_database=n_database, k=k, n_queries=n_queries)
+    if organisers is not None:
+        problems += [f"organisers {organisers}: {p}" for p in organisers_problems(path, organisers, n_queries=n_queries)]
+    return problems

@@ -107,3 +107,30 @@ def read_run_records(path: "str | os.PathLike[str]") -> list[dict]:
                 raise FormatError(f"{path}: line {i} is not JSON ({exc.msg}); a JSONL record file holds one "
                                   f"object per line") from None
     return out
+
+
+#: what makes two run records the same measurement point (a rerun replaces, never duplicates, it)
+RUN_KEY = ("dataset", "data", "size", "algo", "params", "k", "threads", "n_queries")
+
+
+def replace_run_records(path: "str | os.PathLike[str]", records: "dict | Iterable[dict]",
+                        key: tuple[str, ...] = RUN_KEY) -> Path:
+    """Add ``records`` to the file at ``path``, first dropping the records already there with the
+    same ``key`` fields: re-running `run` or `search` after a kill (or on purpose) leaves one record
+    per point, the newest. The file is rewritten atomically when something is dropped; otherwise
+    the new records are appended."""
+    path = Path(path)
+    records = [records] if isinstance(records, dict) else list(records)
+    clean = [{str(k): _plain(v) for k, v in r.items()} for r in records]
+    old = read_run_records(path)
+
+    def ident(r: dict) -> tuple:
+        return tuple(str(r.get(k)) for k in key)
+
+    new_keys = {ident(r) for r in clean}
+    kept = [r for r in old if ident(r) not in new_keys]
+    if len(kept) == len(old):
+        return append_run_records(path, clean)
+    with atomic_path(path) as tmp:  # same suffix, so the same format
+        append_run_records(tmp, kept + clean)
+    return path

@@ -79,7 +79,7 @@ def load_frame() -> dict:
     """The shipped real-data parameters: ``mean`` (768,) float32, ``directions`` (k, 768) float32
     (rows, orthonormal), ``spectrum`` (768,) sample variance shares, ``real_stats`` (dict)."""
     with resources.files("laionknn.synthetic").joinpath(FRAME_FILE).open("rb") as fh:
-        z = np.load(fh)
+        z = np.load(fh, allow_pickle=False)
         frame = {k: z[k] for k in ("mean", "directions", "spectrum")}
         stats = json.loads(str(z["real_stats"]))
     stats["pca"] = {int(k): v for k, v in stats["pca"].items()}

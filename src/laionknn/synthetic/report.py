@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from laionknn.errors import UsageError
+from laionknn.errors import DataError, UsageError
 from laionknn.synthetic.model import load_frame
 from laionknn.synthetic.stats import (LID_K, NEAR_DUPLICATE_COS, REAL_PROJECTION_RECALL, global_stats, knn_scores,
                                       lid_mle, normalize_rows, projection_recall)
@@ -97,7 +97,7 @@ def dataset_stats(target: str, *, sample: int = 1024, queries: str | None = None
     database for the neighbour figures and the pca32/pca96 recall@30, with ``recall_queries`` queries
     taken from ``queries`` (a name or file), else the dataset's companion query file, else held-out
     rows at the end of that range."""
-    from laionknn.io import VectorFile
+    from laionknn.io import VectorFile, check_vectors
 
     if sample < LID_K + 2:
         raise UsageError(f"--sample must be at least {LID_K + 2}, got {sample}")
@@ -107,6 +107,10 @@ def dataset_stats(target: str, *, sample: int = 1024, queries: str | None = None
         if vf.dtype.kind != "f":
             raise UsageError(f"{path}: statistics need float vectors, found {vf.dtype} (key {vf.key!r})")
         rows, ids = sample_rows(vf, sample, rng)
+        finite = np.isfinite(rows).all(axis=1)
+        if not finite.all():  # the SVD of the statistics would fail with a raw LinAlgError
+            raise DataError(f"{path}: row {int(ids[~finite][0])} contains NaN or infinite values; statistics need "
+                            f"finite vectors: clean or drop that row")
         report = StatsReport(path=path, n=vf.n, dim=vf.dim, dtype=str(vf.dtype), sample=global_stats(rows),
                              real=load_frame()["real_stats"] if vf.dim == 768 else {})
         n_db = min(vf.n, recall_rows or 0)
@@ -119,6 +123,8 @@ def dataset_stats(target: str, *, sample: int = 1024, queries: str | None = None
             xq = vf.read(n_db, n_db + n_hold, dtype=np.float32)
             qsource = f"{n_hold} held-out rows {n_db}..{n_db + n_hold - 1} (no query file known)"
         database = _load_normalised(vf, n_db)
+        check_vectors(database, what=f"{path}")
+        check_vectors(xq, what=f"queries ({qsource})")
     if xq.shape[1] != database.shape[1]:
         raise UsageError(f"queries have dimension {xq.shape[1]}, the database {database.shape[1]}; "
                          f"give a matching --queries file")
