@@ -159,18 +159,28 @@ class Universe:
             rows = order[bounds[g]:bounds[g + 1]]
             if rows.size:
                 x[rows] += eps[rows] @ self.local[g]
-        if duplicates and p.dup_rate > 0:
-            dup = rng.random(m) < p.dup_rate
-            dup[0] = False
-            originals = np.flatnonzero(~dup)
-            targets = np.flatnonzero(dup)
-            src = originals[rng.integers(0, originals.size, size=targets.size)]
-            # perturbation norms uniform in [0, dup_noise): from exact copies to cosine ≈ 1 - dup_noise²/2
-            size = (p.dup_noise / np.sqrt(DIM)) * rng.random(targets.size, dtype=np.float32)
-            noise = rng.standard_normal((targets.size, DIM), dtype=np.float32) * size[:, None]
-            x[targets] = x[src] / np.linalg.norm(x[src], axis=1, keepdims=True) + noise
+        if duplicates:
+            add_near_duplicates(x, rng, p.dup_rate, p.dup_noise)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         return x
+
+
+def add_near_duplicates(x: np.ndarray, rng: np.random.Generator, rate: float, noise_norm: float) -> None:
+    """Turn a share ``rate`` of the rows of ``x`` (float32 (m, 768), not yet normalised; modified in
+    place, the generator's own buffer) into near-duplicates of another row of the same chunk: the
+    original's unit vector plus a perturbation of norm uniform in [0, noise_norm), from exact copies to
+    cosine ≈ 1 - noise_norm²/2. Shared by every generator version (same draws, same order)."""
+    if rate <= 0:
+        return
+    m = x.shape[0]
+    dup = rng.random(m) < rate
+    dup[0] = False
+    originals = np.flatnonzero(~dup)
+    targets = np.flatnonzero(dup)
+    src = originals[rng.integers(0, originals.size, size=targets.size)]
+    size = (noise_norm / np.sqrt(DIM)) * rng.random(targets.size, dtype=np.float32)
+    noise = rng.standard_normal((targets.size, DIM), dtype=np.float32) * size[:, None]
+    x[targets] = x[src] / np.linalg.norm(x[src], axis=1, keepdims=True) + noise
 
 
 @functools.lru_cache(maxsize=2)

@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass
 import numba as nb
 import numpy as np
 
-from laionknn.synthetic.model import CHUNK_ROWS, DIM, frame_basis, load_frame
+from laionknn.synthetic.model import CHUNK_ROWS, DIM, add_near_duplicates, frame_basis, load_frame
 
 log = logging.getLogger(__name__)
 
@@ -229,14 +229,8 @@ class UniverseV3:
                 self.noise_sd * np.sqrt(p.white_share / DIM))
         loading = (1.0 + p.mean_loading_sd * rng.standard_normal(m)).astype(np.float32)
         x += loading[:, None] * self.mean
-        if duplicates and p.dup_rate > 0:
-            dup = rng.random(m) < p.dup_rate
-            dup[0] = False
-            originals, targets = np.flatnonzero(~dup), np.flatnonzero(dup)
-            src = originals[rng.integers(0, originals.size, size=targets.size)]
-            size = (p.dup_noise / np.sqrt(DIM)) * rng.random(targets.size, dtype=np.float32)
-            noise = rng.standard_normal((targets.size, DIM), dtype=np.float32) * size[:, None]
-            x[targets] = x[src] / np.linalg.norm(x[src], axis=1, keepdims=True) + noise
+        if duplicates:
+            add_near_duplicates(x, rng, p.dup_rate, p.dup_noise)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         return x
 
