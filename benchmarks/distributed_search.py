@@ -2,8 +2,8 @@
 
     PYTHONPATH=src python benchmarks/distributed_search.py --size 1M --queries 10000 --workers 2
 
-Data: the synthetic LAION twin `synthetic-clip768v2-n=SIZE` with SIZE's query set and gold standard
-(made by the catalog if missing). `local`: the backend's index over the whole file with `--workers`
+Data: the synthetic LAION twin of `--generator` (default v3: `synthetic-v3-clip768v2-n=SIZE`) with its
+query set and gold standard (made by the catalog if missing). `local`: the backend's index over the whole file with `--workers`
 threads (as many cores as the cluster has). `dask`: a LocalCluster of `--workers` processes x 1 thread,
 `--shards` shards (default: one per worker; `--ivf-shards`, default 8, for the shared-quantizer
 layouts, so that routing has shards to skip); queries scattered once; QPS from the driver's wall clock,
@@ -55,6 +55,7 @@ def configs(n: int) -> list[tuple[str, dict, list[dict], tuple[str, ...]]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="1M")
+    ap.add_argument("--generator", default=None, help="synthetic generator version (default: v3)")
     ap.add_argument("--queries", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--shards", type=int, default=None)
@@ -64,7 +65,10 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="backends to run (default: all three)")
     args = ap.parse_args()
     progress.set_quiet(True)
-    spec, target, db = open_target(f"synthetic-clip768v2-n={args.size}", n_queries=args.queries)
+    from laionknn.catalog.manifest import synthetic_database_name
+
+    name = synthetic_database_name(args.size, generator=args.generator)
+    spec, target, db = open_target(name, n_queries=args.queries)
     gold = gold_for(spec)[1].ids
     n, q, k = db.n, target.queries, args.k
     shards = args.shards or args.workers
