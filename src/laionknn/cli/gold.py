@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import K, MEMORY_SIZE, THREADS, count, number
+from laionknn.cli.options import K, MEMORY_SIZE, THREADS, count, dask_options, number
 
 
 def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
@@ -52,15 +52,9 @@ def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
               help="float32 matrix-multiply backend for the filter stage.")
 @click.option("--checkpoint-every", type=number(min=0), default=30.0, show_default=True,
               help="Seconds between checkpoints (0: after every row range).")
-@click.option("--dask", "use_dask", is_flag=True,
-              help="Run on Dask: a local cluster of --workers processes (or --scheduler). Same output file.")
-@click.option("--workers", type=count(), default=2, show_default=True,
-              help="With --dask: worker processes of the local cluster (--threads = threads per worker).")
-@click.option("--scheduler", metavar="ADDRESS",
-              help="Connect to an existing Dask cluster (e.g. tcp://host:8786); the files must be on a shared "
-                   "filesystem at the same path. Implies --dask.")
-@click.option("--shards", type=count(),
-              help="With --dask: row ranges (tasks); default 2 per worker thread.")
+@dask_options("Run on Dask: a local cluster of --workers processes (or --scheduler). Same output file.",
+              "With --dask: worker processes of the local cluster (--threads = threads per worker).", "the files",
+              "With --dask: row ranges (tasks); default 2 per worker thread.")
 @click.option("--split-every", type=count(min=2), default=8, show_default=True,
               help="With --dask: fan-in of the merge tree.")
 @click.option("--block-rows", type=count(), hidden=True, help="Override the planned block size.")

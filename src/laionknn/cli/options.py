@@ -63,3 +63,20 @@ SEED = Number(validation.check_seed, "INTEGER")
 RETRIES = count(min=0, max=100)
 MEMORY_SIZE = Number(validation.check_memory_size, "SIZE")
 GOLD_FILE = ExistingFile("pass the file `laionknn gold --out` wrote, or leave --gold out to use the catalog's gold standard")
+
+
+def dask_options(dask_help: str, workers_help: str, files: str, shards_help: str):
+    """The four Dask options shared by `gold` and `search` (--dask, --workers, --scheduler, --shards),
+    with each command's own help texts; ``files`` names what must be on the shared filesystem."""
+    def decorate(fn):
+        for opt in reversed([
+            click.option("--dask", "use_dask", is_flag=True, help=dask_help),
+            click.option("--workers", type=count(), default=2, show_default=True, help=workers_help),
+            click.option("--scheduler", metavar="ADDRESS",
+                         help=f"Connect to an existing Dask cluster (e.g. tcp://host:8786); {files} must be on a "
+                              f"shared filesystem at the same path. Implies --dask."),
+            click.option("--shards", type=count(), help=shards_help),
+        ]):
+            fn = opt(fn)
+        return fn
+    return decorate

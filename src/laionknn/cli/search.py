@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, REPEATS, THREADS, count
+from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, REPEATS, THREADS, count, dask_options
 
 
 @click.command()
@@ -30,15 +30,9 @@ from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, REPEATS, THREADS, co
 @click.option("--no-cache", is_flag=True, help="Always build; do not read or write the index cache.")
 @click.option("--repeats", type=REPEATS, default=None,
               help="Timed searches after the warm-up (default: the grid's, else 3).")
-@click.option("--dask", "use_dask", is_flag=True,
-              help="Shard the index over a Dask cluster: a local one of --workers processes, or --scheduler.")
-@click.option("--workers", type=count(), default=2, show_default=True,
-              help="With --dask: worker processes of the local cluster.")
-@click.option("--scheduler", metavar="ADDRESS",
-              help="Connect to an existing Dask cluster (e.g. tcp://host:8786); the database must be on a shared "
-                   "filesystem at the same path. Implies --dask.")
-@click.option("--shards", type=count(),
-              help="With --dask: contiguous row ranges, one index each (default: one per worker thread).")
+@dask_options("Shard the index over a Dask cluster: a local one of --workers processes, or --scheduler.",
+              "With --dask: worker processes of the local cluster.", "the database",
+              "With --dask: contiguous row ranges, one index each (default: one per worker thread).")
 @click.option("--route", type=click.Choice(["broadcast", "routed"]),
               help="With --dask and an IVF backend: one coarse quantizer for the whole database; broadcast sends "
                    "every query to every shard, routed only to the shards owning the lists it probes.")
