@@ -25,12 +25,17 @@ pass of 10k queries takes minutes, and its speed against our exact engine is mea
 
     PYTHONPATH=src python benchmarks/peers.py --size 300K --size 1M --queries 10000 --threads 1 --threads 2
 
-Prints a Markdown table; ``--markdown FILE`` also writes it (with the command) to FILE.
+Prints a Markdown table; ``--markdown FILE`` also writes it (with the command) to FILE, and the raw points
+to ``FILE-<size>.json`` after every backend (``--resume`` keeps those and runs the rest). ``--lock FILE``
+holds an exclusive flock while each backend runs, so benchmarks sharing a machine take turns;
+``--timeout S`` gives up on a backend that takes longer (named under the table).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import statistics
@@ -146,6 +151,20 @@ def blas_environment() -> tuple[dict[str, str], str]:
     return env, ""
 
 
+@contextlib.contextmanager
+def machine_lock(path: Path | None):
+    """Hold an exclusive ``flock`` on ``path`` (nothing when None): benchmarks that share a machine take turns."""
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", action="append", help="synthetic subset size (repeatable; default 300K and 1M)")
@@ -157,6 +176,14 @@ def main() -> None:
     p.add_argument("--brute-max-rows", type=int, default=300_000,
                    help="skip brute-force backends (faiss-flat) on larger databases unless named (default 300000)")
     p.add_argument("--markdown", type=Path, help="also write the table to this file")
+    p.add_argument("--resume", action="store_true",
+                   help="with --markdown: keep the backends already in its JSON files and run only the others "
+                        "(the JSON is rewritten after every backend, so an interrupted run loses at most one)")
+    p.add_argument("--lock", type=Path,
+                   help="hold an exclusive lock on this file while each backend runs (so that other benchmarks "
+                        "sharing the machine wait instead of spoiling the figures)")
+    p.add_argument("--timeout", type=float, help="give up on a backend after this many seconds (reported)")
+    p.add_argument("--exclude", action="append", default=[], help="leave this backend out (repeatable)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -178,9 +205,16 @@ def main() -> None:
         db.close()
         gold_for(spec)
         rows = []
+        raw = args.markdown.with_name(f"{args.markdown.stem}-{size}.json") if args.markdown else None
+        if args.resume and raw is not None and raw.is_file():
+            rows = json.loads(raw.read_text())
+            print(f"{size}: resuming, kept {', '.join(sorted({r['backend'] for r in rows}))}", file=sys.stderr)
+        done = {r["backend"] for r in rows}
         # the exact engine has its own benchmark (benchmarks/ of the exact area); name it to include it
-        skipped = []
+        skipped, failed = [], []
         for backend in args.backend or [b for b in available_backends("cosine") if b != "exact"]:
+            if backend in done or backend in args.exclude:
+                continue
             if not args.backend and backend in BRUTE_FORCE and n_rows > args.brute_max_rows:
                 skipped.append(backend)
                 continue
@@ -188,13 +222,25 @@ def main() -> None:
                    "--queries", str(args.queries)] + [x for t in args.threads for x in ("--threads", str(t))]
             if args.repeats:
                 cmd += ["--repeats", str(args.repeats)]
-            t0 = time.time()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            with machine_lock(args.lock):
+                t0 = time.time()
+                try:
+                    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+                except subprocess.TimeoutExpired:
+                    print(f"{size} {backend}: gave up after {args.timeout:.0f} s (--timeout)", file=sys.stderr)
+                    failed.append(f"{backend} (over {args.timeout:.0f} s)")
+                    continue
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode or line is None:
                 print(f"{backend}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                failed.append(f"{backend} (failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1][:160]})")
                 continue
             rows += json.loads(line[7:])
+            if raw is not None:  # checkpoint: every finished backend is kept
+                raw.parent.mkdir(parents=True, exist_ok=True)
+                tmp = raw.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(rows, indent=1))
+                tmp.replace(raw)
             print(f"{size} {backend}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         header = ["backend", "threads", "QPS @ R@10 ≥ 0.9 (recall)", "QPS @ R@30 ≥ 0.8 (recall)", "build s",
                   "peak RSS GiB", "index MiB"]
@@ -205,9 +251,9 @@ def main() -> None:
         if skipped:
             lines += ["", f"Skipped (brute force above {args.brute_max_rows:,} rows; see the exact engine's "
                           f"benchmark): {', '.join(skipped)}"]
+        if failed:
+            lines += ["", f"Not measured: {'; '.join(failed)}"]
         sections.append("\n".join(lines))
-        if args.markdown:  # the raw points beside the table
-            args.markdown.with_name(f"{args.markdown.stem}-{size}.json").write_text(json.dumps(rows, indent=1))
     text = "\n\n".join(sections)
     print(text)
     if args.markdown:

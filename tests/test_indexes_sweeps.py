@@ -207,7 +207,7 @@ def test_peer_candidate_lists_start_at_k_and_are_recorded_as_run():
         knob = PEER_CANDIDATE_KNOBS[backend]
         for n in SIZES:
             for k in (10, 30):
-                assert min(p[knob] for p in load_grid(backend, n_rows=n, k=k).query) >= k, (backend, n, k)
+                assert min(p[knob] for p in load_grid(backend, n_rows=n, k=k, dim=768).query) >= k, (backend, n, k)
         index = create(backend, "cosine", threads=1)  # not built: these floors need no index
         assert set_knobs_for_k(index, {knob: 10}, 30) == [f"{knob} 10->30 (at least k=30)"], backend
         assert index.query_params[knob] == 30
