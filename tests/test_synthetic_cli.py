@@ -144,3 +144,14 @@ def test_fingerprint_against_a_numpy_oracle(rng):
     rows = {(r["figure"], r["scale"]): r for r in fp.rows()}
     r = rows[("pca96_r30", 3000)]
     assert r["delta"] == pytest.approx(abs(r["measured"] - 0.5)) and r["within"] == (r["delta"] <= 0.03)
+
+
+def test_stats_reads_projection_recall_against_the_nearest_published_scale():
+    # the organisers published pca32/pca96 recall@30 at 100K, 300K and 10M only: a twin is read against the
+    # scale nearest its size on a log scale, never always against 300K
+    from laionknn.cli.synth import _real_projection_recall
+
+    assert _real_projection_recall(20_000) == (100_000, {32: 0.2896, 96: 0.4948})
+    assert _real_projection_recall(250_000)[0] == 300_000
+    assert _real_projection_recall(1_000_000) == (300_000, {32: 0.2567, 96: 0.4733})
+    assert _real_projection_recall(4_000_000) == (10_000_000, {32: 0.1955, 96: 0.4222})
