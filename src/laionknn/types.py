@@ -110,3 +110,7 @@ def format_size(n: int) -> str:
 #: (``synthetic-clip768v2-n=100K``), kept so earlier figures can be reproduced.
 SYNTHETIC_GENERATORS = ("v2", "v3")
 DEFAULT_GENERATOR = "v3"
+
+#: backends that search exhaustively (float and Hamming): the main job sweeps them only when named, and
+#: reports draw them as reference lines rather than curves
+BRUTE_FORCE_BACKENDS = ("exact", "faiss-flat", "faiss-binary-flat")

@@ -22,12 +22,13 @@ from laionknn.indexes.datasets import PlainDataset, check_gold_path, gold_for, o
 from laionknn.indexes.registry import PEERS, available_backends
 from laionknn.indexes.runner import sweep
 from laionknn.validation import check_k, check_memory_size, check_optional, check_threads
+from laionknn.types import BRUTE_FORCE_BACKENDS
 
 log = logging.getLogger(__name__)
 
 
 #: backends that search exhaustively; the main job leaves them out unless named with --index
-BRUTE_FORCE = ("exact", "faiss-flat")
+BRUTE_FORCE = BRUTE_FORCE_BACKENDS
 
 
 @dataclass

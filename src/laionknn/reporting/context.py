@@ -14,11 +14,14 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from laionknn.types import BRUTE_FORCE_BACKENDS
+
 log = logging.getLogger(__name__)
 
 #: distributions whose versions a report states (missing ones are left out)
-LIBRARIES = ("numpy", "faiss-cpu", "hnswlib", "usearch", "scann", "h5py", "matplotlib")
-BRUTE_FORCE_ALGOS = ("exact", "faiss-flat")
+LIBRARIES = ("numpy", "faiss-cpu", "hnswlib", "usearch", "scann", "deglib", "rabitqlib", "pyvsag", "ngt", "voyager",
+             "scalable-vs", "h5py", "matplotlib")
+BRUTE_FORCE_ALGOS = BRUTE_FORCE_BACKENDS
 
 
 def is_brute_force(algo: str) -> bool:
