@@ -161,8 +161,8 @@ def test_grid_defaults_follow_the_row_count(n, kind):
 
 
 def test_query_grids_start_at_k():
-    assert [p["ef"] for p in load_grid("hnswlib", n_rows=25_000, k=10).query] == [10, 16, 24, 32, 48, 64, 96, 128]
-    assert [p["ef"] for p in load_grid("hnswlib", n_rows=25_000, k=30).query] == [30, 48, 72, 96, 144, 192, 288, 384]
+    assert [p["ef"] for p in load_grid("hnswlib", n_rows=25_000, k=10).query] == [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+    assert [p["ef"] for p in load_grid("hnswlib", n_rows=25_000, k=30).query] == [30, 48, 72, 96, 144, 192, 288, 384, 576, 768, 1152, 1536]
     for backend, knob in (("usearch-f32", "expansion_search"), ("faiss-hnsw", "ef_search"),
                           ("faiss-hnswsq8", "ef_search")):
         for n in SIZES:
@@ -411,12 +411,12 @@ def test_default_grids_above_20k_rows_write_a_result_for_every_point(tmp_path):
     ivf = next(r for r in records if r["algo"] == "faiss-ivfflat")
     assert json.loads(ivf["build_params"]) == {"nlist": 128, "train_size": 20_000, "seed": 0}
     # nprobe is raised to the fewest lists that always hold k candidates: the grid from there on, once each
-    for algo, grid in (("faiss-ivfflat", [1, 2, 4, 8, 16, 32, 64]), ("faiss-ivfpqfs", [1, 2, 4, 8, 16, 32])):
-        for k_factor in ((None,) if algo == "faiss-ivfflat" else (2, 4, 8)):
+    for algo, grid in (("faiss-ivfflat", [1, 2, 4, 8, 16, 32, 64, 128]), ("faiss-ivfpqfs", [1, 2, 4, 8, 16, 32, 64, 128])):
+        for k_factor in ((None,) if algo == "faiss-ivfflat" else (2, 4, 8, 16)):
             used = [json.loads(r["query_params"])["nprobe"] for r in records if r["algo"] == algo
                     and json.loads(r["query_params"]).get("k_factor") == k_factor]
             assert used == [used[0]] + [g for g in grid if g > used[0]], (algo, k_factor, used)
-    assert sum(r["algo"] == "scann" for r in records) == 12
+    assert sum(r["algo"] == "scann" for r in records) == 14  # 7 leaves_to_search x 2 reorder
     scann = next(r for r in records if r["algo"] == "scann")
     assert json.loads(scann["build_params"])["num_leaves"] == 145  # round(sqrt(21000))
     assert json.loads(scann["build_params"])["training_sample"] == 21_000
