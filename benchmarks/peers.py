@@ -102,6 +102,34 @@ def worker(args) -> None:
     print("RESULT " + json.dumps(out))
 
 
+OWN_PREFIX = "laionknn-"  # our own indexes: compared with the peers, never counted as one
+
+
+def best_at(rows: list[dict], k: int, threads: int, own: bool) -> dict | None:
+    """The fastest timed row at ``k`` and ``threads`` that reaches the threshold, among our own
+    backends (``own``) or among the peers."""
+    ok = [r for r in rows if r["kind"] == "timed" and r["k"] == k and r["threads"] == threads
+          and r["recall"] >= THRESHOLDS[k] and r["backend"].startswith(OWN_PREFIX) == own]
+    return max(ok, key=lambda r: r["qps"]) if ok else None
+
+
+def best_peer_lines(rows: list[dict]) -> list[str]:
+    """One line per threshold and thread count naming the best peer (and, when one of our own indexes ran,
+    its QPS and the ratio to that peer)."""
+    lines = []
+    for k, threshold in THRESHOLDS.items():
+        for threads in sorted({r["threads"] for r in rows if r["kind"] == "timed"}):
+            peer, own = best_at(rows, k, threads, False), best_at(rows, k, threads, True)
+            text = (f"Best peer at R@{k} ≥ {threshold}, {threads} thread{'s' if threads > 1 else ''}: "
+                    + (f"**{peer['backend']}** {peer['qps']:,.0f} QPS ({peer['recall']:.3f}; {peer['query']})"
+                       if peer else "none reaches it"))
+            if own:
+                text += (f"; ours: **{own['backend']}** {own['qps']:,.0f} QPS ({own['recall']:.3f}; {own['query']})"
+                         + (f", **{own['qps'] / peer['qps']:.2f}×** the best peer" if peer else ""))
+            lines.append(f"- {text}")
+    return lines
+
+
 def summarise(rows: list[dict]) -> list[list[str]]:
     table = []
     keys = sorted({(r["backend"], r["threads"]) for r in rows}, key=lambda x: (x[0], x[1]))
@@ -247,6 +275,7 @@ def main() -> None:
         lines = [f"### {name}, {args.queries} queries", "", "| " + " | ".join(header) + " |",
                  "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in summarise(rows)]
+        lines += [""] + best_peer_lines(rows)
         lines += [""] + machine_lines(rows, coretype_note)
         if skipped:
             lines += ["", f"Skipped (brute force above {args.brute_max_rows:,} rows; see the exact engine's "

@@ -242,3 +242,19 @@ def test_peer_table_marks_single_query_backends_and_names_the_machine():
     lines = peers.machine_lines(rows, "")
     assert lines[0] == "CPU: AMD EPYC (AuthenticAMD); flags: avx2,avx512f"
     assert "vsag-hgraph = pyvsag 0.18.5" in lines[-1] and "hnswlib = hnswlib 0.8.0" in lines[-1]
+
+
+def test_peer_table_names_the_best_peer_and_our_ratio_to_it():
+    peers = _peers_script()
+
+    def timed(backend, k, threads, qps, recall):
+        return {"kind": "timed", "backend": backend, "k": k, "threads": threads, "qps": qps, "recall": recall,
+                "query": "q"}
+
+    rows = [timed("scann", 10, 1, 1000.0, 0.91), timed("hnswlib", 10, 1, 3000.0, 0.89),  # below 0.9: not best
+            timed("faiss-ivfpqfs", 10, 1, 1500.0, 0.95), timed("laionknn-own", 10, 1, 4500.0, 0.92),
+            timed("scann", 30, 1, 800.0, 0.79), {**timed("hnswlib", 30, 1, 9000.0, 0.99), "kind": "probe"}]
+    lines = peers.best_peer_lines(rows)
+    assert lines[0].startswith("- Best peer at R@10 ≥ 0.9, 1 thread: **faiss-ivfpqfs** 1,500 QPS")
+    assert "ours: **laionknn-own** 4,500 QPS" in lines[0] and "**3.00×** the best peer" in lines[0]
+    assert lines[1] == "- Best peer at R@30 ≥ 0.8, 1 thread: none reaches it"  # probes are never timed figures
