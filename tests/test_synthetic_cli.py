@@ -149,7 +149,7 @@ def test_fingerprint_against_a_numpy_oracle(rng):
 def test_stats_reads_projection_recall_against_the_nearest_published_scale():
     # the organisers published pca32/pca96 recall@30 at 100K, 300K and 10M only: a twin is read against the
     # scale nearest its size on a log scale, never always against 300K
-    from laionknn.cli.synth import _real_projection_recall
+    from laionknn.synthetic.fidelity import real_projection_recall as _real_projection_recall
 
     assert _real_projection_recall(20_000) == (100_000, {32: 0.2896, 96: 0.4948})
     assert _real_projection_recall(250_000)[0] == 300_000

@@ -114,7 +114,7 @@ def stats(ctx: click.Context, target: str, sample: int, queries: str | None, rec
             [f"LID, MLE k=10 {where}", _fmt(db["lid"], 1), "—"],
         ]
     if rep.recall:
-        scale, real = _real_projection_recall(rep.recall_rows)
+        scale, real = rep.real_scale, rep.real_recall
         for d in (32, 96):
             table.append([f"pca{d} recall@30 (organisers: real {format_size(scale)})", _fmt(rep.recall[d]),
                           _fmt(real[d], 3)])
@@ -153,16 +153,3 @@ def _print_fingerprint(ctx, out, target, queries, n_queries, seed, ivf) -> None:
     for row in table_rows(fp):
         tab.add_row(*row)
     out.print(tab)
-
-
-def _real_projection_recall(n_rows: int) -> tuple[int, dict[int, float]]:
-    """The organisers' real-LAION pca32/pca96 recall@30 at the published scale nearest ``n_rows`` (on a log
-    scale: 100K, 300K or 10M), and that scale: the figure a twin of ``n_rows`` rows should be read against."""
-    import math
-
-    from laionknn.synthetic.fidelity import REAL
-
-    scales = sorted(REAL["pca32_r30"])
-    scale = min(scales, key=lambda s: abs(math.log(max(n_rows, 1) / s)))
-    return scale, {32: REAL["pca32_r30"][scale], 96: REAL["pca96_r30"][scale]}
-

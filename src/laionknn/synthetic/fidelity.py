@@ -22,6 +22,7 @@ as float32 (3 GB at 1M) plus one block.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -48,6 +49,13 @@ REAL = {
     "faiss_hnsw_r10": {10_000_000: (0.912, 0.948)},
 }
 TOLERANCE = {"ivf1024_r100": 0.05}  # every other figure: 0.03
+
+
+def real_projection_recall(n_rows: int) -> tuple[int, dict[int, float]]:
+    """The organisers' real-LAION pca32/pca96 recall@30 at the published scale nearest ``n_rows`` (on a log
+    scale: 100K, 300K or 10M), and that scale: the figure a twin of ``n_rows`` rows is read against."""
+    scale = min(REAL["pca32_r30"], key=lambda s: abs(math.log(max(n_rows, 1) / s)))
+    return scale, {32: REAL["pca32_r30"][scale], 96: REAL["pca96_r30"][scale]}
 LABELS = {
     "pca32_r30": "pca32 recall@30 (organisers' brute-force table)",
     "pca96_r30": "pca96 recall@30 (same table)",

@@ -13,8 +13,9 @@ import numpy as np
 
 from laionknn.errors import DataError, UsageError
 from laionknn.synthetic.model import load_frame
-from laionknn.synthetic.stats import (LID_K, NEAR_DUPLICATE_COS, REAL_PROJECTION_RECALL, global_stats, knn_scores,
-                                      lid_mle, normalize_rows, projection_recall)
+from laionknn.synthetic.fidelity import real_projection_recall
+from laionknn.synthetic.stats import (LID_K, NEAR_DUPLICATE_COS, global_stats, knn_scores, lid_mle, normalize_rows,
+                                      projection_recall)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,16 @@ class StatsReport:
     recall_queries: int = 0
     queries_source: str = ""
     real: dict = field(default_factory=dict)
-    real_recall: dict = field(default_factory=lambda: dict(REAL_PROJECTION_RECALL))
+
+    @property
+    def real_scale(self) -> int:
+        """The published scale (rows) nearest ``recall_rows``, whose real figures ``real_recall`` holds."""
+        return real_projection_recall(self.recall_rows)[0]
+
+    @property
+    def real_recall(self) -> dict[int, float]:
+        """The organisers' real pca32/pca96 recall@30 at :attr:`real_scale`."""
+        return real_projection_recall(self.recall_rows)[1]
 
 
 def resolve_file(target: str, catalogs=None) -> tuple[Path, object | None]:

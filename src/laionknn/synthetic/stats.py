@@ -10,7 +10,7 @@ Two groups of figures:
 * neighbourhood ones: how much of the exact 30-NN (cosine, 768-d) survives a PCA projection to 32 and
   96 dimensions (PCA fitted on the L2-normalised database, mean-centred, no whitening; queries
   projected with the same model; exact 30-NN by squared L2 in the projected space). The organisers'
-  figures for their real 300K subset are 0.26 (pca32) and 0.47 (pca96).
+  published real-LAION figures, by scale, are :data:`laionknn.synthetic.fidelity.REAL`.
 
 Every function takes arrays with one vector per row and never mutates them.
 """
@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 PCA_DIMS = (8, 16, 32, 64, 96, 128, 256)
 NEAR_DUPLICATE_COS = 0.98  # cosine above which two vectors count as near-duplicates
 LID_K = 10
-# The organisers' measured recall@30 of exact 30-NN in PCA space against the 768-d gold (real 300K).
-REAL_PROJECTION_RECALL = {32: 0.26, 96: 0.47}
 
 
 def normalize_rows(x: np.ndarray, dtype=np.float32) -> np.ndarray:
