@@ -155,3 +155,40 @@ def test_stats_reads_projection_recall_against_the_nearest_published_scale():
     assert _real_projection_recall(250_000)[0] == 300_000
     assert _real_projection_recall(1_000_000) == (300_000, {32: 0.2567, 96: 0.4733})
     assert _real_projection_recall(4_000_000) == (10_000_000, {32: 0.1955, 96: 0.4222})
+
+
+def test_graph_proxy_is_measured_below_the_published_scale_and_read_one_sided(rng):
+    """An HNSW row published at a scale the run does not reach is measured on the largest scale it does,
+    and judged one-sided: below the real figure means
+    harder than real; above it is only consistent."""
+    pytest.importorskip("faiss")
+    from laionknn.synthetic.fidelity import fingerprint, table_rows
+
+    n, nq = 2000, 30
+    x = rng.standard_normal((n, 768)).astype(np.float16)
+    q = rng.standard_normal((nq, 768)).astype(np.float32)
+
+    def blocks(stop):
+        for lo in range(0, stop, 512):
+            yield lo, x[lo:min(stop, lo + 512)]
+
+    # published at 4000 rows (> n): the proxy runs at 2000; figures of 1.0 and 0.0 bracket any measurement
+    real = {"faiss_hnsw_r10": {4000: (1.0, 0.0)}, "pca32_r30": {2000: 0.5}}
+    fp = fingerprint(blocks, n, q, scales=(1000, 2000), ivf=False, binwalk=False, real=real,
+                     graph_proxy=("faiss_hnsw_r10",))
+    (row,) = fp.proxy_rows()
+    assert row["scale"] == 2000 and row["real_scale"] == 4000
+    got = np.asarray(row["measured"])
+    assert got.shape == (2,) and np.all((got >= 0) & (got <= 1))
+    # efSearch 64 on 2000 rows visits a large part of the graph: most true neighbours are found
+    assert got[1] >= 0.5 and got[1] >= got[0] - 0.05
+    assert row["shortfall"] == pytest.approx(max(1.0 - got[0], 0.0 - got[1]))
+    assert row["harder"] == (row["shortfall"] > 0.03)
+    assert any("proxy at" in r[0] for r in table_rows(fp))
+    # a figure measured at its own scale gets no proxy
+    real2 = {"faiss_hnsw_r10": {2000: (0.5, 0.5)}}
+    fp2 = fingerprint(blocks, n, q, scales=(1000, 2000), ivf=False, binwalk=False, real=real2,
+                      graph_proxy=("faiss_hnsw_r10",))
+    assert fp2.proxy_rows() == [] and "faiss_hnsw_r10" in fp2.figures
+    with pytest.raises(Exception, match="graph proxy"):
+        fingerprint(blocks, n, q, scales=(1000, 2000), ivf=False, binwalk=False, real=real, graph_proxy=("nope",))

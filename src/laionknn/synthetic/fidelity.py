@@ -76,6 +76,7 @@ class Fingerprint:
     figures: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    proxies: dict = field(default_factory=dict)
 
     def put(self, name: str, scale: int, value) -> None:
         self.figures.setdefault(name, {})[scale] = value
@@ -99,6 +100,21 @@ class Fingerprint:
                     row["delta"] = float(np.max(np.abs(a - b)))
                     row["within"] = bool(row["delta"] <= row["tolerance"] + 1e-12)
                 out.append(row)
+        return out
+
+    def proxy_rows(self) -> list[dict]:
+        """One dict per one-sided graph proxy (see :func:`fingerprint`'s ``graph_proxy``): the curve measured
+        on a smaller prefix against the real curve at its larger published scale. Real recall at fixed
+        search parameters falls as the database grows, so a twin below the real figure (by more than the
+        tolerance) at a smaller scale is harder than real LAION there; a twin above it is only consistent."""
+        out = []
+        for name, p in self.proxies.items():
+            got, rv = np.atleast_1d(p["measured"]), np.atleast_1d(p["real"])
+            shortfall = float(np.max(rv - got))
+            tol = TOLERANCE.get(name, 0.03)
+            out.append({"figure": name, "label": LABELS[name], "scale": p["scale"], "real_scale": p["real_scale"],
+                        "real": p["real"], "measured": p["measured"], "shortfall": shortfall, "tolerance": tol,
+                        "harder": bool(shortfall > tol + 1e-12)})
         return out
 
 
@@ -172,9 +188,12 @@ def _ivf_curve(rows: np.ndarray, queries: np.ndarray, gold100: np.ndarray, threa
     return tuple(out)
 
 
-def _hnsw_curves(rows: np.ndarray, queries: np.ndarray, gold10: np.ndarray, threads: int) -> dict:
+def _hnsw_curves(rows: np.ndarray, queries: np.ndarray, gold10: np.ndarray, threads: int,
+                 which=("hnswlib_r10", "faiss_hnsw_r10")) -> dict:
     out = {}
     try:
+        if "hnswlib_r10" not in which:
+            raise ImportError  # not asked for
         import hnswlib
         idx = hnswlib.Index(space="ip", dim=rows.shape[1])
         idx.init_index(max_elements=len(rows), M=20, ef_construction=800, random_seed=0)
@@ -188,6 +207,8 @@ def _hnsw_curves(rows: np.ndarray, queries: np.ndarray, gold10: np.ndarray, thre
         out["hnswlib_r10"] = tuple(vals)
     except ImportError:
         pass
+    if "faiss_hnsw_r10" not in which:
+        return out
     import faiss
     faiss.omp_set_num_threads(threads)
     h = faiss.IndexHNSWFlat(rows.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
@@ -204,13 +225,18 @@ def _hnsw_curves(rows: np.ndarray, queries: np.ndarray, gold10: np.ndarray, thre
 
 def fingerprint(blocks: Callable[[int], Iterable[tuple[int, np.ndarray]]], n: int, queries: np.ndarray, *,
                 scales=SCALES, ivf: bool = True, binwalk: bool = True, hnsw_max_rows: int = 2_000_000,
-                threads: int = 2, seed: int = 0, progress=None, real: dict | None = None) -> Fingerprint:
+                threads: int = 2, seed: int = 0, progress=None, real: dict | None = None,
+                graph_proxy=()) -> Fingerprint:
     """Measure the fingerprint of a database of ``n`` rows given by ``blocks(stop)`` (an iterable of
     ``(first_row, block)`` in row order over rows [0, stop), blocks as stored: float16 or float32, one
     vector per row) with ``queries`` (nq, 768), at every scale of ``scales`` that is <= n.
 
     ``progress(rows_done)`` is called after each block when given. ``real`` replaces the table of
-    published figures (:data:`REAL`: which figure is measured at which scale), e.g. for small tests."""
+    published figures (:data:`REAL`: which figure is measured at which scale), e.g. for small tests.
+
+    ``graph_proxy``: names of HNSW rows (``"faiss_hnsw_r10"``, ``"hnswlib_r10"``) whose published scale is
+    not measured here (above ``n`` or ``hnsw_max_rows``: 10M float32 rows do not fit 24 GB) to measure
+    instead on the largest scale that is, as a one-sided check (:meth:`Fingerprint.proxy_rows`)."""
     from laionknn.projections import binwalk as bw
     from laionknn.projections.kernels import hamming_distances
 
@@ -239,6 +265,16 @@ def fingerprint(blocks: Callable[[int], Iterable[tuple[int, np.ndarray]]], n: in
     top_h = _TopK(len(q), 10, larger=False) if need_bw else None
     pending = list(scales)
     t1 = time.perf_counter()
+    proxy_at: dict[str, tuple[int, int]] = {}  # name -> (scale measured, published scale)
+    for name in graph_proxy:
+        if name not in ("hnswlib_r10", "faiss_hnsw_r10"):
+            raise UsageError(f"graph proxy {name!r}: expected hnswlib_r10 or faiss_hnsw_r10")
+        for rscale in sorted(real[name]):
+            if rscale in scales and rscale <= hnsw_max_rows:
+                continue  # measured at its own scale
+            below = [s for s in scales if s < rscale and s <= min(hnsw_max_rows, n_fit)]
+            if below:
+                proxy_at[name] = (below[-1], rscale)
 
     def snapshot(scale: int) -> None:
         g = gold.ids()
@@ -255,11 +291,21 @@ def fingerprint(blocks: Callable[[int], Iterable[tuple[int, np.ndarray]]], n: in
             if scale in real[name] and scale > hnsw_max_rows:
                 fp.skip(name, scale, f"a float32 HNSW over {scale:,} x 768 rows needs "
                                      f"{scale * 768 * 4 / 2**30:.0f} GiB; limit {hnsw_max_rows:,} rows")
-        if scale in real["hnswlib_r10"] and scale <= hnsw_max_rows:
+            elif scale in real[name] and scale > n_fit:
+                fp.skip(name, scale, f"graphs are built on the first {n_fit:,} rows kept in memory")
+        here = [name for name in ("hnswlib_r10", "faiss_hnsw_r10") if scale in real[name]]
+        if here and scale <= min(hnsw_max_rows, n_fit):
             ts = time.perf_counter()
-            for name, v in _hnsw_curves(head[:scale], q, g[:, :10], threads).items():
+            for name, v in _hnsw_curves(head[:scale], q, g[:, :10], threads, which=here).items():
                 fp.put(name, scale, v)
             fp.seconds["hnsw"] = time.perf_counter() - ts
+        names = [name for name, (s, _) in proxy_at.items() if s == scale]
+        if names:
+            ts = time.perf_counter()
+            for name, v in _hnsw_curves(head[:scale], q, g[:, :10], threads, which=names).items():
+                fp.proxies[name] = {"scale": scale, "real_scale": proxy_at[name][1], "measured": v,
+                                    "real": real[name][proxy_at[name][1]]}
+            fp.seconds["hnsw_proxy"] = time.perf_counter() - ts
 
     def consume(lo: int, sk, x: np.ndarray) -> None:
         gold.add(q @ x.T, lo)
@@ -319,6 +365,12 @@ def table_rows(fp: Fingerprint) -> list[list[str]]:
             delta = f"{r['delta']:.3f}"
             verdict = f"within ±{r['tolerance']:.2f}" if r["within"] else f"MISSES ±{r['tolerance']:.2f}"
         out.append([r["label"], format_size(r["scale"]), _fmt(r["real"]), _fmt(r["measured"]), delta, verdict])
+    for r in fp.proxy_rows():
+        verdict = ("MISSES: harder than real LAION (one-sided)" if r["harder"]
+                   else "consistent (one-sided: real is at least this high here)")
+        out.append([f"{r['label']} — proxy at {format_size(r['scale'])} for real {format_size(r['real_scale'])}",
+                    format_size(r["scale"]), f"{_fmt(r['real'])} (at {format_size(r['real_scale'])})",
+                    _fmt(r["measured"]), f"{max(r['shortfall'], 0.0):.3f} below", verdict])
     return out
 
 
