@@ -31,7 +31,7 @@ using namespace nb::literals;
 namespace lk {
 namespace {
 
-constexpr int ABI = 1;  // bumped when a signature changes (the wrapper refuses a stale build)
+constexpr int ABI = 2;  // bumped when a signature changes (the wrapper refuses a stale build)
 
 // ---------------------------------------------------------------- CPU and OS features
 struct Features {
@@ -137,14 +137,15 @@ void parallel_rows(int64_t n, int64_t grain, int threads, F&& body) {
 }
 
 // Convert rows of `src` (values as double through `get`) to bf16 into `dst` (layout 0: row-major
-// (rows, dp); 1: packed panels, kernels.h), with the float64 norms of the bf16 rows and of the
-// residuals x - bf16(x) (exact: Sterbenz). Padding (columns d..dp, rows n..rows) is written as zeros.
+// (rows, dp); 1: packed panels, kernels.h), with the float64 norms of the rows, of the bf16 rows and
+// of the residuals x - bf16(x) (exact: Sterbenz), in one pass over the source. Padding (columns
+// d..dp, rows n..rows) is written as zeros.
 template <class Get>
-void convert(Get get, int64_t n, int64_t d, int64_t rows, int64_t dp, uint16_t* dst, int layout, double* nhat,
-             double* nres, bool ftz, int threads) {
+void convert(Get get, int64_t n, int64_t d, int64_t rows, int64_t dp, uint16_t* dst, int layout, double* nx,
+             double* nhat, double* nres, bool ftz, int threads) {
     auto body = [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-            double sh = 0.0, sr = 0.0;
+            double sx = 0.0, sh = 0.0, sr = 0.0;
             for (int64_t t = 0; t < dp; ++t) {
                 uint16_t h = 0;
                 if (r < n && t < d) {
@@ -152,6 +153,7 @@ void convert(Get get, int64_t n, int64_t d, int64_t rows, int64_t dp, uint16_t* 
                     h = f32_to_bf16(float(v), ftz);
                     const double xh = bf16_to_double(h);
                     const double e = v - xh;
+                    sx += v * v;
                     sh += xh * xh;
                     sr += e * e;
                 }
@@ -161,6 +163,7 @@ void convert(Get get, int64_t n, int64_t d, int64_t rows, int64_t dp, uint16_t* 
                     dst[(r / 16) * panel_elems(dp) + (t / 2) * 32 + (r % 16) * 2 + (t & 1)] = h;
             }
             if (r < n) {
+                nx[r] = std::sqrt(sx);
                 nhat[r] = std::sqrt(sh);
                 nres[r] = std::sqrt(sr);
             }
@@ -178,17 +181,18 @@ int64_t padded_depth(int64_t d) { return (d + 31) / 32 * 32; }
 int64_t packed_rows(int64_t n) { return (n + 31) / 32 * 32; }
 
 template <class T, class Get>
-void convert_any(const Mat<T>& src, Out16 dst, OutF64 nhat, OutF64 nres, int layout, bool ftz, int threads, Get get) {
+void convert_any(const Mat<T>& src, Out16 dst, OutF64 nx, OutF64 nhat, OutF64 nres, int layout, bool ftz, int threads,
+                 Get get) {
     const int64_t n = src.shape(0), d = src.shape(1), dp = padded_depth(d);
     if (layout != 0 && layout != 1) throw std::invalid_argument("layout must be 0 (row-major) or 1 (packed)");
     const int64_t rows = layout == 0 ? n : packed_rows(n);
     if (int64_t(dst.shape(0)) < rows * dp)
         throw std::invalid_argument("bf16 output buffer too small: need " + std::to_string(rows * dp) + " values");
-    if (int64_t(nhat.shape(0)) < n || int64_t(nres.shape(0)) < n)
+    if (int64_t(nx.shape(0)) < n || int64_t(nhat.shape(0)) < n || int64_t(nres.shape(0)) < n)
         throw std::invalid_argument("norm output buffers must hold one value per row");
     const T* p = src.data();
-    convert([&](int64_t r, int64_t t) { return get(p[r * d + t]); }, n, d, rows, dp, dst.data(), layout, nhat.data(),
-            nres.data(), ftz, threads);
+    convert([&](int64_t r, int64_t t) { return get(p[r * d + t]); }, n, d, rows, dp, dst.data(), layout, nx.data(),
+            nhat.data(), nres.data(), ftz, threads);
 }
 
 // ---------------------------------------------------------------- GEMM
@@ -247,14 +251,14 @@ NB_MODULE(_native, m) {
         return out;
     });
     m.def("amx_request", &amx_request, "ask Linux for the AMX tile state (arch_prctl); True when granted");
-    m.def("convert_f16", [](Mat<uint16_t> src, Out16 dst, OutF64 nh, OutF64 nr, int layout, bool ftz, int threads) {
-        convert_any(src, dst, nh, nr, layout, ftz, threads, [](uint16_t v) { return double(half_to_float(v)); });
-    }, "src"_a, "dst"_a, "nhat"_a, "nres"_a, "layout"_a, "ftz"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
-    m.def("convert_f32", [](Mat<float> src, Out16 dst, OutF64 nh, OutF64 nr, int layout, bool ftz, int threads) {
-        convert_any(src, dst, nh, nr, layout, ftz, threads, [](float v) { return double(v); });
-    }, "src"_a, "dst"_a, "nhat"_a, "nres"_a, "layout"_a, "ftz"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
-    m.def("convert_f64", [](Mat<double> src, Out16 dst, OutF64 nh, OutF64 nr, int layout, bool ftz, int threads) {
-        convert_any(src, dst, nh, nr, layout, ftz, threads, [](double v) { return v; });
-    }, "src"_a, "dst"_a, "nhat"_a, "nres"_a, "layout"_a, "ftz"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
+    m.def("convert_f16", [](Mat<uint16_t> src, Out16 dst, OutF64 nx, OutF64 nh, OutF64 nr, int layout, bool ftz, int threads) {
+        convert_any(src, dst, nx, nh, nr, layout, ftz, threads, [](uint16_t v) { return double(half_to_float(v)); });
+    }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "layout"_a, "ftz"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
+    m.def("convert_f32", [](Mat<float> src, Out16 dst, OutF64 nx, OutF64 nh, OutF64 nr, int layout, bool ftz, int threads) {
+        convert_any(src, dst, nx, nh, nr, layout, ftz, threads, [](float v) { return double(v); });
+    }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "layout"_a, "ftz"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
+    m.def("convert_f64", [](Mat<double> src, Out16 dst, OutF64 nx, OutF64 nh, OutF64 nr, int layout, bool ftz, int threads) {
+        convert_any(src, dst, nx, nh, nr, layout, ftz, threads, [](double v) { return v; });
+    }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "layout"_a, "ftz"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
     m.def("gemm_bf16", &gemm, "kernel"_a, "a"_a, "b"_a, "col0"_a, "ncols"_a, "c"_a, "threads"_a);
 }

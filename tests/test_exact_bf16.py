@@ -79,7 +79,8 @@ def test_bound_holds_over_1e8_laion_like_pairs(monkeypatch):
     nx = norms64(xb)
     a, _, _, h = _metric_columns(Metric.COSINE, nx)
     bf = _Bf16Filter(q[:1000], 768, 2)
-    w, h2, c2 = bf.columns(xb, a, nx, h, np.zeros(1000))
+    np.testing.assert_allclose(bf.pack(x[:R_TILE]), nx, rtol=1e-13)
+    w, h2, c2 = bf.columns(a, nx, h, np.zeros(1000))
     engine = bf.g[:, None] * w[None, :] + h2[None, :] + c2[:, None]
     assert np.all(engine >= bound * a[None, :])
     native.reset()

@@ -72,6 +72,7 @@ def test_prepared_rows_and_radii_match_float64(mode):
         np.testing.assert_array_equal(native.to_bf16(p.rows_f32()), ref)
         np.testing.assert_allclose(p.nhat, np.linalg.norm(xh, axis=1), rtol=1e-14)
         np.testing.assert_allclose(p.nres, np.linalg.norm(x16.astype(np.float64) - xh, axis=1), rtol=1e-14)
+        np.testing.assert_allclose(p.norm, np.linalg.norm(x16.astype(np.float64), axis=1), rtol=1e-14)
         q = native.prepare_queries(src)
         assert q.a.shape == (37, 64) and not q.a[:, 50:].any()
         np.testing.assert_array_equal(q.a[:, :50], ref)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 OFF_ENV = "LAIONKNN_NATIVE"
 KERNEL_ENV = "LAIONKNN_NATIVE_KERNEL"
-ABI = 1
+ABI = 2
 KERNELS = ("amx", "avx512bf16", "portable")
 
 
@@ -151,15 +151,15 @@ def bf16_to_f32(h: np.ndarray) -> np.ndarray:
 
 
 def _convert(x: np.ndarray, layout: int, ftz: bool, threads: int | None):
-    """bf16 of the rows of ``x`` (layout 0 row-major (n, dp), 1 packed), with float64 norms of the bf16
-    rows and of the residuals ``x - bf16(x)``."""
+    """bf16 of the rows of ``x`` (layout 0 row-major (n, dp), 1 packed), with float64 norms of the rows,
+    of the bf16 rows and of the residuals ``x - bf16(x)`` (one pass over ``x`` in the compiled core)."""
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-d array of rows, got shape {x.shape}")
     n, d = x.shape
     dp = padded_depth(d)
     rows = n if layout == 0 else padded_rows(n)
-    nhat, nres = np.empty(n), np.empty(n)
+    norm, nhat, nres = np.empty(n), np.empty(n), np.empty(n)
     mod = _module()
     if mod is not None:
         buf = np.empty(rows * dp, dtype=np.uint16)
@@ -169,17 +169,19 @@ def _convert(x: np.ndarray, layout: int, ftz: bool, threads: int | None):
             fn, src = mod.convert_f64, np.ascontiguousarray(x)
         else:
             fn, src = mod.convert_f32, np.ascontiguousarray(x, dtype=np.float32)
-        fn(src, buf, nhat, nres, layout, bool(ftz), _threads(threads))
-        return buf, nhat, nres
+        fn(src, buf, norm, nhat, nres, layout, bool(ftz), _threads(threads))
+        return buf, norm, nhat, nres
     h = np.zeros((rows, dp), dtype=np.uint16)
     h[:n, :d] = _np_to_bf16(x, ftz)
     xh = bf16_to_f32(h[:n, :d]).astype(np.float64)
     nhat[:] = np.sqrt(np.einsum("ij,ij->i", xh, xh))
-    e = np.asarray(x, dtype=np.float64) - xh
+    x64 = np.asarray(x, dtype=np.float64)
+    norm[:] = np.sqrt(np.einsum("ij,ij->i", x64, x64))
+    e = x64 - xh
     nres[:] = np.sqrt(np.einsum("ij,ij->i", e, e))
     if layout == 1:
         h = h.reshape(rows // 16, 16, dp // 2, 2).transpose(0, 2, 1, 3)
-    return np.ascontiguousarray(h).ravel(), nhat, nres
+    return np.ascontiguousarray(h).ravel(), norm, nhat, nres
 
 
 def to_bf16(x: np.ndarray, ftz: bool = False) -> np.ndarray:
@@ -191,16 +193,17 @@ def to_bf16(x: np.ndarray, ftz: bool = False) -> np.ndarray:
         return _np_to_bf16(x, ftz).reshape(x.shape)
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(1, -1)
     out = np.empty(padded_depth(flat.size), dtype=np.uint16)
-    mod.convert_f32(flat, out, np.empty(1), np.empty(1), 0, bool(ftz), 1)
+    mod.convert_f32(flat, out, np.empty(1), np.empty(1), np.empty(1), 0, bool(ftz), 1)
     return out[:flat.size].reshape(x.shape)
 
 
 @dataclass
 class Queries:
-    """Row-major bf16 operand ``a`` (m, dp) with the float64 norms of its rows (``nhat``) and of the
-    residuals ``q - bf16(q)`` (``nres``)."""
+    """Row-major bf16 operand ``a`` (m, dp) with the float64 norms of the source rows (``norm``), of the
+    bf16 rows (``nhat``) and of the residuals ``q - bf16(q)`` (``nres``)."""
 
     a: np.ndarray
+    norm: np.ndarray
     nhat: np.ndarray
     nres: np.ndarray
 
@@ -213,6 +216,7 @@ class Packed:
     data: np.ndarray
     n: int
     d: int
+    norm: np.ndarray
     nhat: np.ndarray
     nres: np.ndarray
 
@@ -231,14 +235,15 @@ class Packed:
 
 def prepare_queries(q: np.ndarray, ftz: bool = True, threads: int | None = None) -> Queries:
     """bf16 operand and radii of the query rows (float16/32/64); see :class:`Queries`."""
-    buf, nhat, nres = _convert(q, 0, ftz, threads)
-    return Queries(buf.reshape(len(nhat), -1), nhat, nres)
+    buf, norm, nhat, nres = _convert(q, 0, ftz, threads)
+    return Queries(buf.reshape(len(nhat), -1), norm, nhat, nres)
 
 
 def pack_rows(x: np.ndarray, ftz: bool = True, threads: int | None = None) -> Packed:
-    """Database rows (float16/32/64) -> bf16 packed panels plus radii, in one pass; see :class:`Packed`."""
-    buf, nhat, nres = _convert(x, 1, ftz, threads)
-    return Packed(buf, int(np.asarray(x).shape[0]), int(np.asarray(x).shape[1]), nhat, nres)
+    """Database rows (float16/32/64) -> bf16 packed panels plus norms and radii, in one pass over the rows
+    (float16 is read directly: no float32 copy); see :class:`Packed`."""
+    buf, norm, nhat, nres = _convert(x, 1, ftz, threads)
+    return Packed(buf, int(np.asarray(x).shape[0]), int(np.asarray(x).shape[1]), norm, nhat, nres)
 
 
 def gemm_bf16(a: np.ndarray, b: Packed, out: np.ndarray | None = None, *, col0: int = 0, ncols: int | None = None,

@@ -461,19 +461,26 @@ class _Bf16Filter:
         self.active = self.usable
         self.switched_at: int | None = None
         self.tiles: dict[int, native.Packed] = {}
+        self.nhat = self.nres = np.zeros(0)
 
-    def columns(self, xb: np.ndarray, a, nx, h, c):
-        """``(w, h, c)`` of one block for the bf16 bound, or None when its bf16 image overflows."""
+    def pack(self, block: np.ndarray) -> np.ndarray | None:
+        """Pack a block (float16/32/64 as read: no float32 copy) tile by tile, keeping the tiles and their
+        radii for :meth:`columns`; returns the float64 row norms, or None when the bf16 image of a row
+        overflows or a row is not finite (the float32 filter then takes the block and reports it)."""
         self.tiles = {}
-        # the radii need every row once: packing the tiles also yields them (kept for the tile loop)
-        for r0 in range(0, xb.shape[0], R_TILE):
-            self.tiles[r0] = native.pack_rows(xb[r0:r0 + R_TILE], threads=self.threads)
-        nhat = np.concatenate([t.nhat for t in self.tiles.values()])
-        nres = np.concatenate([t.nres for t in self.tiles.values()])
-        if not (np.isfinite(nhat).all() and np.isfinite(nres).all()):
+        for r0 in range(0, block.shape[0], R_TILE):
+            self.tiles[r0] = native.pack_rows(block[r0:r0 + R_TILE], threads=self.threads)
+        self.nhat = np.concatenate([t.nhat for t in self.tiles.values()])
+        self.nres = np.concatenate([t.nres for t in self.tiles.values()])
+        nx = np.concatenate([t.norm for t in self.tiles.values()])
+        if not (np.isfinite(self.nhat).all() and np.isfinite(self.nres).all() and np.isfinite(nx).all()):
             self.tiles = {}
             return None
-        w = a * (self.gamma * nhat + nres + self.rho * nx)
+        return nx
+
+    def columns(self, a, nx, h, c):
+        """``(w, h, c)`` of the block last packed by :meth:`pack`."""
+        w = a * (self.gamma * self.nhat + self.nres + self.rho * nx)
         h = h + a * (3 * self.dim * TINY * (1 + SLACK))
         c = c + self.zero * float((a * nx).max(initial=0.0))
         return w, h, c
@@ -515,15 +522,19 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     with progress_bar(f"exact {metric.value} ({what} filter)", (stop - first) * n_q, unit="row·query") as bar:
         bar.update((start_row - first) * n_q)
         for task in plan_row_ranges(stop, block_rows, start=start_row):
-            xb = to_float32(src.read(task.start, task.stop), out=conv)
-            nbk = xb.shape[0]
-            nx = norms64(xb)
+            raw = src.read(task.start, task.stop)
+            nbk = raw.shape[0]
+            # bf16: one pass over the block as read gives the packed tiles, the norms and the radii
+            nx = bf.pack(raw) if bf is not None and bf.active else None
+            packed = nx is not None
+            if not packed:
+                xb = to_float32(raw, out=conv)
+                nx = norms64(xb)
             _check_norms(nx, task.start, metric is Metric.COSINE)
             a, b, w, h = _metric_columns(metric, nx)
             gb, cb, bf_cols = g, c, None
-            if bf is not None and bf.active:
-                bf_cols = bf.columns(xb, a, nx, h, c)
-            if bf_cols is not None:
+            if packed:
+                bf_cols = bf.columns(a, nx, h, c)
                 w, h, cb = bf_cols
                 gb = bf.g
             for bi, (lo, hi) in enumerate(batches):
