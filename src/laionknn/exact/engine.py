@@ -136,8 +136,9 @@ def _thread_count() -> int:
 
 
 def _bf16_block_rows(block_rows: int, planned: bool) -> int:
-    """The bf16 filter also holds the block packed in bf16 (2 bytes per value beside the read buffer and
-    the float32 copy): a planned block shrinks by a quarter to stay inside the memory budget."""
+    """The bf16 filter holds the block packed in bf16 (2 bytes per value beside the read buffer; after a
+    hand-over to float32 the float32 copy too, for one block): a planned block shrinks by a quarter to
+    stay inside the memory budget."""
     return max(min(block_rows, R_TILE), block_rows * 3 // 4 // R_TILE * R_TILE) if planned else block_rows
 
 
@@ -569,7 +570,7 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
             if bf_cols is not None and task.stop < stop:
                 kept = sum(int((p.ids >= 0).sum()) for p in parts) / n_q
                 if kept > BF16_SURVIVORS[0] * kk + BF16_SURVIVORS[1]:
-                    bf.active, bf.switched_at = False, task.stop
+                    bf.active, bf.switched_at, bf.tiles = False, task.stop, {}
                     log.info("bf16 bound keeps %.0f survivors per query (k+1 = %d): float32 filter from row %d",
                              kept, kk, task.stop)
                     if info is not None:
