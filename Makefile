@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench browser
+.PHONY: demo test venv clean bench browser native
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,14 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The compiled core for `PYTHONPATH=src` runs (the editable install above keeps its own copy in the
+# venv): builds native/ with CMake and copies the module into src/laionknn (git-ignored).
+native: $(STAMP)
+	$(PY) -m pip install -q "nanobind>=2.2"
+	cmake -S native -B build/native -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE=$(abspath $(PY))
+	cmake --build build/native
+	cp build/native/_native*.so src/laionknn/
 
 demo: $(STAMP)
 	$(VENV)/bin/laionknn run
@@ -30,4 +38,4 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info src/laionknn/_native*.so

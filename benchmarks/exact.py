@@ -1,13 +1,18 @@
-"""Exact engine vs faiss IndexFlatIP (float32, not exact) vs numpy float64, same data, same run.
+"""Exact engine vs faiss IndexFlatIP (float32, not exact) vs numpy matmul + argpartition (float32, not
+exact) vs numpy float64, same data, same run.
 
 Data: LAION-like random vectors (normalised gaussian with a strong mean direction; float16 database,
 float32 queries), cosine. Prints one table row per (size, k): medians over alternating repeats.
 
     PYTHONPATH=src python benchmarks/exact.py --sizes 300K,1M --ks 10,100,1000 --nq 2000 --repeats 3
+    PYTHONPATH=src python benchmarks/exact.py --data twin --sizes 300K,1M --ks 10,100,1000 --nq 10000
+
+``--data twin`` reads the v3 synthetic twins from the workspace (``synthetic-v3-clip768v2-n=<size>``
+and ``synthetic-v3-queries-10k-clip768v2``, made by ``laionknn synth`` when missing).
 
 Columns: seconds (median), effective GFLOP/s (2 nq n d / s), fraction of the float32 matmul rate
 measured in this run (best of numpy and faiss's OpenBLAS sgemm), pairs rescored in float64, faiss
-time and our/faiss ratio, numpy float64 time (on --nq-ref queries, scaled to nq) and whether our ids
+time and our/faiss ratio, numpy matmul + argpartition time and our/numpy ratio, numpy float64 time (on --nq-ref queries, scaled to nq) and whether our ids
 equal the float64 reference on those queries (and how many ids faiss gets wrong there).
 """
 
@@ -25,10 +30,21 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from laionknn import progress  # noqa: E402
+from laionknn import native, progress  # noqa: E402
 from laionknn.exact import knn  # noqa: E402
 from laionknn.exact.blas import resolve_backend, sgemm_nt  # noqa: E402
 from laionknn.types import parse_size  # noqa: E402
+
+
+def size_name(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}K"
+
+
+def cpu_model() -> str:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 def laion_like(n: int, dim: int, seed: int, dtype) -> np.ndarray:
@@ -57,6 +73,20 @@ def sgemm_rate(backend: str, nq: int = 4096, nb: int = 65536, dim: int = 768, re
     return 2 * nq * nb * dim / min(times) / 1e9
 
 
+def numpy_topk(X: np.ndarray, Qn: np.ndarray, k: int, tile: int = 256) -> np.ndarray:
+    """float32 ``Qn @ X.T`` per tile of queries, ``argpartition`` for the top k, then a sort of those k."""
+    out = np.empty((Qn.shape[0], k), dtype=np.int64)
+    s = np.empty((tile, X.shape[0]), dtype=np.float32)
+    for q0 in range(0, Qn.shape[0], tile):
+        q1 = min(Qn.shape[0], q0 + tile)
+        t = s[: q1 - q0]
+        np.matmul(Qn[q0:q1], X.T, out=t)
+        part = np.argpartition(-t, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(t, part, 1), axis=1, kind="stable")
+        out[q0:q1] = np.take_along_axis(part, order, 1)
+    return out
+
+
 def f64_reference(X, Q, k):
     Xn = X.astype(np.float64)
     Xn /= np.linalg.norm(Xn, axis=1, keepdims=True)
@@ -78,10 +108,19 @@ def main() -> None:
     ap.add_argument("--memory", default="8G")
     ap.add_argument("--blas", default="auto")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--data", choices=("random", "synthetic"), default="random",
-                    help="random: LAION-like gaussian (any --dim); synthetic: laionknn.synthetic (768-d, calibrated)")
+    ap.add_argument("--data", choices=("random", "synthetic", "twin"), default="random",
+                    help="random: LAION-like gaussian (any --dim); synthetic: laionknn.synthetic (768-d, calibrated); "
+                         "twin: the v3 synthetic twin files of the workspace")
     args = ap.parse_args()
-    if args.data == "synthetic":
+    if args.data == "twin":
+        from laionknn.catalog import ensure, resolve
+        from laionknn.io import read_vectors
+
+        if args.dim != 768:
+            ap.error("--data twin is 768-dimensional")
+        make_db = lambda n, seed: read_vectors(ensure(resolve(f"synthetic-v3-clip768v2-n={size_name(n)}")))  # noqa: E731
+        make_q = lambda n: read_vectors(ensure(resolve("synthetic-v3-queries-10k-clip768v2")))[:n].astype(np.float32)  # noqa: E731
+    elif args.data == "synthetic":
         from laionknn.synthetic import generate_database, generate_queries
 
         if args.dim != 768:
@@ -109,36 +148,45 @@ def main() -> None:
     print("# sgemm GFLOP/s: " + ", ".join(f"{b}={r:.1f}" for b, r in rates.items()))
     print(f"# data={args.data}")
     Q = make_q(args.nq)
-    knn(make_db(5000, 5), Q[:10], 10, "cosine")  # compile / warm up
-    print("| n | k | nq | ours s | GFLOP/s | of matmul | rescored | faiss s | ours/faiss | numpy f64 s (scaled) "
-          "| ours == f64 | faiss wrong ids |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    warm = knn(laion_like(5000, args.dim, 5, np.float16), Q[:10], 10, "cosine", blas=backend)  # compile / warm up
+    print(f"# cpu={cpu_model()} filter={warm.attrs['filter']} gemm={warm.attrs['gemm']}")
+    print(f"# numpy {np.__version__}, faiss {faiss.__version__}, bf16 kernels available: "
+          f"{', '.join(native.available_kernels())}")
+    print("| n | k | nq | ours s | GFLOP/s | of matmul | rescored | faiss s | ours/faiss | numpy s | ours/numpy "
+          "| numpy f64 s (scaled) | ours == f64 | faiss wrong ids |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes.split(","):
         n = parse_size(size)
         X = make_db(n, 2)
         index = faiss.IndexFlatIP(args.dim)
-        index.add(X.astype(np.float32))
+        X32 = X.astype(np.float32)
+        X32 /= np.linalg.norm(X32, axis=1, keepdims=True)
+        index.add(X32)
         Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
         for k in (int(s) for s in args.ks.split(",")):
-            ours_t, faiss_t = [], []
-            for _ in range(args.repeats):  # alternate A and B on the noisy shared machine
+            ours_t, faiss_t, np_t = [], [], []
+            for _ in range(args.repeats):  # alternate A, B and C on the noisy shared machine
                 t = time.perf_counter()
                 res = knn(X, Q, k, "cosine", memory=args.memory, blas=backend)
                 ours_t.append(time.perf_counter() - t)
                 t = time.perf_counter()
                 _, fI = index.search(Qn, k)
                 faiss_t.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                numpy_topk(X32, Qn, k)
+                np_t.append(time.perf_counter() - t)
             nr = min(args.nq_ref, args.nq)
             t = time.perf_counter()
             ref = f64_reference(X, Q[:nr], k)
             f64_t = (time.perf_counter() - t) * args.nq / nr
             same = bool((ref == res.ids[:nr]).all())
             wrong = int((ref != fI[:nr]).sum())
-            ours, fa = statistics.median(ours_t), statistics.median(faiss_t)
+            ours, fa, nt = statistics.median(ours_t), statistics.median(faiss_t), statistics.median(np_t)
             gf = 2 * args.nq * n * args.dim / ours / 1e9
             print(f"| {size} | {k} | {args.nq} | {ours:.2f} | {gf:.1f} | {gf / peak:.0%} | {res.attrs['n_rescored']} | "
-                  f"{fa:.2f} | {ours / fa:.2f} | {f64_t:.1f} | {same} | {wrong}/{nr * k} |", flush=True)
-        del index, X
+                  f"{fa:.2f} | {ours / fa:.2f} | {nt:.2f} | {ours / nt:.2f} | {f64_t:.1f} | {same} | {wrong}/{nr * k} |",
+                  flush=True)
+        del index, X, X32
     limits.restore_original_limits()
 
 

@@ -8,7 +8,17 @@ Two backends compute the same sgemm (any summation order is covered by the error
   ctypes. On machines where numpy's OpenBLAS is pinned to an older kernel (``OPENBLAS_CORETYPE``),
   faiss's copy has measured faster, and it is what faiss ``IndexFlatIP`` itself runs on.
 
-``auto`` picks faiss's library when it can be loaded, numpy otherwise. ``$LAIONKNN_BLAS`` overrides.
+A third backend replaces the float32 product by a bf16 one (the certified bf16 filter of
+:mod:`laionknn.exact.engine`, with its own wider bound):
+
+* ``bf16``: ``gemm_bf16`` of the compiled core (:mod:`laionknn.native`: AMX or AVX512-BF16 kernels).
+
+``auto`` picks ``bf16`` where the compiled core runs a fast bf16 kernel (``amx`` or ``avx512bf16``,
+self-checked); otherwise faiss's library when it can be loaded **and** threadpoolctl does not report
+it running a fallback kernel (e.g. ``Prescott`` on CPUs its OpenBLAS 0.3.15 does not know, while
+numpy's newer OpenBLAS uses a SkylakeX/Haswell kernel); numpy otherwise. ``$LAIONKNN_BLAS``
+overrides. ``OPENBLAS_CORETYPE`` is never changed: the kernel is chosen per call among the loaded
+libraries, and any choice is covered by the same error bound, so results do not depend on it.
 """
 
 from __future__ import annotations
@@ -51,19 +61,87 @@ def _faiss_sgemm():
     return fn
 
 
+BACKENDS = ("auto", "numpy", "faiss", "bf16")
+FAST_BF16 = ("amx", "avx512bf16")
+
+
+def _threadpool_info() -> list[dict]:
+    """threadpoolctl's report of the loaded native libraries (a seam for tests)."""
+    from threadpoolctl import threadpool_info
+
+    return threadpool_info()
+
+
+def openblas_cores() -> dict[str, dict]:
+    """The OpenBLAS libraries the two float32 backends call, as threadpoolctl reports them:
+    ``{"faiss": {"version", "core", "path", "fallback"}, "numpy": {...}}`` (a backend whose library is
+    not loaded or not visible is absent). ``fallback`` is True for a generic/pre-AVX2 kernel on a CPU
+    with AVX2 (:data:`laionknn.indexes.machine.SLOW_OPENBLAS_CORES`)."""
+    from laionknn.indexes.machine import SLOW_OPENBLAS_CORES, cpu_info
+
+    _faiss_sgemm()  # faiss's library is loaded before the report when it exists
+    faiss_dir = None
+    try:
+        import faiss
+
+        faiss_dir = os.path.realpath(os.path.join(os.path.dirname(os.path.dirname(faiss.__file__)), "faiss_cpu.libs"))
+    except Exception:  # optional dependency
+        pass
+    has_avx2 = "avx2" in cpu_info()["cpu_flags"].split(",")
+    out: dict[str, dict] = {}
+    for info in _threadpool_info():
+        if info.get("internal_api") != "openblas":
+            continue
+        path = os.path.realpath(info.get("filepath", ""))
+        who = "faiss" if faiss_dir and path.startswith(faiss_dir + os.sep) else \
+            "numpy" if "numpy" in path or "scipy_openblas" in path else None
+        if who is None or who in out:
+            continue
+        core = str(info.get("architecture") or "")
+        out[who] = {"version": str(info.get("version") or ""), "core": core, "path": path,
+                    "fallback": has_avx2 and core.lower() in SLOW_OPENBLAS_CORES}
+    return out
+
+
 def resolve_backend(name: str | None = None) -> str:
-    """'numpy' or 'faiss' for a requested backend name ('auto', 'numpy', 'faiss' or None = env/auto)."""
+    """'numpy', 'faiss' or 'bf16' for a requested backend name ('auto', one of those, or None = env/auto)."""
     name = (name or os.environ.get("LAIONKNN_BLAS") or "auto").lower()
-    if name not in ("auto", "numpy", "faiss"):
-        raise UsageError(f"unknown BLAS backend {name!r}: expected auto, numpy or faiss")
+    if name not in BACKENDS:
+        raise UsageError(f"unknown BLAS backend {name!r}: expected one of {', '.join(BACKENDS)}")
     if name == "numpy":
         return "numpy"
+    if name in ("auto", "bf16"):
+        from laionknn import native
+
+        if name == "bf16" or native.kernel() in FAST_BF16:
+            return "bf16"
     if _faiss_sgemm() is None:
         if name == "faiss":
             raise UsageError("BLAS backend 'faiss' asked for, but faiss-cpu's OpenBLAS cannot be loaded; "
                              "install faiss-cpu or use --blas numpy")
         return "numpy"
+    if name == "auto":
+        cores = openblas_cores()
+        f, n = cores.get("faiss"), cores.get("numpy")
+        if f and f["fallback"] and not (n and n["fallback"]):
+            log.info("faiss-cpu's OpenBLAS %s runs its %s kernel on this CPU; using numpy's (%s kernel) for the "
+                     "float32 products", f["version"], f["core"], n["core"] if n else "unknown")
+            return "numpy"
     return "faiss"
+
+
+def describe(backend: str) -> str:
+    """The kernel a backend runs, for run records: ``"faiss-cpu OpenBLAS 0.3.15 core=Zen"``,
+    ``"numpy OpenBLAS 0.3.31 core=Haswell"``, ``"bf16 avx512bf16 (laionknn._native)"``."""
+    if backend == "bf16":
+        from laionknn import native
+
+        return f"bf16 {native.kernel()} (laionknn._native)" if native.kernel() != "numpy" else "bf16 numpy fallback"
+    info = openblas_cores().get(backend)
+    lib = "faiss-cpu" if backend == "faiss" else "numpy"
+    if info is None:
+        return f"{lib} BLAS (kernel not visible to threadpoolctl)"
+    return f"{lib} OpenBLAS {info['version']} core={info['core']}"
 
 
 def sgemm_nt(xq: np.ndarray, xb: np.ndarray, out: np.ndarray, backend: str = "numpy") -> np.ndarray:

@@ -39,7 +39,8 @@ import numpy as np
 
 from laionknn.errors import DataError, UsageError
 from laionknn.exact import checkpoint as ckpt
-from laionknn.exact.blas import resolve_backend, sgemm_nt
+from laionknn import native
+from laionknn.exact.blas import describe, resolve_backend, sgemm_nt
 from laionknn.exact.kernels import _CHUNK, chunk_bounds, norms64, rescore_pairs, select_hamming, select_scores, to_float32
 from laionknn.exact.merge import Candidates, exact_topk, filled_prefix, kth_keys, merge
 from laionknn.exact.plan import SCORE_TILE, plan_memory, plan_query_batches, plan_row_ranges
@@ -127,6 +128,20 @@ def _threads(n: int | None):
         numba.set_num_threads(old)
 
 
+def _thread_count() -> int:
+    """Threads the kernels may use now (numba's setting, which :func:`_threads` limits)."""
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def _bf16_block_rows(block_rows: int, planned: bool) -> int:
+    """The bf16 filter holds the block packed in bf16 (2 bytes per value beside the read buffer; after a
+    hand-over to float32 the float32 copy too, for one block): a planned block shrinks by a quarter to
+    stay inside the memory budget."""
+    return max(min(block_rows, R_TILE), block_rows * 3 // 4 // R_TILE * R_TILE) if planned else block_rows
+
+
 def _validate(src: _Source, queries: np.ndarray, k: int, metric: Metric) -> None:
     if src.n == 0:
         raise DataError("the database is empty (0 rows); nothing can be searched; check the file or subset")
@@ -192,7 +207,9 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     Returns :class:`KnnResult`: ids int64 (n_queries, k) 0-based, dists float32 ascending (the float64
     distance rounded once), ties at equal float64 distance broken by the lower id. ``attrs`` holds
     ``n_rescored`` (pairs recomputed in float64), ``tie_at_k`` (uint8 per query: rank k and k+1 have
-    the same float64 distance), ``block_rows`` and ``query_batch``.
+    the same float64 distance), ``block_rows``, ``query_batch``, ``filter`` (``float32`` or ``bf16``, or
+    the hand-over point when the bf16 filter gave way) and ``gemm`` (the kernel that ran, e.g.
+    ``faiss-cpu OpenBLAS 0.3.15 core=Zen`` or ``bf16 amx (laionknn._native)``).
 
     tie_ranks: extra ranks ``r`` (1 <= r <= k) whose float64 tie with rank ``r + 1`` is reported in
     ``attrs["tie_at"][r]`` (uint8 per query, computed exactly as ``tie_at_k``), so one search for a deep
@@ -215,11 +232,15 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     kk = min(k + 1, n)
     gemm = metric is not Metric.HAMMING
     plan = plan_memory(parse_memory(memory), n, nq, src.dim, src.dtype.itemsize, kk, gemm=gemm)
+    explicit_rows = block_rows is not None
     block_rows = int(block_rows or plan.block_rows)
     query_batch = int(query_batch or plan.query_batch)
     log.info("exact %s k=%d: %d queries x %d rows (dim %d, %s), blocks of %d rows, query batches of %d",
              metric.value, k, nq, n, src.dim, src.dtype, block_rows, query_batch)
     announce_compilation(metric)
+    info: dict = {}
+    backend = resolve_backend(blas) if gemm else "numpy"
+    filter_rows = _bf16_block_rows(block_rows, not explicit_rows) if backend == "bf16" else block_rows
     if nq == 0:
         dd = np.zeros((0, k))
         return KnnResult(np.zeros((0, k), np.int64), dd.astype(np.float32),
@@ -248,12 +269,12 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
             dd, ii = exact_topk(state.lo, state.ids, kk)
             n_rescored = 0
         else:
-            parts = _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint,
-                                 fingerprint, checkpoint_every, resolve_backend(blas))
+            parts = _pass_filter(src, q_in, parts, batches, kk, metric, filter_rows, start_row, checkpoint,
+                                 fingerprint, checkpoint_every, backend, info=info)
             state = Candidates.stack(parts)
             dd, ii, n_rescored = _pass_rescore(src, q_in, state, kk, metric, max(block_rows, 4096))
     return finish(dd, ii, k, tie_ranks=tie_ranks, dists64=dists64, n_rescored=int(n_rescored),
-                  block_rows=block_rows, query_batch=query_batch)
+                  block_rows=block_rows, query_batch=query_batch, **info)
 
 
 def finish(dd: np.ndarray, ii: np.ndarray, k: int, *, tie_ranks=(), dists64: bool = False, **extra) -> KnnResult:
@@ -297,8 +318,9 @@ def knn_rows(database, queries: np.ndarray, kk: int, metric: "str | Metric", sta
             state = Candidates.stack(parts)
             dd, ii = exact_topk(state.lo, state.ids, kk)
             return Candidates(dd, dd, ii), Candidates.empty(nq)
-        parts = _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start, None, None, 0.0,
-                             resolve_backend(blas), stop=stop)
+        backend = resolve_backend(blas)
+        rows = _bf16_block_rows(block_rows, False) if backend == "bf16" else block_rows
+        parts = _pass_filter(src, q_in, parts, batches, kk, metric, rows, start, None, None, 0.0, backend, stop=stop)
         state = Candidates.stack(parts)
         dd, ii, _ = _pass_rescore(src, q_in, state, kk, metric, max(block_rows, 4096), start=start, stop=stop)
     return Candidates(dd, dd, ii), state
@@ -405,9 +427,84 @@ def _block_buffer(src: _Source, rows: int) -> np.ndarray | None:
     return None if src.dtype == np.float32 or rows <= 0 else np.empty((rows, src.dim), dtype=np.float32)
 
 
+# Denormal inputs are flushed by the conversion (their value moves into the residual); what the bf16
+# instructions may still flush is a product or a partial sum below 2^-126: at most 3 * 2^-126 per term.
+TINY = 2.0 ** -126
+# switch back to the float32 filter when the bf16 bound leaves more survivors per query than this
+# (1.3 (k + 1) on LAION-like data at k = 10 and k = 1000)
+BF16_SURVIVORS = (1.5, 64)
+
+
+class _Bf16Filter:
+    """The certified bf16 filter's per-query terms (once) and per-block columns (see docs/exact.md).
+
+    With ``q^ = bf16(q)``, ``x^ = bf16(x)`` and residuals ``dq = q - q^``, ``dx = x - x^`` (exact),
+    ``q.x = q^.x^ + q^.dx + dq.x``, hence for the float32 sum ``s`` of the exact bf16 products
+    ``|s - q.x| <= gamma'_d |q^||x^| + |q^||dx| + |dq||x| + 3 d 2^-126``,
+    ``gamma'_d = d u / (1 - d u)``, ``u = 2^-24``. With ``rho = max_q |dq| / |q^|`` this is at most
+    ``|q^| (gamma'_d |x^| + |dx| + rho |x|) + 3 d 2^-126``: the float32 filter's ``g[q] * w[j]`` form, so the
+    selection kernel, merge and rescoring are unchanged. Queries whose bf16 image is zero add
+    ``|dq| max_j(a_j |x_j|)`` to their constant term instead.
+    """
+
+    def __init__(self, q_in: np.ndarray, dim: int, threads: int | None) -> None:
+        q = q_in if q_in.dtype in (np.float16, np.float32, np.float64) else q_in.astype(np.float64)
+        self.threads = threads
+        self.q = native.prepare_queries(q, threads=threads)
+        du = dim * U32
+        self.gamma = du / (1 - du)
+        self.dim = dim
+        nz = self.q.nhat > 0
+        self.rho = float((self.q.nres[nz] / self.q.nhat[nz]).max()) if nz.any() else 0.0
+        self.zero = np.where(nz, 0.0, self.q.nres) * (1 + SLACK)
+        self.g = self.q.nhat * (1 + SLACK)
+        self.usable = bool(np.isfinite(self.q.nhat).all() and np.isfinite(self.q.nres).all())
+        self.active = self.usable
+        self.switched_at: int | None = None
+        self.tiles: dict[int, native.Packed] = {}
+        self.nhat = self.nres = np.zeros(0)
+
+    def pack(self, block: np.ndarray) -> np.ndarray | None:
+        """Pack a block (float16/32/64 as read: no float32 copy) tile by tile, keeping the tiles and their
+        radii for :meth:`columns`; returns the float64 row norms, or None when the bf16 image of a row
+        overflows or a row is not finite (the float32 filter then takes the block and reports it)."""
+        self.tiles = {}
+        for r0 in range(0, block.shape[0], R_TILE):
+            self.tiles[r0] = native.pack_rows(block[r0:r0 + R_TILE], threads=self.threads)
+        self.nhat = np.concatenate([t.nhat for t in self.tiles.values()])
+        self.nres = np.concatenate([t.nres for t in self.tiles.values()])
+        nx = np.concatenate([t.norm for t in self.tiles.values()])
+        if not (np.isfinite(self.nhat).all() and np.isfinite(self.nres).all() and np.isfinite(nx).all()):
+            self.tiles = {}
+            return None
+        return nx
+
+    def columns(self, a, nx, h, c):
+        """``(w, h, c)`` of the block last packed by :meth:`pack`."""
+        w = a * (self.gamma * self.nhat + self.nres + self.rho * nx)
+        h = h + a * (3 * self.dim * TINY * (1 + SLACK))
+        c = c + self.zero * float((a * nx).max(initial=0.0))
+        return w, h, c
+
+    def scores(self, q0: int, q1: int, r0: int, r1: int, out: np.ndarray) -> None:
+        native.gemm_bf16(self.q.a[q0:q1], self.tiles[r0], out, ncols=r1 - r0, threads=self.threads)
+
+
 def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint, fingerprint, every,
-                 backend, *, stop=None):
-    """Pass 1 over rows ``[start_row, stop)`` (default: to the end; progress counts from row 0 then)."""
+                 backend, *, stop=None, info: dict | None = None):
+    """Pass 1 over rows ``[start_row, stop)`` (default: to the end; progress counts from row 0 then).
+
+    backend ``bf16``: the certified bf16 filter (:class:`_Bf16Filter`); it hands over to the float32
+    filter (numpy's sgemm) for the remaining blocks when its bound keeps too many survivors. Returns the
+    parts; ``info`` (a dict, optional) receives ``filter`` and ``gemm`` for the run record."""
+    bf = _Bf16Filter(q_in, src.dim, _thread_count()) if backend == "bf16" else None
+    if bf is not None and not bf.usable:
+        log.info("queries overflow bf16: using the float32 filter")
+        bf, backend = None, "numpy"
+    if info is not None:
+        info["filter"] = "bf16" if bf is not None else "float32"
+        info["gemm"] = describe(backend)
+    f32_backend = "numpy" if backend == "bf16" else backend
     xq = np.ascontiguousarray(q_in, dtype=np.float32)
     qn = np.linalg.norm(np.asarray(q_in, dtype=np.float64), axis=1)
     g = gamma(src.dim) * qn
@@ -422,14 +519,25 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     n_q = xq.shape[0]
     # one unit = one database row scored against one query: the bar moves with every query tile of
     # every block, not once per row range (a single 100K block of 10k queries is minutes of work)
-    with progress_bar(f"exact {metric.value} (float32 filter)", (stop - first) * n_q, unit="row·query") as bar:
+    what = "bf16" if bf is not None else "float32"
+    with progress_bar(f"exact {metric.value} ({what} filter)", (stop - first) * n_q, unit="row·query") as bar:
         bar.update((start_row - first) * n_q)
         for task in plan_row_ranges(stop, block_rows, start=start_row):
-            xb = to_float32(src.read(task.start, task.stop), out=conv)
-            nbk = xb.shape[0]
-            nx = norms64(xb)
+            raw = src.read(task.start, task.stop)
+            nbk = raw.shape[0]
+            # bf16: one pass over the block as read gives the packed tiles, the norms and the radii
+            nx = bf.pack(raw) if bf is not None and bf.active else None
+            packed = nx is not None
+            if not packed:
+                xb = to_float32(raw, out=conv)
+                nx = norms64(xb)
             _check_norms(nx, task.start, metric is Metric.COSINE)
             a, b, w, h = _metric_columns(metric, nx)
+            gb, cb, bf_cols = g, c, None
+            if packed:
+                bf_cols = bf.columns(a, nx, h, c)
+                w, h, cb = bf_cols
+                gb = bf.g
             for bi, (lo, hi) in enumerate(batches):
                 th, ti = kth_keys(parts[bi], kk)
                 buf = bufs[bi]
@@ -445,10 +553,13 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                     for r0 in range(0, nbk, R_TILE):
                         r1 = min(nbk, r0 + R_TILE)
                         s = scores[: (q1 - q0) * (r1 - r0)].reshape(q1 - q0, r1 - r0)
-                        sgemm_nt(xq[q0:q1], xb[r0:r1], s, backend)
+                        if bf_cols is not None:
+                            bf.scores(q0, q1, r0, r1, s)
+                        else:
+                            sgemm_nt(xq[q0:q1], xb[r0:r1], s, f32_backend)
                         part = Candidates(buf.lo[sl], buf.hi[sl], buf.ids[sl])
                         cols = (a[r0:r1], b[r0:r1], w[r0:r1], h[r0:r1])
-                        part = _scan_tile(s, cols + (chunk_bounds(*cols, _CHUNK),), g[q0:q1], c[q0:q1],
+                        part = _scan_tile(s, cols + (chunk_bounds(*cols, _CHUNK),), gb[q0:q1], cb[q0:q1],
                                           th[sl], ti[sl], task.start + r0, kk, part, counts[sl], pos[sl])
                         if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
                             buf = buf.padded(part.width)
@@ -456,6 +567,15 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                     bar.advance((q1 - q0) * nbk)
                 parts[bi] = merge(parts[bi], filled_prefix(buf, counts), kk)
                 bufs[bi] = buf  # reused by the next block (counts start again at 0)
+            if bf_cols is not None and task.stop < stop:
+                kept = sum(int((p.ids >= 0).sum()) for p in parts) / n_q
+                if kept > BF16_SURVIVORS[0] * kk + BF16_SURVIVORS[1]:
+                    bf.active, bf.switched_at, bf.tiles = False, task.stop, {}
+                    log.info("bf16 bound keeps %.0f survivors per query (k+1 = %d): float32 filter from row %d",
+                             kept, kk, task.stop)
+                    if info is not None:
+                        info["filter"] = f"bf16 to row {task.stop}, then float32"
+                        info["gemm"] += f"; then {describe(f32_backend)}"
             # the state after the last block is always saved: a failed final write resumes without a pass
             last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every if task.stop < stop else 0.0)
     return parts

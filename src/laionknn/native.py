@@ -1,0 +1,294 @@
+"""The compiled core (``laionknn._native``, C++ in ``native/``) behind a numpy fallback.
+
+bf16 conversion (round to nearest even), packing of database rows into the GEMM's panel layout
+(once per block, with the per-row radii the bf16 filter's bound needs), and ``gemm_bf16``
+(bf16 x bf16 -> float32) with three kernels chosen at run time:
+
+* ``amx`` -- Intel AMX tiles (``tdpbf16ps``); used only where CPUID reports AMX-BF16 and Linux granted
+  the tile state (``arch_prctl(ARCH_REQ_XCOMP_PERM)``).
+* ``avx512bf16`` -- AVX512-BF16 (``vdpbf16ps``), 12 x 32 register blocks; where CPUID and the OS
+  report AVX-512 with BF16.
+* ``portable`` -- plain C++ (compiler's baseline instruction set).
+
+Without the module (not built, or ``LAIONKNN_NATIVE=off``) every function runs in numpy with the same
+results up to float32 summation order (kernel name ``numpy``). ``LAIONKNN_NATIVE_KERNEL`` picks a
+kernel among those available (for tests and comparisons); a fast kernel is used only after a self-check
+against float64 on a small product passed.
+
+Layouts: queries are row-major ``(m, dp)`` bf16 (``dp`` = dim rounded up to 32, zero padded); packed
+rows are panels of 16 rows ``[dp/2][16][2]`` (k-pairs), rows rounded up to 32.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+OFF_ENV = "LAIONKNN_NATIVE"
+KERNEL_ENV = "LAIONKNN_NATIVE_KERNEL"
+ABI = 2
+KERNELS = ("amx", "avx512bf16", "portable")
+
+
+@functools.lru_cache(maxsize=None)
+def _module():
+    """The compiled module, or None (missing, disabled, or built for another ABI)."""
+    if os.environ.get(OFF_ENV, "").strip().lower() in ("off", "0", "no", "false"):
+        return None
+    try:
+        from laionknn import _native
+    except ImportError as exc:
+        log.debug("laionknn._native not available (%s): numpy fallback", exc)
+        return None
+    if getattr(_native, "ABI", None) != ABI:
+        log.warning("laionknn._native was built for another version (ABI %s, expected %s); rebuild it with "
+                    "`make native`; using the numpy fallback", getattr(_native, "ABI", None), ABI)
+        return None
+    return _native
+
+
+def reset() -> None:
+    """Forget cached module and kernel choices (after changing ``LAIONKNN_NATIVE*`` in tests)."""
+    _module.cache_clear()
+    _supported.cache_clear()
+    kernel.cache_clear()
+
+
+def features() -> dict:
+    """What the CPU, the OS and the build offer: CPUID flags (``avx512bf16``, ``amx_bf16``, ...),
+    ``os_avx512``/``os_amx`` (XCR0), ``amx_granted``, ``compiled`` (kernels in this build) and
+    ``native`` (module loaded)."""
+    mod = _module()
+    if mod is None:
+        return {"native": False, "compiled": []}
+    out = dict(mod.cpu_features())
+    out["amx_granted"] = "amx" in _supported()
+    out["compiled"] = list(mod.compiled_kernels())
+    out["native"] = True
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _supported() -> tuple[str, ...]:
+    """Kernels this build has and this CPU/OS can run, fastest first."""
+    mod = _module()
+    if mod is None:
+        return ()
+    f = mod.cpu_features()
+    built = set(mod.compiled_kernels())
+    out = []
+    if "amx" in built and f["amx_tile"] and f["amx_bf16"] and f["os_amx"] and mod.amx_request():
+        out.append("amx")
+    if "avx512bf16" in built and f["avx512f"] and f["avx512bw"] and f["avx512vl"] and f["avx512bf16"] \
+            and f["os_avx512"]:
+        out.append("avx512bf16")
+    out.append("portable")
+    return tuple(out)
+
+
+def available_kernels() -> list[str]:
+    """Kernels usable here, fastest first; ``['numpy']`` without the compiled module."""
+    return list(_supported()) or ["numpy"]
+
+
+@functools.lru_cache(maxsize=None)
+def kernel() -> str:
+    """The kernel :func:`gemm_bf16` runs by default: ``$LAIONKNN_NATIVE_KERNEL`` when available, else the
+    fastest available one that passes :func:`self_check`; ``numpy`` without the module."""
+    avail = available_kernels()
+    want = os.environ.get(KERNEL_ENV, "").strip().lower()
+    if want:
+        if want not in avail:
+            log.warning("%s=%s is not available here (available: %s); using %s", KERNEL_ENV, want,
+                        ", ".join(avail), avail[0])
+        else:
+            return want
+    for name in avail:
+        if name in ("portable", "numpy") or self_check(name):
+            return name
+        log.warning("the %s bf16 kernel failed its self-check against float64; not using it", name)
+    return avail[-1]
+
+
+def _threads(threads: int | None) -> int:
+    if threads:
+        return max(1, int(threads))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def padded_depth(d: int) -> int:
+    return -(-int(d) // 32) * 32
+
+
+def padded_rows(n: int) -> int:
+    return -(-int(n) // 32) * 32
+
+
+# ---------------------------------------------------------------- conversions
+def _np_to_bf16(x: np.ndarray, ftz: bool) -> np.ndarray:
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    out = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    out[nan] = ((u[nan] >> 16) | 0x40).astype(np.uint16)
+    if ftz:
+        sub = (u & 0x7F800000) == 0
+        out[sub] = ((u[sub] >> 16) & 0x8000).astype(np.uint16)
+    return out
+
+
+def bf16_to_f32(h: np.ndarray) -> np.ndarray:
+    """bf16 bit patterns (uint16) -> float32 (exact)."""
+    return (np.asarray(h, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _convert(x: np.ndarray, layout: int, ftz: bool, threads: int | None):
+    """bf16 of the rows of ``x`` (layout 0 row-major (n, dp), 1 packed), with float64 norms of the rows,
+    of the bf16 rows and of the residuals ``x - bf16(x)`` (one pass over ``x`` in the compiled core)."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-d array of rows, got shape {x.shape}")
+    n, d = x.shape
+    dp = padded_depth(d)
+    rows = n if layout == 0 else padded_rows(n)
+    norm, nhat, nres = np.empty(n), np.empty(n), np.empty(n)
+    mod = _module()
+    if mod is not None:
+        buf = np.empty(rows * dp, dtype=np.uint16)
+        if x.dtype == np.float16:
+            fn, src = mod.convert_f16, np.ascontiguousarray(x).view(np.uint16)
+        elif x.dtype == np.float64:
+            fn, src = mod.convert_f64, np.ascontiguousarray(x)
+        else:
+            fn, src = mod.convert_f32, np.ascontiguousarray(x, dtype=np.float32)
+        fn(src, buf, norm, nhat, nres, layout, bool(ftz), _threads(threads))
+        return buf, norm, nhat, nres
+    h = np.zeros((rows, dp), dtype=np.uint16)
+    h[:n, :d] = _np_to_bf16(x, ftz)
+    xh = bf16_to_f32(h[:n, :d]).astype(np.float64)
+    nhat[:] = np.sqrt(np.einsum("ij,ij->i", xh, xh))
+    x64 = np.asarray(x, dtype=np.float64)
+    norm[:] = np.sqrt(np.einsum("ij,ij->i", x64, x64))
+    e = x64 - xh
+    nres[:] = np.sqrt(np.einsum("ij,ij->i", e, e))
+    if layout == 1:
+        h = h.reshape(rows // 16, 16, dp // 2, 2).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(h).ravel(), norm, nhat, nres
+
+
+def to_bf16(x: np.ndarray, ftz: bool = False) -> np.ndarray:
+    """bf16 bit patterns (uint16, same shape) of ``x`` rounded to nearest even (float64 values are first
+    rounded to float32); NaN stays NaN; ``ftz`` flushes subnormals to signed zero."""
+    x = np.asarray(x)
+    mod = _module()
+    if mod is None or x.size == 0:
+        return _np_to_bf16(x, ftz).reshape(x.shape)
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(1, -1)
+    out = np.empty(padded_depth(flat.size), dtype=np.uint16)
+    mod.convert_f32(flat, out, np.empty(1), np.empty(1), np.empty(1), 0, bool(ftz), 1)
+    return out[:flat.size].reshape(x.shape)
+
+
+@dataclass
+class Queries:
+    """Row-major bf16 operand ``a`` (m, dp) with the float64 norms of the source rows (``norm``), of the
+    bf16 rows (``nhat``) and of the residuals ``q - bf16(q)`` (``nres``)."""
+
+    a: np.ndarray
+    norm: np.ndarray
+    nhat: np.ndarray
+    nres: np.ndarray
+
+
+@dataclass
+class Packed:
+    """Database rows packed for :func:`gemm_bf16` (``n`` rows of dim ``d``), with ``nhat``/``nres`` as in
+    :class:`Queries`."""
+
+    data: np.ndarray
+    n: int
+    d: int
+    norm: np.ndarray
+    nhat: np.ndarray
+    nres: np.ndarray
+
+    @property
+    def dp(self) -> int:
+        return padded_depth(self.d)
+
+    def rows_f32(self, col0: int = 0, ncols: int | None = None) -> np.ndarray:
+        """The bf16 rows ``[col0, col0 + ncols)`` unpacked to float32 (n, d)."""
+        ncols = self.n - col0 if ncols is None else ncols
+        dp = self.dp
+        panels = self.data.reshape(-1, dp // 2, 16, 2)[col0 // 16: col0 // 16 + -(-ncols // 16)]
+        h = panels.transpose(0, 2, 1, 3).reshape(-1, dp)[col0 % 16: col0 % 16 + ncols, :self.d]
+        return bf16_to_f32(h)
+
+
+def prepare_queries(q: np.ndarray, ftz: bool = True, threads: int | None = None) -> Queries:
+    """bf16 operand and radii of the query rows (float16/32/64); see :class:`Queries`."""
+    buf, norm, nhat, nres = _convert(q, 0, ftz, threads)
+    return Queries(buf.reshape(len(nhat), -1), norm, nhat, nres)
+
+
+def pack_rows(x: np.ndarray, ftz: bool = True, threads: int | None = None) -> Packed:
+    """Database rows (float16/32/64) -> bf16 packed panels plus norms and radii, in one pass over the rows
+    (float16 is read directly: no float32 copy); see :class:`Packed`."""
+    buf, norm, nhat, nres = _convert(x, 1, ftz, threads)
+    return Packed(buf, int(np.asarray(x).shape[0]), int(np.asarray(x).shape[1]), norm, nhat, nres)
+
+
+def gemm_bf16(a: np.ndarray, b: Packed, out: np.ndarray | None = None, *, col0: int = 0, ncols: int | None = None,
+              threads: int | None = None, kernel_name: str | None = None) -> np.ndarray:
+    """``out = bf16(a) @ bf16(b[col0:col0 + ncols]).T`` in float32 (products exact, float32 sums).
+
+    a: row-major bf16 (m, dp) (:func:`prepare_queries` ``.a`` or a slice of rows); b: :class:`Packed`;
+    col0: a multiple of 32; out: float32 C-contiguous (m, >= ncols) or None.
+    """
+    ncols = b.n - col0 if ncols is None else int(ncols)
+    if col0 % 32 or not 0 <= col0 <= col0 + ncols <= b.n:
+        raise ValueError(f"columns [{col0}, {col0 + ncols}) must lie in the {b.n} packed rows, col0 a multiple of 32")
+    if a.ndim != 2 or a.shape[1] != b.dp:
+        raise ValueError(f"A must be (m, {b.dp}) bf16, got {a.shape}")
+    m = a.shape[0]
+    if out is None:
+        out = np.empty((m, ncols), dtype=np.float32)
+    name = kernel_name or kernel()
+    if name == "numpy" or _module() is None:
+        np.matmul(bf16_to_f32(a[:, :b.d]), b.rows_f32(col0, ncols).T, out=out[:, :ncols])
+        return out
+    _module().gemm_bf16(name, np.ascontiguousarray(a), b.data, col0, ncols, out, _threads(threads))
+    return out
+
+
+def gemm_error_bound(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``gamma_d * sum_t |a_t| |b_t|`` for float64 arrays a (m, d), b (n, d): the worst float32 error of any
+    summation order of the exact products (Higham, Thm 3.4); u = 2^-24."""
+    d = a.shape[1]
+    u = 2.0 ** -24
+    return (d * u / (1 - d * u)) * (np.abs(a) @ np.abs(b).T)
+
+
+def self_check(name: str) -> bool:
+    """Whether kernel ``name`` computes a small ragged product (45 x 77 x 100, values of both signs and
+    mixed magnitudes) within the float32 error bound of the float64 result."""
+    rng = np.random.default_rng(12345)
+    qa = rng.standard_normal((45, 100)).astype(np.float32) * rng.uniform(0.1, 10, (45, 1)).astype(np.float32)
+    xb = rng.standard_normal((77, 100)).astype(np.float32)
+    q, p = prepare_queries(qa), pack_rows(xb)
+    try:
+        got = gemm_bf16(q.a, p, kernel_name=name, threads=2).astype(np.float64)
+    except Exception as exc:  # a broken build must not stop the engine; the portable kernel remains
+        log.warning("bf16 kernel %s raised %s", name, exc)
+        return False
+    ah = bf16_to_f32(q.a[:, :100]).astype(np.float64)
+    bh = p.rows_f32().astype(np.float64)
+    return bool(np.all(np.abs(got - ah @ bh.T) <= gemm_error_bound(ah, bh)))
