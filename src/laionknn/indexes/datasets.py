@@ -89,6 +89,14 @@ def input_path(text: str, role: str = "database", catalogs=None) -> Path:
     return Path(ensure_file(catalog.resolve(str(text), catalogs)))
 
 
+def key_metric(key: str) -> Metric:
+    """The metric a vector key implies: l2 for ``pca32``/``pca96``/any ``pcaN``, hamming for
+    ``hamming``, cosine otherwise (``emb`` and views)."""
+    if key.startswith("pca") and key[3:].isdigit():
+        return Metric.L2
+    return KEY_FAMILY.get(key, ("", Metric.COSINE))[1]
+
+
 def family_of(key: str, dim: int, metric: Metric) -> str:
     """The ``data`` label written into result files: the official family when the key, width and metric
     are those of one (``emb``/768/cosine -> clip768v2), else ``<metric>-d<dim>`` (``l2-d100``)."""
@@ -116,7 +124,7 @@ def _open_plain(text: str, query_file, gold_file, *, metric=None, name: str | No
     database = VectorFile(db_path)
     try:
         stated = metric or layout.metric or view_metric(db_path)
-        metric = Metric.parse(stated) if stated else KEY_FAMILY.get(database.key, ("", Metric.COSINE))[1]
+        metric = Metric.parse(stated) if stated else key_metric(database.key)
         family = family_of(database.key, database.dim, metric)
         queries = read_vectors(queries_path)
         if queries.ndim != 2 or queries.shape[1] != database.dim:
