@@ -57,7 +57,7 @@ def search(ctx, list_backends, data, query_file, n_queries, metric, backend, gol
     """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one
     official result file and one run record per point."""
     if list_backends:
-        _print_backends()
+        _print_backends(backend)
         return
     from laionknn.errors import UsageError
 
@@ -65,9 +65,10 @@ def search(ctx, list_backends, data, query_file, n_queries, metric, backend, gol
         raise UsageError("search needs --database NAME|FILE and --index BACKEND (`laionknn search --list` lists the backends)")
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.mainjob import default_out_dir
-    from laionknn.indexes.registry import get_backend
+    from laionknn.indexes.registry import get_backend, resolve_backend
     from laionknn.indexes.runner import check_metric, sweep
 
+    backend = resolve_backend(backend)  # a plug-in module:Class: imported, checked, registered
     get_backend(backend)  # unknown or unavailable backend: fail before touching data
     use_dask = use_dask or bool(scheduler)
     _check_combination(backend, use_dask, route, memory_limit, task)
@@ -134,14 +135,28 @@ def print_records(records: list[dict], title: str, k: int) -> None:
     print_table(title, ["params", "build s", "query s", "QPS", f"recall@{k}", "cached / memory"], rows)
 
 
-def _print_backends() -> None:
+def _print_backends(plugin: str | None = None) -> None:
+    """Every backend: built-in ones, the installed entry points (``laionknn.backends``) and ``plugin``
+    (``--list --index module:Class``), whether its library imports and, when not, why."""
+    from laionknn.errors import LaionKnnError
     from laionknn.indexes.mainjob import BRUTE_FORCE
-    from laionknn.indexes.registry import BACKENDS, PEERS, _library_error, cpu_error, get_backend
+    from laionknn.indexes.registry import (BACKENDS, ENTRY_NAMES, PEERS, PLUGINS, _library_error, cpu_error,
+                                           get_backend, known_backends, resolve_backend)
 
+    known_backends()  # registers the entry points
+    if plugin:
+        resolve_backend(plugin)
     swept = {**{b: "with --peers" for b in PEERS}, **{b: "only with --index" for b in BRUTE_FORCE}}
     rows = []
-    for name, (_, library) in BACKENDS.items():
+    for name, (target, library) in BACKENDS.items():
         err = cpu_error(name) or _library_error(library)  # the CPU first: never call a library it would crash
-        metrics = ", ".join(sorted(m.value for m in get_backend(name).metrics)) if err is None else ""
-        rows.append([name, metrics, "yes" if err is None else f"no ({err})", swept.get(name, "yes")])
-    print_table("index backends", ["backend", "metrics", "available", "in `run`"], rows)
+        metrics = ""
+        if err is None:
+            try:
+                metrics = ", ".join(sorted(m.value for m in get_backend(name).metrics))
+            except LaionKnnError as exc:  # a plug-in that imports but fails its checks
+                err = str(exc)
+        source = ("entry point" if name in ENTRY_NAMES else "plug-in" if name in PLUGINS
+                  else "built-in" if target.startswith("laionknn.indexes.") else "registered")
+        rows.append([name, source, metrics, "yes" if err is None else f"no ({err})", swept.get(name, "yes")])
+    print_table("index backends", ["backend", "source", "metrics", "available", "in `run`"], rows)

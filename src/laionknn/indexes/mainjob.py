@@ -78,6 +78,10 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
     if gold is not None:
         check_gold_path(gold)
     name = data or synthetic_database_name(size, seed)
+    if backends:
+        from laionknn.indexes.registry import resolve_backend
+
+        backends = [resolve_backend(b) for b in backends]  # plug-ins (module:Class) checked before any work
     for backend in (backends or []) if task else []:
         memlimit.check_task_backend(task, backend)
     spec, target, database = open_target(name, n_queries=n_queries, catalogs=catalogs, query_file=query_file,

@@ -268,7 +268,11 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     ``runs.jsonl`` alone; ``replace_records`` (the main job): records of the same points already in
     ``runs.jsonl`` are replaced, so a rerun after a kill adds no duplicates; ``on_phase(name)`` is called
     with ``"build"`` and ``"search"`` as the sweep enters each phase, ``on_record(record)`` with each
-    record as soon as its point is done."""
+    record as soon as its point is done. ``backend`` may be a plug-in ``module:Class``
+    (:func:`laionknn.indexes.registry.resolve_backend`)."""
+    from laionknn.indexes.registry import resolve_backend
+
+    backend = resolve_backend(backend)
     cls = get_backend(backend)
     check_metric(backend, target)
     k = check_k(k)
