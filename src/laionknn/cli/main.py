@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("laionknn.cli.evaluation", "eval_cmd"),
     "report": ("laionknn.cli.evaluation", "report"),
     "run": ("laionknn.cli.run", "run"),
+    "export": ("laionknn.cli.export", "export"),
 }
 
 
