@@ -193,3 +193,17 @@ def test_group_options_after_the_subcommand(tmp_path, capsys):
     code, out, err = run_cli(["datasets", "list", "--catalog", cat], capsys)
     assert code == 0, err
     assert "my-own-db-n=1000" in out
+
+
+def test_gold_and_stats_take_any_layout(tmp_path, data, capsys):
+    db, q = data
+    np.save(tmp_path / "g.npy", db)
+    write_fbin(tmp_path / "g-q.fbin", q)
+    code, _, err = run_cli(["-q", "gold", "--database", tmp_path / "g.npy", "--queries", tmp_path / "g-q.fbin",
+                            "--k", 5, "--metric", "l2", "--out", tmp_path / "truth.h5"], capsys)
+    assert code == 0, err
+    with h5py.File(tmp_path / "truth.h5") as f:
+        assert np.array_equal(f["knns"][()] - 1, exact_l2(db, q, 5)[0])
+    code, out, err = run_cli(["stats", tmp_path / "g.npy", "--recall-rows", "0", "--sample", 50], capsys)
+    assert code == 0, err
+    assert f"{N:,} x {DIM}" in out

@@ -195,8 +195,8 @@ def _index_class(index: "str | type") -> type:
 
 def _index_name(index: "str | type") -> str:
     """The registry name of ``index`` (a class is registered as a plug-in under its module:Class)."""
-    from laionknn.indexes.registry import resolve_backend
+    from laionknn.indexes.registry import register_class, resolve_backend
 
     if isinstance(index, type):
-        return resolve_backend(f"{index.__module__}:{index.__qualname__}")
+        return register_class(index)
     return resolve_backend(str(index))

@@ -131,11 +131,18 @@ def resolve_backend(spec: str) -> str:
     cls = getattr(obj, attr, None)
     if cls is None:
         raise UsageError(f"--index {spec}: module {module!r} has no attribute {attr!r}")
+    return register_class(cls, spec)
+
+
+def register_class(cls, spec: str | None = None) -> str:
+    """Check and register the plug-in class ``cls`` (``spec``: its ``module:Class``, by default from
+    the class itself); returns its registry name (its ``name``, else ``spec``)."""
+    spec = spec or f"{cls.__module__}:{cls.__qualname__}"
     check_plugin(spec, cls)
     name = getattr(cls, "name", "index")
     if name in ("", "index") or (name in BACKENDS and BACKENDS[name][0] != spec):
         name = spec
-    BACKENDS[name] = (spec, module)
+    BACKENDS[name] = (spec, spec.split(":", 1)[0])
     PLUGINS[name] = cls
     return name
 
