@@ -54,7 +54,7 @@ OLD_SPELLINGS = {"--data": "--database", "--query-file": "--queries"}
 @click.pass_context
 def search(ctx, list_backends, data, query_file, n_queries, metric, backend, gold, grid_file, k, threads, out_dir, quick,
            no_cache, repeats, use_dask, workers, scheduler, shards, route, memory_limit, task):
-    """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one
+    """Build BACKEND once per build configuration on DATABASE, sweep its query grid, and write one
     official result file and one run record per point."""
     if list_backends:
         _print_backends(backend)
