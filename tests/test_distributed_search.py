@@ -226,7 +226,7 @@ def test_sweep_dask_sets_knobs_for_k_and_loads_rule_grids(client, data, tmp_path
     with VectorFile(path) as db:
         target = SweepTarget(db, q, Metric.COSINE, "clip768v2", "4000", "test-4000")
         recs = sweep_dask("hnswlib", target, K, tmp_path / "h", client=client, shards=2, grid=grid, use_cache=False)
-        assert [json.loads(r["query_params"])["ef"] for r in recs] == [10, 20]
+        assert [r["query_params"]["ef"] for r in recs] == [10, 20]
         assert recs[0]["knob_changes"] == "ef 4->10 (at least k=10)" and recs[1]["knob_changes"] == ""
         recs = sweep_dask("faiss-ivfpqfs", target, K, tmp_path / "p", client=client, shards=2, quick=True,
                           use_cache=False)  # its m rule uses dim

@@ -13,7 +13,7 @@ from laionknn.io import write_vectors
 from laionknn.types import Metric
 from laionknn.validation import check_float, check_int, check_k, check_memory_size, check_seed, check_threads
 
-D = ["--data", "synthetic-clip768v2-n=1000"]
+D = ["--database", "synthetic-clip768v2-n=1000"]
 GOLD = ["--database", "a.h5", "--queries", "b.h5"]
 PQ = ["--source", "a.h5", "--database", "b.h5", "--rule", "2023"]
 
@@ -27,11 +27,11 @@ CASES = [
     (["search", *D, "--index", "exact", "--threads", "-2"], "--threads", "at least 1"),
     (["search", *D, "--index", "exact", "--repeats", "-1"], "--repeats", "at least 1"),
     (["search", *D, "--index", "exact", "--repeats", "0"], "--repeats", "at least 1"),
-    (["search", *D, "--index", "exact", "--queries", "0"], "--queries", "at least 1"),
+    (["search", *D, "--index", "exact", "--n-queries", "0"], "--n-queries", "at least 1"),
     (["run", "--k", "0"], "--k", "between 1 and 1000"),
     (["run", "--threads", "0"], "--threads", "all cores"),
     (["run", "--threads", "-2"], "--threads", "at least 1"),
-    (["run", "--queries", "-5"], "--queries", "at least 1"),
+    (["run", "--n-queries", "-5"], "--n-queries", "at least 1"),
     (["eval", "--results", "r", "--gold", "g", "--k", "0"], "--k", "between 1 and 1000"),
     (["eval", "--results", "r", "--gold", "g", "--k", "-1"], "--k", "between 1 and 1000"),
     (["results", "check", "f.h5", "--k", "0"], "--k", "between 1 and 1000"),

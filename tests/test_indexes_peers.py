@@ -50,7 +50,7 @@ def test_intel_only_backends_pass_the_cpu_check_on_intel(fake_cpu):
 def test_cli_intel_only_backend_on_amd_one_line_exit_2(fake_cpu, capsys):
     fake_cpu(AMD)
     with pytest.raises(SystemExit) as exc:
-        main(["search", "--data", "synthetic-clip768v2-n=2K", "--queries", "50", "--index", "svs-lvq"])
+        main(["search", "--database", "synthetic-clip768v2-n=2K", "--n-queries", "50", "--index", "svs-lvq"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "needs an Intel CPU" in err and "Traceback" not in err
@@ -81,7 +81,7 @@ def test_cli_grid_key_the_library_does_not_accept(home, tmp_path, capsys):
     grid = tmp_path / "g.toml"
     grid.write_text("[query]\nef_search_typo = [10, 20]\n")
     with pytest.raises(SystemExit) as exc:
-        main(["search", "--data", DB, "--queries", "20", "--out", str(tmp_path), "--index", name, "--grid", str(grid)])
+        main(["search", "--database", DB, "--n-queries", "20", "--out", str(tmp_path), "--index", name, "--grid", str(grid)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     accepted = ", ".join(sorted(registry.get_backend(name).query_defaults))
@@ -196,7 +196,7 @@ def test_cli_hamming_dataset_for_a_float_peer_one_line_exit_2(home, tmp_path, ca
     write_vectors(catalog.local_path(ham.database), rng.integers(0, 2**63, (2000, 16), dtype=np.uint64), "hamming")
     write_vectors(catalog.local_path(ham.queries), rng.integers(0, 2**63, (20, 16), dtype=np.uint64), "hamming")
     with pytest.raises(SystemExit) as exc:
-        main(["search", "--data", "synthetic-hammingv2-n=2K", "--queries", "20", "--out", str(tmp_path), "--index", name])
+        main(["search", "--database", "synthetic-hammingv2-n=2K", "--n-queries", "20", "--out", str(tmp_path), "--index", name])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]

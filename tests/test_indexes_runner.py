@@ -55,7 +55,7 @@ def _records(out):
 def test_search_writes_results_and_second_sweep_hits_cache(tiny, tmp_path):
     db, q = tiny
     out = tmp_path / "out"
-    main(["search", "--data", DB, "--index", "hnswlib", "--queries", str(NQ), "--out", str(out), "--threads", "1"])
+    main(["search", "--database", DB, "--index", "hnswlib", "--n-queries", str(NQ), "--out", str(out), "--threads", "1"])
     first = _records(out)
     assert len(first) == len(load_grid("hnswlib", n_rows=2000).query)
     expected = np.argsort(-(_unit(q) @ _unit(db).T), axis=1)[:, :10]  # exact neighbours, by numpy
@@ -67,7 +67,7 @@ def test_search_writes_results_and_second_sweep_hits_cache(tiny, tmp_path):
         assert res.meta["params"] == rec["params"] and res.querytime == pytest.approx(rec["querytime"])
         hits = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res.ids, expected)])
         assert hits >= 0.9 and rec["recall"] == pytest.approx(hits, abs=0.02)
-    main(["search", "--data", DB, "--index", "hnswlib", "--queries", str(NQ), "--out", str(out), "--threads", "1"])
+    main(["search", "--database", DB, "--index", "hnswlib", "--n-queries", str(NQ), "--out", str(out), "--threads", "1"])
     second = _records(out)[len(first):]
     assert [r["cached"] for r in second] == [True] * len(first)
     assert [r["buildtime"] for r in second] == [r["buildtime"] for r in first]
@@ -79,7 +79,7 @@ def test_run_main_job_report_lists_every_backend(tiny, tmp_path):
     out = tmp_path / "run"
     from laionknn.indexes.mainjob import BRUTE_FORCE
 
-    main(["run", "--data", DB, "--queries", str(NQ), "--out", str(out), "--quick", "--no-baselines"])
+    main(["run", "--database", DB, "--n-queries", str(NQ), "--out", str(out), "--quick", "--no-baselines"])
     rows = list(csv.DictReader(open(out / "evaluation.csv")))
     # brute force is swept only when named, the peer libraries only with --peers
     approximate = set(available_backends("cosine")) - set(BRUTE_FORCE) - set(PEERS)
@@ -100,14 +100,14 @@ def test_run_main_job_report_lists_every_backend(tiny, tmp_path):
 ])
 def test_search_bad_input_exits_2(tiny, tmp_path, capsys, argv, needle):
     with pytest.raises(SystemExit) as exc:
-        main(["search", "--data", DB, "--queries", str(NQ), "--out", str(tmp_path), *argv])
+        main(["search", "--database", DB, "--n-queries", str(NQ), "--out", str(tmp_path), *argv])
     assert exc.value.code == 2
     assert needle in capsys.readouterr().err
 
 
 def test_hamming_data_to_float_backend_is_refused(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["search", "--data", HAM, "--queries", str(NQ), "--out", str(tmp_path), "--index", "hnswlib"])
+        main(["search", "--database", HAM, "--n-queries", str(NQ), "--out", str(tmp_path), "--index", "hnswlib"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "hamming" in err and "faiss-binary-hnsw" in err
@@ -117,7 +117,7 @@ def test_grid_key_not_accepted(tiny, tmp_path, capsys):
     grid = tmp_path / "g.toml"
     grid.write_text("[[build]]\nM = 8\n[query]\nefs = [10, 20]\n")
     with pytest.raises(SystemExit) as exc:
-        main(["search", "--data", DB, "--queries", str(NQ), "--out", str(tmp_path), "--index", "hnswlib",
+        main(["search", "--database", DB, "--n-queries", str(NQ), "--out", str(tmp_path), "--index", "hnswlib",
               "--grid", str(grid)])
     assert exc.value.code == 2
     err = capsys.readouterr().err
@@ -226,7 +226,7 @@ def test_params_and_query_strings():
 
 def test_run_sweeps_brute_force_when_named_and_reuses_one_gold(tiny, tmp_path, home):
     out = tmp_path / "run"
-    main(["run", "--data", DB, "--queries", str(NQ), "--out", str(out), "--quick", "--no-baselines",
+    main(["run", "--database", DB, "--n-queries", str(NQ), "--out", str(out), "--quick", "--no-baselines",
           "--index", "exact", "--index", "hnswlib"])
     rows = list(csv.DictReader(open(out / "evaluation.csv")))
     assert {r["algo"] for r in rows} == {"exact", "hnswlib"}

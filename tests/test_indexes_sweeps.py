@@ -264,13 +264,13 @@ def test_k30_sweep_reports_the_knobs_really_used(data, tmp_path):
             continue
         records = sweep(backend, target, 30, tmp_path / backend, grid=grid, threads=1, use_cache=False,
                         gold_ids=gold, repeats=1)
-        used = [json.loads(r["query_params"])[knob] for r in records]
+        used = [r["query_params"][knob] for r in records]
         assert used == expected, backend
         for rec in records:
             assert rec["queries_short"] == 0 and rec["file"], (backend, rec["params"])
-            assert f"{knob}={json.loads(rec['query_params'])[knob]}" in rec["params"]
+            assert f"{knob}={rec['query_params'][knob]}" in rec["params"]
             if backend == "scann":
-                assert json.loads(rec["query_params"])["reorder"] == 30
+                assert rec["query_params"]["reorder"] == 30
         first_change = {"hnswlib": "ef 10->30 (at least k=30)", "usearch-f32": "expansion_search 10->30 (at least k=30)",
                         "faiss-hnsw": "ef_search 10->30 (at least k=30)", "faiss-hnswsq8": "ef_search 10->60 (floor for k=30)",
                         "faiss-ivfflat": "", "scann": "reorder 10->30 (at least k=30)"}[backend]
@@ -310,7 +310,7 @@ def test_ivf_nprobe_is_raised_until_no_query_comes_back_short(data, tmp_path):
     records = sweep("faiss-ivfflat", _target(data, Metric.COSINE), 10, tmp_path, grid=grid, threads=1,
                     use_cache=False, repeats=1)
     low = records[0]
-    assert json.loads(low["query_params"])["nprobe"] > 1 and low["knob_changes"].startswith("nprobe 1->")
+    assert low["query_params"]["nprobe"] > 1 and low["knob_changes"].startswith("nprobe 1->")
     assert all(r["queries_short"] == 0 and r["file"] for r in records)
 
 
@@ -347,7 +347,7 @@ def test_sweep_record_names_the_rules_that_chose_the_grid(data, tmp_path):
     records = sweep("faiss-ivfflat", _target(data, Metric.COSINE), 10, tmp_path, threads=1, use_cache=False, repeats=1)
     assert records and all("nlist=max(1, min(pow2(sqrt(n)), n // 39))->32" in r["grid_rules"] for r in records)
     assert all("override max_rows=20000" in r["grid_rules"] for r in records)
-    assert json.loads(records[0]["build_params"])["train_size"] == N
+    assert records[0]["build_params"]["train_size"] == N
 
 
 # --- plain files ------------------------------------------------------------------------------------
@@ -373,7 +373,7 @@ def test_search_on_a_plain_file(tmp_path, capsys):
                             "--out", out, "--threads", "1", "--repeats", "1"], capsys)
     assert code == 0, err
     records = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
-    assert [json.loads(r["query_params"])["nprobe"] for r in records] == [4, 8, 16]  # the <= 20K band
+    assert [r["query_params"]["nprobe"] for r in records] == [4, 8, 16]  # the <= 20K band
     a, b = read_vectors(db).astype(np.float64), read_vectors(q).astype(np.float64)
     sims = (b / np.linalg.norm(b, axis=1, keepdims=True)) @ (a / np.linalg.norm(a, axis=1, keepdims=True)).T
     gold = np.argsort(-sims, axis=1, kind="stable")[:, :10]
@@ -383,10 +383,11 @@ def test_search_on_a_plain_file(tmp_path, capsys):
         assert r["recall"] == pytest.approx(py_recall(res.ids, gold, 10), abs=0.01)  # the computed gold is exact
     assert list(workspace.gold_dir().glob("gold-my-vectors--my-queries-k=100-*.h5"))
     code, _, err = run_cli(["-q", "search", "--data", db, "--index", "faiss-ivfflat"], capsys)
-    assert code == 2 and "--query-file" in err
+    assert code == 2 and "--queries FILE" in err
+    # a catalog database with queries of one's own: searched with them, once their dimension matches
     code, _, err = run_cli(["-q", "search", "--data", "synthetic-clip768v2-n=2K", "--query-file", q,
                             "--index", "faiss-ivfflat"], capsys)
-    assert code == 2 and "go with a plain database file" in err
+    assert code == 2 and "768 dimensions" in err
 
 
 # the backends whose default build parameters are rules of n; the HNSW-graph backends (fixed build
@@ -409,16 +410,16 @@ def test_default_grids_above_20k_rows_write_a_result_for_every_point(tmp_path):
     for r in records:
         assert r["queries_short"] == 0 and r["file"], (r["algo"], r["params"])
     ivf = next(r for r in records if r["algo"] == "faiss-ivfflat")
-    assert json.loads(ivf["build_params"]) == {"nlist": 128, "train_size": 20_000, "seed": 0}
+    assert ivf["build_params"] == {"nlist": 128, "train_size": 20_000, "seed": 0}
     # nprobe is raised to the fewest lists that always hold k candidates: the grid from there on, once each
     for algo, grid in (("faiss-ivfflat", [1, 2, 4, 8, 16, 32, 64, 128]), ("faiss-ivfpqfs", [1, 2, 4, 8, 16, 32, 64, 128])):
         for k_factor in ((None,) if algo == "faiss-ivfflat" else (2, 4, 8, 16)):
-            used = [json.loads(r["query_params"])["nprobe"] for r in records if r["algo"] == algo
-                    and json.loads(r["query_params"]).get("k_factor") == k_factor]
+            used = [r["query_params"]["nprobe"] for r in records if r["algo"] == algo
+                    and r["query_params"].get("k_factor") == k_factor]
             assert used == [used[0]] + [g for g in grid if g > used[0]], (algo, k_factor, used)
     assert sum(r["algo"] == "scann" for r in records) == 14  # 7 leaves_to_search x 2 reorder
     scann = next(r for r in records if r["algo"] == "scann")
-    assert json.loads(scann["build_params"])["num_leaves"] == 145  # round(sqrt(21000))
-    assert json.loads(scann["build_params"])["training_sample"] == 21_000
+    assert scann["build_params"]["num_leaves"] == 145  # round(sqrt(21000))
+    assert scann["build_params"]["training_sample"] == 21_000
     with open(outcome.eval_csv) as fh:
         assert sum(1 for _ in fh) - 1 == len(records)

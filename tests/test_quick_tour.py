@@ -37,7 +37,7 @@ def _shrink(command: str, size: str, n_queries: int) -> str:
 
     small_q = synthetic_queries_name(SMALL_QUERIES)
     command = command.replace(synthetic_queries_name(n_queries), small_q)
-    command = re.sub(rf"--queries {n_queries}\b", f"--queries {SMALL_QUERIES}", command)
+    command = re.sub(rf"--(n-)?queries {n_queries}\b", rf"--\g<1>queries {SMALL_QUERIES}", command)
     return command.replace(size, SMALL)
 
 

@@ -68,7 +68,8 @@ def test_operating_points(tmp_path):
 def test_write_report_files(tmp_path, capsys):
     paths = write_report([_runs_csv(tmp_path)], tmp_path / "rep")
     groups = ("clip768v2:100K:k10", "clip768v2:300K:k30")
-    assert set(paths) == {"markdown", "html"} | {f"{kind}:{g}" for kind in ("plot", "svg", "pdf") for g in groups}
+    assert set(paths) == {"markdown", "html"} | {f"{kind}:{g}" for kind in ("plot", "svg", "pdf") for g in groups} | \
+        {f"{name}:{ext}" for name in ("operating_points", "pareto_frontier") for ext in ("csv", "json")}
     for key, p in paths.items():
         assert p.exists() and p.stat().st_size > 0
     import matplotlib.image

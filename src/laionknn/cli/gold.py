@@ -12,11 +12,15 @@ from laionknn.cli.common import catalogs, console, print_table
 from laionknn.cli.options import K, MEMORY_SIZE, THREADS, count, dask_options, number
 
 
-def resolve_input(text: str, ctx: click.Context | None = None) -> Path:
-    """A FILE path as given, or a catalog NAME made present locally (download or synthesise)."""
-    path = Path(text).expanduser()
-    if path.exists():
+def resolve_input(text: str, ctx: click.Context | None = None, role: str = "database") -> Path:
+    """A FILE (any layout of :mod:`laionknn.io.formats`, as an official-layout path), or a catalog NAME
+    made present locally (download or synthesise)."""
+    from laionknn.io.formats import user_path
+
+    path = user_path(text, role)
+    if path is not None:
         return path
+    path = Path(text).expanduser()
     from laionknn.catalog import local_path, resolve
     from laionknn.errors import CatalogError, UsageError
 
@@ -75,7 +79,7 @@ def gold(ctx: click.Context, database: str, queries: str, k: int, normalize: boo
     from laionknn.io import read_gold
 
     db_path = resolve_input(database, ctx)
-    q_path = resolve_input(queries, ctx)
+    q_path = resolve_input(queries, ctx, "queries")
     t0 = time.perf_counter()
     if use_dask or scheduler:
         path = _gold_dask(db_path, q_path, k, normalize=normalize, out=out, memory=memory, resume=resume,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import re
 import sys
 
 import click
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("laionknn.cli.evaluation", "eval_cmd"),
     "report": ("laionknn.cli.evaluation", "report"),
     "run": ("laionknn.cli.run", "run"),
+    "export": ("laionknn.cli.export", "export"),
 }
 
 
@@ -86,7 +88,51 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     logging.getLogger("laionknn").setLevel(pkg_level)
 
 
+#: the group's own options, accepted after the subcommand too (``laionknn search ... --quiet``)
+GLOBAL_FLAGS = re.compile(r"^(-q|--quiet|-v+|--verbose)$")
+GLOBAL_VALUED = ("--catalog",)
+
+
+def hoist_globals(args: list[str]) -> list[str]:
+    """``args`` with the group's options that follow the subcommand moved before it, so that
+    ``laionknn search --catalog my.tsv -q ...`` means ``laionknn --catalog my.tsv -q search ...``."""
+    head: list[str] = []
+    i = 0
+    while i < len(args):  # the group's own options, up to the subcommand's name
+        arg = args[i]
+        if not arg.startswith("-") or arg == "--":
+            break
+        head.append(arg)
+        if arg in GLOBAL_VALUED and i + 1 < len(args):
+            head.append(args[i + 1])
+            i += 1
+        i += 1
+    if i >= len(args) or args[i] == "--":
+        return args
+    moved: list[str] = []
+    rest: list[str] = [args[i]]
+    tail = args[i + 1:]
+    j = 0
+    while j < len(tail):
+        arg = tail[j]
+        if arg == "--":
+            rest += tail[j:]
+            break
+        if GLOBAL_FLAGS.match(arg):
+            moved.append(arg)
+        elif arg in GLOBAL_VALUED and j + 1 < len(tail):
+            moved += [arg, tail[j + 1]]
+            j += 1
+        elif arg.partition("=")[0] in GLOBAL_VALUED:
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        j += 1
+    return head + moved + rest
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = hoist_globals(list(sys.argv[1:] if argv is None else argv))
     try:
         cli.main(args=argv, prog_name="laionknn", standalone_mode=False)
     except LaionKnnError as exc:

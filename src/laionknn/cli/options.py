@@ -80,3 +80,42 @@ def dask_options(dask_help: str, workers_help: str, files: str, shards_help: str
             fn = opt(fn)
         return fn
     return decorate
+
+
+# --- one spelling per concept -------------------------------------------------------------------------
+#: what a count looks like where ``--queries`` used to take one (10000, 10k, 1M)
+_COUNT = __import__("re").compile(r"^\d+(?:[kKmM])?$")
+
+
+def renamed(aliases: dict[str, str], count_of: tuple[str, str] | None = None) -> type[click.Command]:
+    """A click command class whose old option spellings still work for one release, each use printing
+    one deprecation line on stderr: ``aliases`` maps an old spelling to the new one (``--data`` ->
+    ``--database``); ``count_of = ("--queries", "--n-queries")``: ``--queries`` followed by a count (and
+    not by an existing file) was the number of queries and becomes ``--n-queries``. The old spellings
+    are not in ``--help``."""
+
+    class Renamed(click.Command):
+        def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+            return super().parse_args(ctx, respell(args, aliases, count_of))
+
+    return Renamed
+
+
+def respell(args: list[str], aliases: dict[str, str], count_of: tuple[str, str] | None = None) -> list[str]:
+    """``args`` with old spellings replaced by the new ones (see :func:`renamed`)."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + args[i:]
+        name, eq, value = arg.partition("=")
+        new = aliases.get(name)
+        if new is None and count_of is not None and name == count_of[0]:
+            given = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+            if _COUNT.match(given) and not Path(given).exists():
+                new = count_of[1]
+                click.echo(f"warning: {name} N (a number of queries) is deprecated and will be removed in the next "
+                           f"release; use {new} N ({name} now takes a query file or catalog name)", err=True)
+        elif new is not None:
+            click.echo(f"warning: {name} is deprecated and will be removed in the next release; use {new}", err=True)
+        out.append(new + eq + value if new else arg)
+    return out

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import K, SEED, count
+from laionknn.cli.options import K, SEED, count, renamed
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -134,11 +134,12 @@ def sketch_cmd(ctx, bits, method, fit_on, model_path, fit_rows, sample, seed, ap
         console.print(f"wrote {dest}")
 
 
-@click.command("baselines")
-@click.option("--data", "data", default=None, help="Catalog database name (queries and gold follow from it).")
-@click.option("--database", type=click.Path(dir_okay=False), default=None, help="Or: a clip768 database file.")
-@click.option("--queries", type=click.Path(dir_okay=False), default=None, help="With --database: the query file.")
-@click.option("--gold", type=click.Path(dir_okay=False), default=None, help="With --database: a gold file (k ≥ 30).")
+@click.command("baselines", cls=renamed({"--data": "--database"}))
+@click.option("--database", default=None, metavar="NAME|FILE",
+              help="Catalog database name (queries and gold follow from it), or a clip768 database file (official "
+                   "HDF5, ann-benchmarks HDF5, FILE#KEY, .npy, .fbin; queries and gold inside, beside it or given).")
+@click.option("--queries", default=None, metavar="FILE|NAME", help="With a database file: the queries.")
+@click.option("--gold", type=click.Path(dir_okay=False), default=None, help="With a database file: a gold file (k ≥ 30).")
 @click.option("--k", "ks", default="10,30", show_default=True, help="Recall cut-offs.")
 @click.option("--bits", default="64,128,256,512,1024", show_default=True, help="Learned sketch lengths.")
 @click.option("--methods", default="itq,hiob,cfsrp", show_default=True, help="Learned sketch methods.")
@@ -148,10 +149,11 @@ def sketch_cmd(ctx, bits, method, fit_on, model_path, fit_rows, sample, seed, ap
 @click.option("--engine", type=click.Choice(["kernels", "exact"]), default="kernels", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: workspace projections/).")
 @click.pass_context
-def baselines(ctx, data, database, queries, gold, ks, bits, methods, srp, fit_rows, sketch_fit_rows, engine, out) -> None:
+def baselines(ctx, database, queries, gold, ks, bits, methods, srp, fit_rows, sketch_fit_rows, engine, out) -> None:
     """Brute-force every projection (pca32, pca96, BinWalk, learned sketches) and print the organisers' table."""
     from laionknn.projections.baselines import run_baselines, table_rows
 
+    data, database, queries, gold = _baseline_inputs(database, queries, gold, catalogs(ctx))
     rows: list[dict] = []
 
     def on_row(row: dict) -> None:
@@ -165,3 +167,19 @@ def baselines(ctx, data, database, queries, gold, ks, bits, methods, srp, fit_ro
                          on_row=on_row)
     print_table("brute-force baselines", ["data", "size", "recall@30", "recall@10", "query s", "QPS"], table_rows(rows))
     console.print(f"csv: {path}")
+
+
+def _baseline_inputs(database, queries, gold, catalogs):
+    """``(data, database, queries, gold)`` for run_baselines: a catalog name becomes ``data``; a database
+    file becomes official-layout paths, its queries and gold found inside or beside it unless given."""
+    from laionknn.io.formats import as_official, companions, gold_file, is_user_file
+
+    if database is None or not is_user_file(database):
+        return database, None, queries, gold
+    found_queries, found_gold = companions(database)
+    queries = queries or found_queries
+    gold = gold or found_gold
+    from laionknn.indexes.datasets import input_path
+
+    return (None, str(as_official(database)), str(input_path(queries, "queries", catalogs)) if queries else None,
+            str(gold_file(gold)) if gold else None)

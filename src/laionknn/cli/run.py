@@ -7,15 +7,21 @@ import time
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, THREADS, count
+from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, SEED, THREADS, count, renamed
+from laionknn.cli.search import DATABASE_HELP, METRIC, OLD_SPELLINGS, QUERIES_HELP
 
 
-@click.command()
-@click.option("--size", default="100K", show_default=True, help="Synthetic subset size when --data is not given.")
-@click.option("--data", default=None,
-              help="Database: a catalog name (default: synthetic-v3-clip768v2-n=SIZE) or an HDF5 file (with --query-file).")
-@click.option("--query-file", type=click.Path(dir_okay=False), default=None,
-              help="Queries of a plain database file (HDF5, one query per row).")
+@click.command(cls=renamed(OLD_SPELLINGS, ("--queries", "--n-queries")))
+@click.option("--size", default="100K", show_default=True, help="Synthetic subset size when --database is not given.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the synthetic dataset when --database is not given (0: the standard names).")
+@click.option("--database", "data", default=None, metavar="NAME|FILE",
+              help=DATABASE_HELP + " Default: synthetic-v3-clip768v2-n=SIZE.")
+@click.option("--queries", "query_file", metavar="FILE|NAME", default=None, help=QUERIES_HELP)
+@click.option("--n-queries", "n_queries", type=count(), default=10_000, show_default=True,
+              help="Number of synthetic queries (synthetic datasets only).")
+@click.option("--metric", type=METRIC, default=None,
+              help="Distance of a database file (default: the one the file states, else cosine; l2 for pcaN keys).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace runs/).")
 @click.option("--k", type=K, default=None, help="Neighbours per query, 1..1000 (default: the dataset's, 10 or 30).")
 @click.option("--threads", type=THREADS, default=None, help="Threads (default: all cores).")
@@ -23,8 +29,6 @@ from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, THREADS, count
               help="Only these backends (repeatable; default: all available but the peer libraries).")
 @click.option("--peers", is_flag=True, help="Also sweep the peer libraries (deglib, rabitqlib, VSAG, NGT, Voyager, SVS, "
                                             "faiss RaBitQ/NSG); benchmarks/peers.py runs them all.")
-@click.option("--queries", "n_queries", type=count(), default=10_000, show_default=True,
-              help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="Smaller grids: first build configuration, at most 3 query points.")
 @click.option("--no-baselines", is_flag=True, help="Skip the projections' brute-force baselines.")
 @click.option("--memory-limit", "memory_limit", type=MEMORY_SIZE, metavar="SIZE",
@@ -35,8 +39,8 @@ from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, THREADS, count
               help="Gold-standard file of this database and query set (`laionknn gold --out`); default: the "
                    "catalog's, computed once and reused (a plain database file: computed by the exact engine).")
 @click.pass_context
-def run(ctx, size, data, query_file, out_dir, k, threads, backends, peers, n_queries, quick, no_baselines,
-        memory_limit, task, gold):
+def run(ctx, size, seed, data, query_file, n_queries, metric, out_dir, k, threads, backends, peers, quick,
+        no_baselines, memory_limit, task, gold):
     """Ensure data, gold standard, baselines, every available approximate index backend (brute-force
     exact and faiss-flat only when named with --index; peer libraries with --peers), evaluation and
     report, into one folder; prints the operating points at the end. One gold standard serves the
@@ -47,7 +51,7 @@ def run(ctx, size, data, query_file, out_dir, k, threads, backends, peers, n_que
     outcome = run_pipeline(size=size, data=data, out_dir=out_dir, k=k, quick=quick, threads=threads,
                            backends=list(backends) or None, n_queries=n_queries, catalogs=catalogs(ctx),
                            baselines=not no_baselines, peers=peers, memory_limit=memory_limit, task=task,
-                           query_file=query_file, gold=gold)
+                           query_file=query_file, gold=gold, metric=metric, seed=seed)
     from laionknn.reporting.tables import fmt_qps, fmt_recall
 
     rows = [[f"{p.threshold:g}", p.run.get("data", ""), p.algo, "yes" if p.reached else "no", fmt_qps(p.run["qps"]),

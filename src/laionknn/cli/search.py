@@ -7,16 +7,27 @@ from pathlib import Path
 import click
 
 from laionknn.cli.common import catalogs, console, print_table
-from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, REPEATS, THREADS, count, dask_options
+from laionknn.cli.options import (GOLD_FILE, K, MEMORY_SIZE, REPEATS, THREADS, count, dask_options, renamed)
+
+#: option help shared by `search` and `run`
+DATABASE_HELP = ("Database: a catalog name (e.g. synthetic-v3-clip768v2-n=100K) or a file: official HDF5, "
+                 "ann-benchmarks HDF5, FILE#KEY, .npy or .fbin (see docs/api.md).")
+QUERIES_HELP = ("Queries: a file (any database layout) or a catalog name; default: the catalog's, or found inside "
+                "or beside a database file (STEM.queries.npy, .h5, .fbin).")
+METRIC = click.Choice(["cosine", "dot", "l2", "hamming"])
+OLD_SPELLINGS = {"--data": "--database", "--query-file": "--queries"}
 
 
-@click.command()
+@click.command(cls=renamed(OLD_SPELLINGS, ("--queries", "--n-queries")))
 @click.option("--list", "list_backends", is_flag=True, help="List the index backends, their metrics and availability.")
-@click.option("--data", "data",
-              help="Database: a catalog name (e.g. synthetic-v3-clip768v2-n=100K) or an HDF5 file (with --query-file).")
-@click.option("--query-file", type=click.Path(dir_okay=False), default=None,
-              help="Queries of a plain database file (HDF5, one query per row).")
-@click.option("--index", "backend", help="Backend name (see `laionknn search --list`).")
+@click.option("--database", "data", metavar="NAME|FILE", help=DATABASE_HELP)
+@click.option("--queries", "query_file", metavar="FILE|NAME", default=None, help=QUERIES_HELP)
+@click.option("--n-queries", "n_queries", type=count(), default=10_000, show_default=True,
+              help="Number of synthetic queries (synthetic datasets only).")
+@click.option("--metric", type=METRIC, default=None,
+              help="Distance of a database file (default: the one the file states, else cosine; l2 for pcaN keys).")
+@click.option("--index", "backend", metavar="BACKEND|MODULE:CLASS",
+              help="Backend name (see `laionknn search --list`) or a plug-in index class module:Class.")
 @click.option("--gold", type=GOLD_FILE, default=None,
               help="Gold-standard file for the recall column (`laionknn gold --out`); default: the catalog's, "
                    "computed once and reused (a plain database file: computed by the exact engine).")
@@ -24,8 +35,6 @@ from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, REPEATS, THREADS, co
 @click.option("--k", type=K, default=None, help="Neighbours per query, 1..1000 (default: the dataset's, 10 or 30).")
 @click.option("--threads", type=THREADS, default=None, help="Threads for build and search (default: all cores).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: workspace runs/).")
-@click.option("--queries", "n_queries", type=count(), default=10_000, show_default=True,
-              help="Number of synthetic queries (synthetic datasets only).")
 @click.option("--quick", is_flag=True, help="First build configuration and at most 3 query points.")
 @click.option("--no-cache", is_flag=True, help="Always build; do not read or write the index cache.")
 @click.option("--repeats", type=REPEATS, default=None,
@@ -43,27 +52,28 @@ from laionknn.cli.options import GOLD_FILE, K, MEMORY_SIZE, REPEATS, THREADS, co
               help="2024 memory-capped task: limit 32G (task 2) or 64G (task 3) per 100M rows, k=30; task 3 refuses "
                    "backends that need the original vectors at search time.")
 @click.pass_context
-def search(ctx, list_backends, data, query_file, backend, gold, grid_file, k, threads, out_dir, n_queries, quick,
+def search(ctx, list_backends, data, query_file, n_queries, metric, backend, gold, grid_file, k, threads, out_dir, quick,
            no_cache, repeats, use_dask, workers, scheduler, shards, route, memory_limit, task):
-    """Build BACKEND once per build configuration on DATA, sweep its query grid, and write one
+    """Build BACKEND once per build configuration on DATABASE, sweep its query grid, and write one
     official result file and one run record per point."""
     if list_backends:
-        _print_backends()
+        _print_backends(backend)
         return
     from laionknn.errors import UsageError
 
     if not data or not backend:
-        raise UsageError("search needs --data NAME and --index BACKEND (`laionknn search --list` lists the backends)")
+        raise UsageError("search needs --database NAME|FILE and --index BACKEND (`laionknn search --list` lists the backends)")
     from laionknn.indexes.datasets import gold_for, open_target
     from laionknn.indexes.mainjob import default_out_dir
-    from laionknn.indexes.registry import get_backend
+    from laionknn.indexes.registry import get_backend, resolve_backend
     from laionknn.indexes.runner import check_metric, sweep
 
+    backend = resolve_backend(backend)  # a plug-in module:Class: imported, checked, registered
     get_backend(backend)  # unknown or unavailable backend: fail before touching data
     use_dask = use_dask or bool(scheduler)
     _check_combination(backend, use_dask, route, memory_limit, task)
     spec, target, database = open_target(data, n_queries=n_queries, catalogs=catalogs(ctx), query_file=query_file,
-                                         gold_file=gold)
+                                         gold_file=gold, metric=metric)
     try:
         check_metric(backend, target)  # before the gold standard, which can take long to compute
         k = int(k or (30 if task else spec.default_k))
@@ -125,14 +135,28 @@ def print_records(records: list[dict], title: str, k: int) -> None:
     print_table(title, ["params", "build s", "query s", "QPS", f"recall@{k}", "cached / memory"], rows)
 
 
-def _print_backends() -> None:
+def _print_backends(plugin: str | None = None) -> None:
+    """Every backend: built-in ones, the installed entry points (``laionknn.backends``) and ``plugin``
+    (``--list --index module:Class``), whether its library imports and, when not, why."""
+    from laionknn.errors import LaionKnnError
     from laionknn.indexes.mainjob import BRUTE_FORCE
-    from laionknn.indexes.registry import BACKENDS, PEERS, _library_error, cpu_error, get_backend
+    from laionknn.indexes.registry import (BACKENDS, ENTRY_NAMES, PEERS, PLUGINS, _library_error, cpu_error,
+                                           get_backend, known_backends, resolve_backend)
 
+    known_backends()  # registers the entry points
+    if plugin:
+        resolve_backend(plugin)
     swept = {**{b: "with --peers" for b in PEERS}, **{b: "only with --index" for b in BRUTE_FORCE}}
     rows = []
-    for name, (_, library) in BACKENDS.items():
+    for name, (target, library) in BACKENDS.items():
         err = cpu_error(name) or _library_error(library)  # the CPU first: never call a library it would crash
-        metrics = ", ".join(sorted(m.value for m in get_backend(name).metrics)) if err is None else ""
-        rows.append([name, metrics, "yes" if err is None else f"no ({err})", swept.get(name, "yes")])
-    print_table("index backends", ["backend", "metrics", "available", "in `run`"], rows)
+        metrics = ""
+        if err is None:
+            try:
+                metrics = ", ".join(sorted(m.value for m in get_backend(name).metrics))
+            except LaionKnnError as exc:  # a plug-in that imports but fails its checks
+                err = str(exc)
+        source = ("entry point" if name in ENTRY_NAMES else "plug-in" if name in PLUGINS
+                  else "built-in" if target.startswith("laionknn.indexes.") else "registered")
+        rows.append([name, source, metrics, "yes" if err is None else f"no ({err})", swept.get(name, "yes")])
+    print_table("index backends", ["backend", "source", "metrics", "available", "in `run`"], rows)

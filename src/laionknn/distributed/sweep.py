@@ -32,8 +32,8 @@ from laionknn.validation import check_count, check_k, check_optional, check_repe
 log = logging.getLogger(__name__)
 
 
-def _rounded(values) -> str:
-    return json.dumps([round(float(v), 6) for v in values])
+def _rounded(values) -> list[float]:
+    return [round(float(v), 6) for v in values]
 
 
 def sweep_dask(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike[str]", *, client,
@@ -99,8 +99,8 @@ def sweep_dask(backend: str, target: SweepTarget, k: int, out_dir: "str | os.Pat
                         write_result(file, result.ids, result.dists, algo=backend, data=target.data,
                                      size=target.size, buildtime=built["seconds"], querytime=querytime, params=params)
                     rec = {"dataset": target.dataset, "data": target.data, "size": target.size, "algo": backend,
-                           "params": params, "build_params": json.dumps(describe.build_params, sort_keys=True),
-                           "query_params": json.dumps(describe.query_params, sort_keys=True), "k": k,
+                           "params": params, "build_params": dict(sorted(describe.build_params.items())),
+                           "query_params": dict(sorted(describe.query_params.items())), "k": k,
                            "threads": threads, "n_queries": int(len(target.queries)), "buildtime": built["seconds"],
                            "querytime": querytime, "repeats": repeats, "querytimes": _rounded(times),
                            "qps": len(target.queries) / querytime if querytime > 0 else float("inf"),

@@ -92,9 +92,11 @@ def _open_database(name_or_path, catalogs) -> VectorFile:
     return VectorFile(_locate(name_or_path, catalogs))
 
 
-def _locate(name_or_path, catalogs) -> Path:
-    path = Path(str(name_or_path)).expanduser()
-    if path.exists():
+def _locate(name_or_path, catalogs, role: str = "database") -> Path:
+    from laionknn.io.formats import user_path
+
+    path = user_path(name_or_path, role)
+    if path is not None:
         return path
     from laionknn.catalog import local_path, resolve
 
@@ -160,7 +162,7 @@ def evaluate(paths: "Iterable[str | os.PathLike[str]]", gold: "str | os.PathLike
     try:
         if database is not None:
             db = _open_database(database, catalogs)
-            q = read_vectors(_locate(queries, catalogs))
+            q = read_vectors(_locate(queries, catalogs, "queries"))
             if q.shape[0] != g.n_queries:
                 raise UsageError(f"--queries has {q.shape[0]} rows but the gold standard has {g.n_queries} queries")
             if g.ids.size and int(g.ids.max()) >= db.n:

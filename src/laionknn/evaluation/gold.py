@@ -102,8 +102,10 @@ def locate_gold(name_or_path: "str | os.PathLike[str]", catalogs=None, *, fetch:
                 warn: bool = True) -> GoldSource:
     """Resolve ``--gold``: an existing file, or a catalog name (made present with ``catalog.ensure``).
     ``warn=False`` (the caller has its own k) keeps quiet about an unknown year."""
+    from laionknn.io.formats import gold_file
+
     text = str(name_or_path)
-    path = Path(text).expanduser()
+    path = gold_file(text)
     record = _record_for(text, catalogs) if not path.is_dir() else None
     if record is not None and record.kind != "gold":
         raise UsageError(f"{text!r} is a {record.kind} file in the catalog; --gold takes a gold standard "

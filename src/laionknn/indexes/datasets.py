@@ -49,18 +49,26 @@ class PlainDataset:
     synthetic: bool = False
 
 
-def open_target(name: str, *, n_queries: int = 10_000, catalogs=None, query_file=None, gold_file=None):
-    """``(spec, target, database VectorFile)`` for the database ``name`` (a catalog name, or a plain
-    HDF5 file with ``query_file`` and optionally ``gold_file``, kept for :func:`gold_for`); close the
-    VectorFile after use. A catalog name takes no ``query_file``; its ``--gold`` goes to :func:`gold_for`."""
-    from laionknn.io import VectorFile, read_vectors
+def open_target(name: str, *, n_queries: int = 10_000, catalogs=None, query_file=None, gold_file=None,
+                metric=None):
+    """``(spec, target, database VectorFile)`` for the database ``name``; close the VectorFile after use.
 
-    if Path(str(name)).expanduser().is_file():
-        return _open_plain(Path(str(name)).expanduser(), query_file, gold_file)
-    if query_file is not None:
-        raise UsageError(f"--query-file: given queries go with a plain database file; {name!r} is not a file "
-                         f"(catalog names bring their own queries; --gold FILE may replace their gold standard)")
+    ``name`` is a catalog name, or a user's file in any layout of :mod:`laionknn.io.formats` (official
+    HDF5, ann-benchmarks HDF5, ``FILE#KEY``, ``.npy``, ``.fbin``). ``query_file`` (``--queries``: a file
+    or a catalog name) and ``gold_file`` (``--gold``) name its companions; left out, they are found
+    inside the file (ann-benchmarks ``test``/``neighbors``) or beside it (``my-db.queries.npy``,
+    ``my-db.gold.h5``), and a missing gold standard is computed once by the exact engine. A catalog
+    name given with ``query_file`` is searched with those queries (its own gold no longer applies).
+    ``metric`` overrides the one the file states or its key implies."""
+    from laionknn.io import VectorFile, read_vectors
+    from laionknn.io.formats import is_user_file
+
+    if is_user_file(name):
+        return _open_plain(str(name), query_file, gold_file, metric=metric, catalogs=catalogs)
     spec = catalog.dataset(name, n_queries=n_queries, extra_catalogs=catalogs)
+    if query_file is not None:
+        return _open_plain(str(ensure_file(spec.database)), query_file, gold_file, metric=metric or spec.metric,
+                           name=spec.name, catalogs=catalogs)
     db_path = ensure_file(spec.database)
     queries = read_vectors(ensure_file(spec.queries))
     if spec.metric is not Metric.HAMMING:
@@ -71,24 +79,62 @@ def open_target(name: str, *, n_queries: int = 10_000, catalogs=None, query_file
     return spec, target, database
 
 
-def _open_plain(path: Path, query_file, gold_file):
-    from laionknn.io import VectorFile, read_vectors
+def input_path(text: str, role: str = "database", catalogs=None) -> Path:
+    """A file (any layout of :mod:`laionknn.io.formats`, as an official-layout path) or a catalog
+    name (made present locally)."""
+    from laionknn.io.formats import as_official, is_user_file
 
-    if query_file is None:
-        raise UsageError(f"{path} is a plain database file: give its queries with --query-file FILE "
-                         f"(one query per row, same dimension)")
-    database = VectorFile(path)
+    if is_user_file(text):
+        return as_official(text, role)
+    return Path(ensure_file(catalog.resolve(str(text), catalogs)))
+
+
+def key_metric(key: str) -> Metric:
+    """The metric a vector key implies: l2 for ``pca32``/``pca96``/any ``pcaN``, hamming for
+    ``hamming``, cosine otherwise (``emb`` and views)."""
+    if key.startswith("pca") and key[3:].isdigit():
+        return Metric.L2
+    return KEY_FAMILY.get(key, ("", Metric.COSINE))[1]
+
+
+def family_of(key: str, dim: int, metric: Metric) -> str:
+    """The ``data`` label written into result files: the official family when the key, width and metric
+    are those of one (``emb``/768/cosine -> clip768v2), else ``<metric>-d<dim>`` (``l2-d100``)."""
+    family, default_metric = KEY_FAMILY.get(key, ("", None))
+    official_dim = {"clip768v2": 768, "pca32v2": 32, "pca96v2": 96}.get(family)
+    if family and metric is default_metric and (official_dim is None or official_dim == dim):
+        return family
+    return f"{metric.value}-d{dim}"
+
+
+def _open_plain(text: str, query_file, gold_file, *, metric=None, name: str | None = None, catalogs=None):
+    from laionknn.io import VectorFile, read_vectors
+    from laionknn.io.formats import companions, detect, split_key, view_metric
+    from laionknn.io.formats import gold_file as official_gold
+
+    layout = detect(text)
+    found_queries, found_gold = companions(text)
+    queries_text = query_file or found_queries
+    if queries_text is None:
+        raise UsageError(f"{text} is a database file without queries: give them with --queries FILE (one query per "
+                         f"row, same dimension), or put {layout.path.stem}.queries.npy (or .h5, .fbin) beside it")
+    gold_text = gold_file or (found_gold if query_file is None else None)
+    db_path = input_path(text, "database", catalogs)
+    queries_path = input_path(str(queries_text), "queries", catalogs)
+    database = VectorFile(db_path)
     try:
-        family, metric = KEY_FAMILY.get(database.key, ("clip768v2", Metric.COSINE))
-        queries = read_vectors(Path(query_file).expanduser())
+        stated = metric or layout.metric or view_metric(db_path)
+        metric = Metric.parse(stated) if stated else key_metric(database.key)
+        family = family_of(database.key, database.dim, metric)
+        queries = read_vectors(queries_path)
         if queries.ndim != 2 or queries.shape[1] != database.dim:
-            raise UsageError(f"--query-file {query_file}: queries have shape {queries.shape} but the database "
-                             f"{path} has {database.dim} dimensions; give queries of the same dimension")
+            raise UsageError(f"--queries {queries_text}: queries have shape {queries.shape} but the database "
+                             f"{text} has {database.dim} dimensions; give queries of the same dimension")
         if metric is not Metric.HAMMING:
             queries = queries.astype(np.float32, copy=False)
-        spec = PlainDataset(name=path.stem, family=family, subset=format_size(database.n), metric=metric,
-                            database_path=path, queries_path=Path(query_file).expanduser(),
-                            gold_path=Path(gold_file).expanduser() if gold_file else None)
+        spec = PlainDataset(name=name or split_key(text)[0].stem, family=family, subset=format_size(database.n),
+                            metric=metric, database_path=db_path, queries_path=queries_path,
+                            gold_path=official_gold(gold_text) if gold_text else None)
     except BaseException:
         database.close()
         raise
@@ -143,7 +189,9 @@ def gold_for(spec, gold: "str | Path | None" = None, *, target: SweepTarget | No
             path = _plain_gold(spec)
             return path, read_gold(path)
     if gold is not None:
-        path = check_gold_path(gold, spec.name)
+        from laionknn.io.formats import gold_file
+
+        path = check_gold_path(gold_file(gold), spec.name)
         g = read_gold(path)
         if target is not None:
             n_q, n_db = len(target.queries), source_shape(target.database)[0]

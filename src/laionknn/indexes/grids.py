@@ -100,12 +100,17 @@ def load_grid(backend: str, path: "str | os.PathLike[str] | None" = None, *, dat
     """Read the grid of ``backend`` (its default file unless ``path``), apply the overrides that match
     ``dataset``/``n_rows``, expand the products, evaluate the rules (of ``n_rows``, ``k``, ``dim``) and
     validate every key against the backend. Query points that rules make equal are kept once."""
-    from laionknn.indexes.registry import BACKENDS, get_backend
+    from laionknn.indexes.registry import BACKENDS, get_backend, plugin_grid, resolve_backend
 
+    backend = resolve_backend(backend)
     if backend not in BACKENDS:
         raise UsageError(f"unknown index backend {backend!r}; known backends: {', '.join(BACKENDS)}")
-    file = Path(path) if path is not None else default_grid_path(backend)
-    if file is None:
+    own_file, own_grid = plugin_grid(backend) if path is None else (None, None)
+    file = Path(path) if path is not None else (own_file or default_grid_path(backend))
+    if own_grid is not None:
+        raw = own_grid
+        source = f"<grid of {backend}>"
+    elif file is None:
         raw: dict[str, Any] = {}
         source = f"<defaults of {backend}>"
     else:

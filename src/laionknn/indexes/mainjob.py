@@ -54,9 +54,11 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
                  backends: list[str] | None = None, n_queries: int = 10_000, catalogs=None,
                  baselines: bool = True, peers: bool = False, memory_limit: "str | int | None" = None,
                  task: str | None = None, query_file=None,
-                 gold: "str | os.PathLike[str] | None" = None) -> RunOutcome:
+                 gold: "str | os.PathLike[str] | None" = None, metric=None, seed: int = 0) -> RunOutcome:
     """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``): a catalog
-    name, or a plain HDF5 file with ``query_file``. Without ``backends`` it sweeps every available
+    name, or a file in any layout of :mod:`laionknn.io.formats` (queries and gold from ``query_file``,
+    ``gold`` or found inside or beside it; ``metric`` overrides the file's). ``seed``: of the synthetic
+    dataset when ``data`` is not given. Without ``backends`` it sweeps every available
     approximate backend, less the peer libraries unless ``peers`` (brute force, :data:`BRUTE_FORCE`,
     only when named).
     ``memory_limit`` / ``task``: memory-capped sweeps (:mod:`laionknn.indexes.memlimit`); with ``task``
@@ -75,11 +77,15 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
         memlimit.task_preset(task)
     if gold is not None:
         check_gold_path(gold)
-    name = data or synthetic_database_name(size)
+    name = data or synthetic_database_name(size, seed)
+    if backends:
+        from laionknn.indexes.registry import resolve_backend
+
+        backends = [resolve_backend(b) for b in backends]  # plug-ins (module:Class) checked before any work
     for backend in (backends or []) if task else []:
         memlimit.check_task_backend(task, backend)
     spec, target, database = open_target(name, n_queries=n_queries, catalogs=catalogs, query_file=query_file,
-                                         gold_file=gold)
+                                         gold_file=gold, metric=metric)
     try:
         limit = memlimit.resolve_memory_limit(memory_limit, task, database.n)
         k = int(k or (30 if task else spec.default_k))

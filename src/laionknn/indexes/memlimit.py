@@ -386,8 +386,8 @@ def capped_sweep(backend: str, target, k: int, out_dir, *, grid, memory_limit: i
         cls = get_backend(backend)
         records.append({"dataset": target.dataset, "data": target.data, "size": target.size, "algo": backend,
                         "params": _kv({**cls.build_defaults, **build_params}),
-                        "build_params": json.dumps({**cls.build_defaults, **build_params}, sort_keys=True),
-                        "query_params": "", "k": k, "threads": threads or os.cpu_count() or 1,
+                        "build_params": dict(sorted({**cls.build_defaults, **build_params}.items())),
+                        "query_params": {}, "k": k, "threads": threads or os.cpu_count() or 1,
                         "n_queries": int(len(target.queries)), "buildtime": None, "querytime": None, "qps": None,
                         "file": "", "queries_short": 0, "grid": grid.source,
                         "grid_rules": "; ".join(filter(None, [*grid.notes, grid.build_rule(b)])), "knob_changes": "",

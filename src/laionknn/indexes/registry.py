@@ -5,6 +5,14 @@ cannot be imported is *unavailable*: it is left out of sweeps and conformance te
 it by name raises a :class:`UsageError` that says which package to install. A backend may also need
 a kind of CPU (``CPU_REQUIREMENTS``: Intel SVS's LVQ/LeanVec end the process on other CPUs instead of
 raising): on another CPU it is unavailable in the same way, and its library is never called.
+
+Plug-ins: a user's own :class:`~laionknn.indexes.base.Index` subclass joins the registry without touching
+the package, either named on the command line as ``module:Class`` (``--index mypkg.idx:MyIndex``,
+:func:`resolve_backend`) or declared by an installed distribution in the entry-point group
+:data:`ENTRY_POINT_GROUP` (``[project.entry-points."laionknn.backends"] my-index = "mypkg.idx:MyIndex"``,
+listed by :func:`known_backends` without importing it). The class gives its grid as ``grid_file`` (a
+path to a TOML grid, relative paths from the class's module folder) or ``grid`` (the same content as a
+dict); a class that is no ``Index`` subclass, or has neither, is refused in one line.
 """
 
 from __future__ import annotations
@@ -66,8 +74,115 @@ CPU_REQUIREMENTS: dict[str, str] = {"svs-lvq": "GenuineIntel", "svs-leanvec": "G
 VENDOR_NAMES = {"GenuineIntel": "an Intel CPU", "AuthenticAMD": "an AMD CPU"}
 
 
+ENTRY_POINT_GROUP = "laionknn.backends"
+#: plug-ins registered in this process: backend name -> its class (resolved, checked)
+PLUGINS: dict[str, type] = {}
+#: names that the entry points registered
+ENTRY_NAMES: set[str] = set()
+
+
+def _entry_points() -> dict[str, str]:
+    """``name -> module:Class`` of the installed distributions' ``laionknn.backends`` entry points."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def register_entry_points() -> list[str]:
+    """Add the entry-point plug-ins to :data:`BACKENDS` (their modules are not imported; a name that a
+    built-in backend has keeps the built-in). Returns their names."""
+    names = []
+    for name, target in _entry_points().items():
+        if name in BACKENDS and BACKENDS[name][0] != target:
+            log.warning("entry point %s = %s ignored: a built-in backend has that name", name, target)
+            continue
+        BACKENDS[name] = (target, target.split(":", 1)[0])
+        ENTRY_NAMES.add(name)
+        names.append(name)
+    return names
+
+
 def known_backends() -> list[str]:
+    register_entry_points()
     return list(BACKENDS)
+
+
+def is_plugin_spec(text: str) -> bool:
+    return ":" in str(text) and str(text) not in BACKENDS
+
+
+def resolve_backend(spec: str) -> str:
+    """The registry name of ``spec``: a registered name as it is (entry points included), or a plug-in
+    ``module:Class`` imported, checked (:func:`check_plugin`) and registered under the class's ``name``
+    (its ``module:Class`` spelling when ``name`` is the base class's or a built-in's)."""
+    spec = str(spec)
+    if spec in BACKENDS or not is_plugin_spec(spec):
+        if spec not in BACKENDS:
+            register_entry_points()
+        return spec
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise UsageError(f"--index {spec}: a plug-in is written module:Class (e.g. mypkg.index:MyIndex)")
+    try:
+        obj = importlib.import_module(module)
+    except Exception as exc:
+        raise UsageError(f"--index {spec}: module {module!r} does not import ({type(exc).__name__}: {exc}); put it "
+                         f"on PYTHONPATH or install it") from None
+    cls = getattr(obj, attr, None)
+    if cls is None:
+        raise UsageError(f"--index {spec}: module {module!r} has no attribute {attr!r}")
+    return register_class(cls, spec)
+
+
+def register_class(cls, spec: str | None = None) -> str:
+    """Check and register the plug-in class ``cls`` (``spec``: its ``module:Class``, by default from
+    the class itself); returns its registry name (its ``name``, else ``spec``)."""
+    spec = spec or f"{cls.__module__}:{cls.__qualname__}"
+    check_plugin(spec, cls)
+    name = getattr(cls, "name", "index")
+    if name in ("", "index") or (name in BACKENDS and BACKENDS[name][0] != spec):
+        name = spec
+    BACKENDS[name] = (spec, spec.split(":", 1)[0])
+    PLUGINS[name] = cls
+    return name
+
+
+def check_plugin(spec: str, cls) -> None:
+    """A plug-in must subclass ``Index`` and give its grid (``grid_file`` or ``grid``)."""
+    from laionknn.indexes.base import Index
+
+    if not (isinstance(cls, type) and issubclass(cls, Index)):
+        raise UsageError(f"plug-in {spec}: {getattr(cls, '__name__', cls)!r} is not a subclass of "
+                         f"laionknn.indexes.base.Index; subclass it (see docs/plugins.md)")
+    if getattr(cls, "grid_file", None) is None and getattr(cls, "grid", None) is None:
+        raise UsageError(f"plug-in {spec}: {cls.__name__} has no grid; give the class a grid_file (path to a TOML "
+                         f"grid) or a grid dict (see docs/plugins.md)")
+    grid = getattr(cls, "grid", None)
+    if grid is not None and not isinstance(grid, dict):
+        raise UsageError(f"plug-in {spec}: {cls.__name__}.grid must be a dict like a TOML grid's tables, "
+                         f"found {type(grid).__name__}")
+
+
+def plugin_grid(backend: str):
+    """``(path, raw dict)`` of a plug-in's grid: its ``grid_file`` (relative to its module's folder) or
+    its ``grid`` dict; ``(None, None)`` for a built-in backend."""
+    target = BACKENDS.get(backend, ("", ""))[0]
+    if target.startswith("laionknn.indexes."):
+        return None, None
+    cls = get_backend(backend)
+    path = getattr(cls, "grid_file", None)
+    if path is not None:
+        from pathlib import Path
+
+        path = Path(path)
+        if not path.is_absolute():
+            import sys
+
+            module = sys.modules.get(cls.__module__)
+            base = Path(getattr(module, "__file__", "") or ".").parent
+            path = base / path
+        return path, None
+    return None, getattr(cls, "grid", None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -112,9 +227,15 @@ def available_backends(metric=None) -> list[str]:
 
 
 def get_backend(name: str) -> type:
-    """The backend class registered as ``name`` (its library is imported now)."""
+    """The backend class registered as ``name`` (its library is imported now); ``module:Class`` and
+    entry-point plug-ins are resolved and checked first."""
     if name not in BACKENDS:
-        raise UsageError(f"unknown index backend {name!r}; known backends: {', '.join(BACKENDS)}")
+        name = resolve_backend(name)
+    if name not in BACKENDS:
+        raise UsageError(f"unknown index backend {name!r}; known backends: {', '.join(BACKENDS)} (or a plug-in "
+                         f"module:Class, see `laionknn search --list`)")
+    if name in PLUGINS:
+        return PLUGINS[name]
     target, library = BACKENDS[name]
     cpu = cpu_error(name)
     if cpu is not None:
@@ -124,7 +245,11 @@ def get_backend(name: str) -> type:
         raise UsageError(f"backend {name!r} is unavailable because its library {library!r} does not import "
                          f"({err}); install it with `pip install {PIP_NAME.get(library, library)}`")
     module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+    cls = getattr(importlib.import_module(module), attr)
+    if name in ENTRY_NAMES:  # an installed distribution's plug-in: checked once, on first use
+        check_plugin(target, cls)
+        PLUGINS[name] = cls
+    return cls
 
 
 def create(name: str, metric="cosine", *, threads: int | None = None, **build_params):

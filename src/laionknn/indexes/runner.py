@@ -268,7 +268,11 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
     ``runs.jsonl`` alone; ``replace_records`` (the main job): records of the same points already in
     ``runs.jsonl`` are replaced, so a rerun after a kill adds no duplicates; ``on_phase(name)`` is called
     with ``"build"`` and ``"search"`` as the sweep enters each phase, ``on_record(record)`` with each
-    record as soon as its point is done."""
+    record as soon as its point is done. ``backend`` may be a plug-in ``module:Class``
+    (:func:`laionknn.indexes.registry.resolve_backend`)."""
+    from laionknn.indexes.registry import resolve_backend
+
+    backend = resolve_backend(backend)
     cls = get_backend(backend)
     check_metric(backend, target)
     k = check_k(k)
@@ -325,10 +329,10 @@ def sweep(backend: str, target: SweepTarget, k: int, out_dir: "str | os.PathLike
                     write_result(path, result.ids, result.dists, algo=backend, data=target.data, size=target.size,
                                  buildtime=buildtime, querytime=querytime, params=params)
                 rec = {"dataset": target.dataset, "data": target.data, "size": target.size, "algo": backend,
-                       "params": params, "build_params": json.dumps(index.build_params, sort_keys=True),
-                       "query_params": json.dumps(index.query_params, sort_keys=True), "k": k,
+                       "metric": Metric.parse(target.metric).value, "params": params, "build_params": dict(sorted(index.build_params.items())),
+                       "query_params": dict(sorted(index.query_params.items())), "k": k,
                        "threads": threads, "n_queries": int(len(target.queries)), "buildtime": buildtime,
-                       "querytime": querytime, "repeats": repeats, "querytimes": json.dumps([round(t, 6) for t in times]),
+                       "querytime": querytime, "repeats": repeats, "querytimes": [round(t, 6) for t in times],
                        "qps": len(target.queries) / querytime if querytime > 0 else float("inf"),
                        "peak_rss_bytes": peak_rss_bytes(), "index_bytes": index_bytes, "cached": cached,
                        "queries_short": short, "file": str(path) if path else "",

@@ -29,8 +29,10 @@ DEFAULT_BLOCK_ROWS = 65536
 
 def resolve_input(name_or_file: str, catalogs=None) -> Path:
     """An existing file path as is; otherwise a catalog name, fetched or synthesised if needed."""
-    p = Path(name_or_file).expanduser()
-    if p.exists():
+    from laionknn.io.formats import user_path
+
+    p = user_path(name_or_file)
+    if p is not None:
         return p
     from laionknn import catalog
 

@@ -128,7 +128,9 @@ def write_report(csv_paths: "Iterable[str | os.PathLike[str]]", out_dir: "str | 
     Returns a dict of paths: ``markdown`` (report.md), ``html`` (report.html, self-contained), per
     (data, size, k) of index runs ``plot:<data>:<size>:k<k>`` (recall-qps-….png; ``svg:``/``pdf:`` the
     same figure) and ``costs:<data>:<size>:k<k>`` (recall-costs-….png), and per (size, k) of projection
-    baselines ``baselines:<size>:k<k>`` (baselines-….png). ``context`` (dataset names, synthetic,
+    baselines ``baselines:<size>:k<k>`` (baselines-….png), and the operating points and Pareto frontiers
+    as data (``operating_points:csv``/``:json``, ``pareto_frontier:csv``/``:json``,
+    :mod:`laionknn.reporting.points`). ``context`` (dataset names, synthetic,
     n_queries, threads) overrides what the run records beside the CSVs say.
     """
     csv_paths = [Path(p) for p in csv_paths]
@@ -170,4 +172,7 @@ def write_report(csv_paths: "Iterable[str | os.PathLike[str]]", out_dir: "str | 
         tmp.write_text(html_report(rows, figures, [p.name for p in csv_paths], ctx), encoding="utf-8")
     result["markdown"] = md
     result["html"] = page
+    from laionknn.reporting.points import write_points
+
+    result.update(write_points(rows, out_dir))
     return result

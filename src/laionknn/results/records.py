@@ -1,7 +1,10 @@
-"""Run records: one flat record (dict of scalars) per run, appended to a CSV or JSONL file.
+"""Run records: one record per run, appended to a CSV or JSONL file.
 
-The format follows the file's suffix: ``.jsonl`` (or ``.json``) writes one JSON object per line;
-anything else is CSV with a header. A CSV whose header lacks a key of new records is rewritten
+A record is a dict of scalars, plus the fields of :data:`NESTED`: ``build_params`` and
+``query_params`` are objects (``{"M": 16}``), ``querytimes`` a list of seconds. The format follows the
+file's suffix: ``.jsonl`` (or ``.json``) writes one JSON object per line, nested fields as real JSON
+objects and lists; anything else is CSV with a header, nested fields as JSON text. Readers give the
+nested fields back as objects, also from older files that held them as JSON text inside JSON. A CSV whose header lacks a key of new records is rewritten
 atomically with the union of the columns (old rows get empty fields), so no field is ever lost.
 Reading gives back dicts; CSV fields are turned into int/float where they parse, empty fields into None.
 """
@@ -24,14 +27,38 @@ def _is_jsonl(path: Path) -> bool:
     return path.suffix.lower() in (".jsonl", ".json", ".ndjson")
 
 
+#: fields that hold objects or lists (older files: JSON text)
+NESTED = ("build_params", "query_params", "querytimes")
+
+
 def _plain(value):
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        value = value.item()
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (list, tuple, dict)):
+        value = value.item()  # numpy scalars
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     return str(value)
+
+
+def _nested(record: dict) -> dict:
+    """``record`` with the :data:`NESTED` fields as objects/lists (decoding an older file's JSON text)."""
+    for key in NESTED:
+        value = record.get(key)
+        if isinstance(value, str) and value[:1] in ("{", "["):
+            try:
+                record[key] = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+    return record
+
+
+def _cell(value):
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
 def _parse(text: str):
@@ -50,7 +77,7 @@ def _csv_text(columns: list[str], rows: Iterable[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for row in rows:
-        w.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+        w.writerow({c: "" if row.get(c) is None else _cell(row.get(c)) for c in columns})
     return buf.getvalue()
 
 
@@ -88,7 +115,8 @@ def append_run_records(path: "str | os.PathLike[str]", records: "dict | Iterable
 
 def _read_csv(path: Path, *, parse: bool = True) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
-        return [{k: (_parse(v) if parse else v) for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = [{k: (_parse(v) if parse else v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return [_nested(r) for r in rows] if parse else rows
 
 
 def read_run_records(path: "str | os.PathLike[str]") -> list[dict]:
@@ -102,7 +130,7 @@ def read_run_records(path: "str | os.PathLike[str]") -> list[dict]:
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
             try:
-                out.append(json.loads(line))
+                out.append(_nested(json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise FormatError(f"{path}: line {i} is not JSON ({exc.msg}); a JSONL record file holds one "
                                   f"object per line") from None

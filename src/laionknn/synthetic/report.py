@@ -52,8 +52,10 @@ class StatsReport:
 def resolve_file(target: str, catalogs=None) -> tuple[Path, object | None]:
     """A path for ``target`` (an existing file, or a catalog name made present locally) and the
     catalog record when it was a name (None for plain paths)."""
-    p = Path(target)
-    if p.exists():
+    from laionknn.io.formats import user_path
+
+    p = user_path(target)
+    if p is not None:
         return p, None
     from laionknn.catalog import resolve
     # the module, not the package attribute: importing catalog/ensure.py rebinds ``laionknn.catalog.ensure``
