@@ -57,7 +57,7 @@ CASES = [
     (["project", "sketch", "--bits", "128", "--k", "0"], "--k", "between 1 and 1000"),
     (["synth", "--seed", "-1"], "--seed", "non-negative"),
     (["stats", "x.h5", "--sample", "0"], "--sample", "at least 2"),
-    (["stats", "x.h5", "--recall-queries", "0"], "--recall-queries", "at least 1"),
+    (["stats", "x.h5", "--n-queries", "0"], "--n-queries", "at least 1"),
     (["datasets", "fetch", "x", "--retries", "-1"], "--retries", "between 0 and 100"),
     # the options of sharded search (issue 17) and memory-capped sweeps, through the same checks
     (["search", *D, "--index", "exact", "--dask", "--workers", "0"], "--workers", "at least 1"),

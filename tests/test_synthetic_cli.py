@@ -31,9 +31,10 @@ def test_synth_then_stats(home, capsys):
         assert f["emb"].dtype == np.float32 and f["emb"].shape == (300, 768)
     code, out, err = run(["synth", "--size", "5000", "--queries", "300", "--seed", "1"], capsys)
     assert code == 0 and "kept" in out
-    code, out, err = run(["stats", "synthetic-v3-clip768v2-n=5K-seed=1", "--sample", "512",
-                          "--queries", str(q), "--recall-queries", "100"], capsys)
+    code, out, err = run(["stats", "--database", "synthetic-v3-clip768v2-n=5K-seed=1", "--sample", "512",
+                          "--queries", str(q), "--n-queries", "100"], capsys)
     assert code == 0, err
+    assert "x 100 queries" in out  # --n-queries took effect
     for text in ("mean pairwise cosine", "norm of the mean", "PCA variance share, top 96", "pca32 recall@30",
                  "pca96 recall@30", "LID", "0.384", "0.620", "0.290", "0.495", "organisers: real 100K"):
         assert text in out, text
@@ -192,3 +193,12 @@ def test_graph_proxy_is_measured_below_the_published_scale_and_read_one_sided(rn
     assert fp2.proxy_rows() == [] and "faiss_hnsw_r10" in fp2.figures
     with pytest.raises(Exception, match="graph proxy"):
         fingerprint(blocks, n, q, scales=(1000, 2000), ivf=False, binwalk=False, real=real, graph_proxy=("nope",))
+
+
+def test_stats_takes_the_dataset_once_and_keeps_the_old_query_count_spelling(home, capsys):
+    code, out, err = run(["stats"], capsys)
+    assert code == 2 and "found none" in err and "Traceback" not in err
+    code, out, err = run(["stats", "a.h5", "--database", "b.h5"], capsys)
+    assert code == 2 and "give the dataset once" in err
+    code, out, err = run(["stats", "a.h5", "--recall-queries", "0"], capsys)
+    assert code == 2 and "--recall-queries is deprecated" in err and "--n-queries" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from laionknn.cli.common import catalogs, console
-from laionknn.cli.options import count
+from laionknn.cli.options import count, renamed
 from laionknn.errors import UsageError
 from laionknn.types import format_size
 
@@ -64,29 +64,38 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-@click.command("stats")
-@click.argument("target", metavar="FILE|NAME")
+@click.command("stats", cls=renamed({"--recall-queries": "--n-queries"}))
+@click.argument("target", metavar="FILE|NAME", required=False)
+@click.option("--database", "database", default=None, metavar="NAME|FILE",
+              help="The vector file or catalog name described (same as the FILE|NAME argument).")
 @click.option("--sample", default=1024, type=count(min=2), show_default=True, help="Random rows for the global statistics.")
 @click.option("--queries", "queries", default=None, metavar="NAME|FILE",
               help="Queries for the projection recall (default: the dataset's companion query file).")
 @click.option("--recall-rows", default="300K", show_default=True,
               help="First rows used as database for neighbour figures and pca32/pca96 recall@30 (0 skips).")
-@click.option("--recall-queries", default=1000, type=count(), show_default=True, help="Queries used (random subset).")
+@click.option("--n-queries", "recall_queries", default=1000, type=count(), show_default=True,
+              help="Queries used (random subset).")
 @click.option("--seed", default="0", show_default=True, help="Seed of the random row/query sample.")
 @click.option("--fingerprint", is_flag=True,
               help="Also measure every public real-LAION difficulty figure at its own scale (pca32/pca96 recall "
                    "at 100K/300K/10M, BinWalk at 10M, IVF at 1M, HNSW at 10M) on the file's prefixes.")
 @click.option("--no-ivf", is_flag=True, help="With --fingerprint: skip the IVF curve (needs faiss).")
 @click.pass_context
-def stats(ctx: click.Context, target: str, sample: int, queries: str | None, recall_rows: str, recall_queries: int,
-          seed: str, fingerprint: bool, no_ivf: bool) -> None:
+def stats(ctx: click.Context, target: str | None, database: str | None, sample: int, queries: str | None,
+          recall_rows: str, recall_queries: int, seed: str, fingerprint: bool, no_ivf: bool) -> None:
     """Statistics of a vector file or catalog name, real or synthetic, next to the real LAION figures."""
     from laionknn.synthetic.report import dataset_stats
     from laionknn.types import parse_size
 
+    if target and database and target != database:
+        raise UsageError(f"stats: give the dataset once, as FILE|NAME or as --database; got {target!r} and {database!r}")
+    target = target or database
+    if not target:
+        raise UsageError("stats: expected a vector file or catalog name (FILE|NAME or --database); found none")
+
     rows = 0 if str(recall_rows).strip() == "0" else parse_size(recall_rows)
     if recall_queries < 1:
-        raise UsageError(f"--recall-queries must be positive, got {recall_queries}")
+        raise UsageError(f"--n-queries must be positive, got {recall_queries}")
     rep = dataset_stats(target, sample=sample, queries=queries, recall_rows=rows, recall_queries=recall_queries,
                         seed=_seed(seed), catalogs=catalogs(ctx))
     console.print(f"[bold]{rep.path}[/bold]: {rep.n:,} x {rep.dim} {rep.dtype}", soft_wrap=True)
