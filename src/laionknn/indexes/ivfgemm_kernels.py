@@ -42,6 +42,19 @@ def _sift_in(vals, ids, s, p):
     ids[i] = p
 
 
+#: scores are screened this many at a time: a chunk whose maximum cannot enter the heap is skipped
+#: with one vectorised maximum instead of a compare per score
+SCAN_CHUNK = 16
+
+
+@nb.njit(nogil=True, cache=True, fastmath={"reassoc", "nsz"})
+def _chunk_max(row, j0, j1):
+    m = row[j0]
+    for j in range(j0 + 1, j1):
+        m = max(m, row[j])
+    return m
+
+
 @nb.njit(nogil=True, cache=True)
 def scan_list(scores, qrows, base, first, heap_v, heap_i):
     """Fold one list's scores into the heaps of its queries.
@@ -58,11 +71,16 @@ def scan_list(scores, qrows, base, first, heap_v, heap_i):
         hi = heap_i[q]
         b = base[a]
         bar = hv[0] - b
-        for j in range(rows):
-            s = scores[a, j]
-            if s > bar:
-                _sift_in(hv, hi, s + b, first + j)
-                bar = hv[0] - b
+        row = scores[a]
+        for j0 in range(0, rows, SCAN_CHUNK):
+            j1 = min(j0 + SCAN_CHUNK, rows)
+            if _chunk_max(row, j0, j1) <= bar:
+                continue
+            for j in range(j0, j1):
+                s = row[j]
+                if s > bar:
+                    _sift_in(hv, hi, s + b, first + j)
+                    bar = hv[0] - b
 
 
 @nb.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
