@@ -127,7 +127,7 @@ class IvfGemm(Index):
             raise UsageError(f"backend {self.name!r}: head={head} PCA dimensions but the data has {self.dim}; "
                              f"choose 1 <= head <= {self.dim}")
         size = int(p["train_size"])
-        size = self.n if size <= 0 else min(self.n, max(size, nlist))
+        size = min(self.n, max(size, nlist))
         return nlist, head, niter, size
 
     def effective_query_params(self, k: int) -> dict:
