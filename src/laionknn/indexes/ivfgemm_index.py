@@ -15,7 +15,8 @@ Build (a training sample, then two passes over the database, block by block):
 
 Search (``q . x = q . c + q . r``, the first term exact and shared by the list):
 
-1. one product queries x centroids, the ``nprobe`` best lists per query; one product for the query heads;
+1. one product queries x centroids, the ``nprobe`` lists nearest in L2 per query (as rows were assigned);
+   one product for the query heads;
 2. the probes inverted to list -> queries; per list ``S = Qhead[its queries] @ Head[list]^T``
    (:func:`head_scores`, the seam where a faster GEMM can be plugged in) and a running top-C per
    query of ``q . c + S`` (numba, :func:`laionknn.indexes.ivfgemm_kernels.scan_list`);
@@ -224,7 +225,11 @@ class IvfGemm(Index):
             coarse = queries @ self.centroids.T
             qhead, qconst = self._query_heads(queries)
         if nprobe < nlist:
-            probes = np.argpartition(-coarse, nprobe - 1, axis=1)[:, :nprobe]
+            # the lists nearest in L2, as the rows were assigned (unit queries: argmax q.c - |c|^2/2);
+            # q.c alone would favour the tight lists whose centroids are long
+            near = coarse - (0.5 * np.einsum("ij,ij->i", self.centroids, self.centroids))[None, :]
+            probes = np.argpartition(-near, nprobe - 1, axis=1)[:, :nprobe]
+            del near
         else:
             probes = np.broadcast_to(np.arange(nlist), (nq, nlist))
         out_pos = np.empty((nq, k), dtype=np.int64)
