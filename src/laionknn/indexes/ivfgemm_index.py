@@ -48,10 +48,26 @@ FORMAT = 1
 ASSIGN_ROWS = 8192  # rows scored against the centroids at a time (8192 x 4096 float32 = 128 MiB at most)
 
 
-def head_scores(qhead: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(m, d') x (r, d')^T -> (m, r) float32: the one product per list. numpy's sgemm today; the seam
-    where a faster kernel (bf16 / AMX, issue 16) can be substituted with the same contract."""
-    return qhead @ rows.T
+def head_scores(qhead: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """(m, d') x (r, d')^T -> ``out`` (m, r) float32: the one product per list. numpy's sgemm today; the
+    seam where a faster kernel (bf16 / AMX, issue 16) can be substituted with the same contract."""
+    return np.matmul(qhead, rows.T, out=out)
+
+
+class Scratch:
+    """Buffers one scanning thread reuses from list to list (a fresh array of a few hundred KB per
+    list costs its page faults every time): ``get(name, shape, dtype)`` is a view of a buffer grown
+    on demand."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self._bufs[name] = np.empty(max(size, 2 * (buf.size if buf is not None else 0)), dtype=dtype)
+        return buf[:size].reshape(shape)
 
 
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray, half_sq: np.ndarray) -> np.ndarray:
@@ -236,21 +252,27 @@ class IvfGemm(Index):
         out_sim = np.empty((nq, k), dtype=np.float32)
         qscaled = (queries * kern.F16_SCALE) if self.keeps_originals else None
 
-        def work(lo: int, hi: int) -> None:
-            heap_v = np.full((hi - lo, cands), -np.inf, dtype=np.float32)
-            heap_i = np.full((hi - lo, cands), -1, dtype=np.int64)
-            flat = probes[lo:hi].ravel()
+        def scan(lo: int, hi: int, cols: np.ndarray, heap_v, heap_i, scratch: Scratch) -> None:
+            """Queries lo..hi-1, their probes ``cols``: list by list, one product each."""
+            flat = cols.ravel()
             order = np.argsort(flat, kind="stable")
             lists = flat[order]
-            qrows = (order // nprobe).astype(np.int64)
+            qrows = (order // cols.shape[1]).astype(np.int64)
             bounds = np.searchsorted(lists, np.arange(nlist + 1))
             for lst in np.flatnonzero(np.diff(bounds)):
-                a, b = self.offsets[lst], self.offsets[lst + 1]
+                a, b = int(self.offsets[lst]), int(self.offsets[lst + 1])
                 if a == b:
                     continue
                 mine = qrows[bounds[lst]:bounds[lst + 1]]
-                base = coarse[lo + mine, lst]
-                kern.scan_list(self._list_scores(qhead[lo + mine], a, b), mine, base, a, heap_v, heap_i)
+                rows = lo + mine
+                base = coarse[rows, lst]
+                qh = np.take(qhead, rows, axis=0, out=scratch.get("q", (len(rows), qhead.shape[1]), np.float32))
+                kern.scan_list(self._list_scores(qh, a, b, scratch), mine, base, a, heap_v, heap_i)
+
+        def work(lo: int, hi: int) -> None:
+            heap_v = np.full((hi - lo, cands), -np.inf, dtype=np.float32)
+            heap_i = np.full((hi - lo, cands), -1, dtype=np.int64)
+            scan(lo, hi, probes[lo:hi], heap_v, heap_i, Scratch())
             if self.keeps_originals:
                 kern.rerank_f16(self.orig, self.inv_norm, qscaled[lo:hi], heap_i, 0, hi - lo, k,
                                 out_pos[lo:hi], out_sim[lo:hi])
@@ -277,15 +299,15 @@ class IvfGemm(Index):
         """The query heads the list products take, and a per-query constant of the estimate (None: 0)."""
         return np.ascontiguousarray(queries @ self.rot), None
 
-    def _list_scores(self, qh: np.ndarray, a: int, b: int) -> np.ndarray:
+    def _list_scores(self, qh: np.ndarray, a: int, b: int, scratch: Scratch) -> np.ndarray:
         """Head scores of the query heads ``qh`` against index rows ``a..b-1``."""
-        return head_scores(qh, self.heads[a:b])
+        return head_scores(qh, self.heads[a:b], scratch.get("s", (len(qh), b - a), np.float32))
 
     # --- persistence ---------------------------------------------------------------------------------
     ARRAYS = ("centroids", "rot", "offsets", "ids", "heads", "orig", "inv_norm")
 
     def _arrays(self) -> list[str]:
-        return [a for a in self.ARRAYS if a not in ("orig", "inv_norm") or self.keeps_originals]
+        return list(self.ARRAYS)
 
     def _save(self, path: Path) -> None:
         for name in self._arrays():
@@ -362,11 +384,11 @@ class IvfGemmQ(IvfGemm):
         qh = queries @ self.rot
         return np.ascontiguousarray(qh * self.step), (qh @ self.lo).astype(np.float32)
 
-    def _list_scores(self, qh, a, b):
+    def _list_scores(self, qh, a, b, scratch):
         codes = self.heads[a:b]
+        rows = scratch.get("rows", (b - a, self.rot_dim), np.float32)
         if int(self.build_params["bits"]) == 4:
-            rows = np.empty((b - a, self.rot_dim), dtype=np.float32)
             kern.unpack4(codes, rows)
         else:
-            rows = codes.astype(np.float32)
-        return head_scores(qh, rows)
+            rows[...] = codes
+        return head_scores(qh, rows, scratch.get("s", (len(qh), b - a), np.float32))
