@@ -223,3 +223,18 @@ def test_cli_bad_input_is_one_line_exit_2(tiny, tmp_path, capsys, extra, needle)
                  "--out", str(tmp_path / "o"), "--threads", "1", *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2 and needle in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_a_query_whose_lists_are_too_small_still_gets_k_answers():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((600, 16))
+    x[:3] = 40 + rng.standard_normal((3, 16))  # a far cluster of 3 rows: a list of its own
+    ix = create("laionknn-ivfgemm", "dot", threads=1, nlist=8, head=8, train_size=600, seed=1)
+    ix.build(x.astype(np.float16))
+    assert np.diff(ix.offsets).min() < 10
+    q = np.full((1, 16), 40.0, dtype=np.float32)
+    ix.set_query_params(nprobe=1, k_factor=50)
+    res = ix.search(q, 10)
+    assert (res.ids >= 0).all() and len(set(res.ids[0])) == 10
+    exact = (q.astype(np.float64) @ x.astype(np.float16).astype(np.float64).T)[0]
+    assert set(res.ids[0][:3]) == {0, 1, 2} == set(np.argsort(-exact)[:3])

@@ -150,13 +150,6 @@ class IvfGemm(Index):
     def effective_query_params(self, k: int) -> dict:
         return {**self.query_params, "nprobe": min(int(self.query_params["nprobe"]), int(self.build_params["nlist"]))}
 
-    def knob_floors(self, k: int) -> dict[str, int]:
-        if getattr(self, "offsets", None) is None:
-            return {}
-        from laionknn.indexes.base import probes_for_k
-
-        return {"nprobe": probes_for_k(np.diff(self.offsets), k)}
-
     # --- build ---------------------------------------------------------------------------------------
     def _build(self, database) -> None:
         from threadpoolctl import threadpool_limits
@@ -240,39 +233,44 @@ class IvfGemm(Index):
         with threadpool_limits(limits=self.threads):
             coarse = queries @ self.centroids.T
             qhead, qconst = self._query_heads(queries)
+        # (query, list) pairs to scan: each query's nprobe nearest lists in L2, as the rows were assigned
+        # (unit queries: argmax q.c - |c|^2/2; q.c alone would favour tight lists with long centroids)
+        near = coarse - (0.5 * np.einsum("ij,ij->i", self.centroids, self.centroids))[None, :]
         if nprobe < nlist:
-            # the lists nearest in L2, as the rows were assigned (unit queries: argmax q.c - |c|^2/2);
-            # q.c alone would favour the tight lists whose centroids are long
-            near = coarse - (0.5 * np.einsum("ij,ij->i", self.centroids, self.centroids))[None, :]
             probes = np.argpartition(-near, nprobe - 1, axis=1)[:, :nprobe]
-            del near
         else:
             probes = np.broadcast_to(np.arange(nlist), (nq, nlist))
+        pair_q = np.repeat(np.arange(nq), probes.shape[1])
+        pair_l = probes.ravel()
+        extra_q, extra_l = self._extra_probes(near, probes, k)
+        del near
+        if extra_q.size:
+            pair_q = np.concatenate([pair_q, extra_q])
+            pair_l = np.concatenate([pair_l, extra_l])
+            by_query = np.argsort(pair_q, kind="stable")
+            pair_q, pair_l = pair_q[by_query], pair_l[by_query]
         out_pos = np.empty((nq, k), dtype=np.int64)
         out_sim = np.empty((nq, k), dtype=np.float32)
         qscaled = (queries * kern.F16_SCALE) if self.keeps_originals else None
 
-        def scan(lo: int, hi: int, cols: np.ndarray, heap_v, heap_i, scratch: Scratch) -> None:
-            """Queries lo..hi-1, their probes ``cols``: list by list, one product each."""
-            flat = cols.ravel()
-            order = np.argsort(flat, kind="stable")
-            lists = flat[order]
-            qrows = (order // cols.shape[1]).astype(np.int64)
-            bounds = np.searchsorted(lists, np.arange(nlist + 1))
+        def work(lo: int, hi: int) -> None:
+            heap_v = np.full((hi - lo, cands), -np.inf, dtype=np.float32)
+            heap_i = np.full((hi - lo, cands), -1, dtype=np.int64)
+            scratch = Scratch()
+            a, b = np.searchsorted(pair_q, [lo, hi])
+            lists = pair_l[a:b]
+            order = np.argsort(lists, kind="stable")
+            qrows = pair_q[a:b][order] - lo
+            bounds = np.searchsorted(lists[order], np.arange(nlist + 1))
             for lst in np.flatnonzero(np.diff(bounds)):
-                a, b = int(self.offsets[lst]), int(self.offsets[lst + 1])
-                if a == b:
+                first, last = int(self.offsets[lst]), int(self.offsets[lst + 1])
+                if first == last:
                     continue
                 mine = qrows[bounds[lst]:bounds[lst + 1]]
                 rows = lo + mine
                 base = coarse[rows, lst]
                 qh = np.take(qhead, rows, axis=0, out=scratch.get("q", (len(rows), qhead.shape[1]), np.float32))
-                kern.scan_list(self._list_scores(qh, a, b, scratch), mine, base, a, heap_v, heap_i)
-
-        def work(lo: int, hi: int) -> None:
-            heap_v = np.full((hi - lo, cands), -np.inf, dtype=np.float32)
-            heap_i = np.full((hi - lo, cands), -1, dtype=np.int64)
-            scan(lo, hi, probes[lo:hi], heap_v, heap_i, Scratch())
+                kern.scan_list(self._list_scores(qh, first, last, scratch), mine, base, first, heap_v, heap_i)
             if self.keeps_originals:
                 kern.rerank_f16(self.orig, self.inv_norm, qscaled[lo:hi], heap_i, 0, hi - lo, k,
                                 out_pos[lo:hi], out_sim[lo:hi])
@@ -291,6 +289,24 @@ class IvfGemm(Index):
             out_sim += qconst[:, None]
         ids = np.where(out_pos >= 0, self.ids[np.maximum(out_pos, 0)], -1)
         return finish(ids, out_sim, similarity=True)
+
+    def _extra_probes(self, near: np.ndarray, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(query, list) pairs beyond the nprobe nearest for the few queries whose probed lists hold
+        fewer than k rows in all: the next nearest lists until they reach k (so every query gets k
+        answers without raising nprobe for all of them)."""
+        sizes = np.diff(self.offsets)
+        short = np.flatnonzero(sizes[probes].sum(axis=1) < k)
+        eq, el = [], []
+        for q in short:
+            order = np.argsort(-near[q], kind="stable")
+            order = order[~np.isin(order, probes[q])]
+            need = k - int(sizes[probes[q]].sum())
+            take = int(np.searchsorted(np.cumsum(sizes[order]), need)) + 1
+            eq.append(np.full(min(take, len(order)), q))
+            el.append(order[:take])
+        if not eq:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=probes.dtype)
+        return np.concatenate(eq).astype(np.int64), np.concatenate(el).astype(probes.dtype)
 
     def _candidates(self, k: int) -> int:
         return max(k, int(math.ceil(k * float(self.query_params["k_factor"]))))
@@ -357,6 +373,24 @@ class IvfGemmQ(IvfGemm):
             raise UsageError(f"backend {self.name!r}: head={head} with 4-bit codes; choose an even head "
                              f"(two codes per byte)")
         return out
+
+    def _extra_probes(self, near: np.ndarray, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(query, list) pairs beyond the nprobe nearest for the few queries whose probed lists hold
+        fewer than k rows in all: the next nearest lists until they reach k (so every query gets k
+        answers without raising nprobe for all of them)."""
+        sizes = np.diff(self.offsets)
+        short = np.flatnonzero(sizes[probes].sum(axis=1) < k)
+        eq, el = [], []
+        for q in short:
+            order = np.argsort(-near[q], kind="stable")
+            order = order[~np.isin(order, probes[q])]
+            need = k - int(sizes[probes[q]].sum())
+            take = int(np.searchsorted(np.cumsum(sizes[order]), need)) + 1
+            eq.append(np.full(min(take, len(order)), q))
+            el.append(order[:take])
+        if not eq:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=probes.dtype)
+        return np.concatenate(eq).astype(np.int64), np.concatenate(el).astype(probes.dtype)
 
     def _candidates(self, k: int) -> int:
         return k
