@@ -374,24 +374,6 @@ class IvfGemmQ(IvfGemm):
                              f"(two codes per byte)")
         return out
 
-    def _extra_probes(self, near: np.ndarray, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(query, list) pairs beyond the nprobe nearest for the few queries whose probed lists hold
-        fewer than k rows in all: the next nearest lists until they reach k (so every query gets k
-        answers without raising nprobe for all of them)."""
-        sizes = np.diff(self.offsets)
-        short = np.flatnonzero(sizes[probes].sum(axis=1) < k)
-        eq, el = [], []
-        for q in short:
-            order = np.argsort(-near[q], kind="stable")
-            order = order[~np.isin(order, probes[q])]
-            need = k - int(sizes[probes[q]].sum())
-            take = int(np.searchsorted(np.cumsum(sizes[order]), need)) + 1
-            eq.append(np.full(min(take, len(order)), q))
-            el.append(order[:take])
-        if not eq:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=probes.dtype)
-        return np.concatenate(eq).astype(np.int64), np.concatenate(el).astype(probes.dtype)
-
     def _candidates(self, k: int) -> int:
         return k
 
