@@ -24,6 +24,7 @@ FLOORS = {
     "faiss-binary-hnsw": 0.6, "faiss-ivfrabitqfs": 0.8, "faiss-nsg": 0.9, "deglib": 0.9, "deglib-u8": 0.85,
     "rabitq-ivf": 0.85, "rabitq-symqg": 0.9, "vsag-hgraph": 0.9, "ngt-anng": 0.9, "ngt-onng": 0.9,
     "voyager-e4m3": 0.7, "voyager-f32": 0.9, "svs-vamana": 0.9, "svs-lvq": 0.85, "svs-leanvec": 0.8,
+    "laionknn-ivfgemm": 0.9, "laionknn-ivfgemm-q4": 0.6,
 }
 
 

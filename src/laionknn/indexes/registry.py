@@ -55,12 +55,15 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "faiss-binary-flat": ("laionknn.indexes.faiss_binary:FaissBinaryFlat", "faiss"),
     "faiss-binary-ivf": ("laionknn.indexes.faiss_binary:FaissBinaryIVF", "faiss"),
     "faiss-binary-hnsw": ("laionknn.indexes.faiss_binary:FaissBinaryHNSW", "faiss"),
+    # our own (never counted as a peer: benchmarks/peers.py compares them with the best one)
+    "laionknn-ivfgemm": ("laionknn.indexes.ivfgemm_index:IvfGemm", "laionknn.indexes.ivfgemm_kernels"),
+    "laionknn-ivfgemm-q4": ("laionknn.indexes.ivfgemm_index:IvfGemmQ", "laionknn.indexes.ivfgemm_kernels"),
 }
 
 PIP_NAME = {"faiss": "faiss-cpu", "hnswlib": "hnswlib", "usearch.index": "usearch",
             "scann.scann_ops.py.scann_ops_pybind": "scann", "numpy": "numpy", "deglib": "deglib",
             "rabitqlib": "rabitqlib", "pyvsag": "pyvsag", "ngtpy": "ngt", "voyager": "voyager",
-            "svs": "scalable-vs"}
+            "svs": "scalable-vs", "laionknn.indexes.ivfgemm_kernels": "laionknn"}
 
 # the peer libraries of the [peers] extra (and faiss's RaBitQ/NSG): benchmarks/peers.py runs them; the
 # main job (`laionknn run`, `make demo`) leaves them out unless asked (`--peers`, or `--index NAME`),

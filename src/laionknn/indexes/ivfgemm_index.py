@@ -1,0 +1,410 @@
+"""laionknn's own index: IVF whose lists are scanned by matrix products over a batch of queries.
+
+The benchmark searches a batch of 10k queries at once, so the work of one inverted list is shared by
+every query that probes it: the list's rows are scored against all of those queries by ONE matrix
+product (numpy's sgemm), instead of one distance loop per query.
+
+Build (a training sample, then two passes over the database, block by block):
+
+1. k-means (``nlist`` lists, ``niter`` rounds, seeded) on a sample of ``train_size`` rows;
+2. residual PCA: the rotation that concentrates the sample's residuals ``x - centroid(x)`` into
+   their first ``head`` dimensions;
+3. pass 1: each row's list and its residual head ``(x - c) @ R[:, :head]``; rows are then laid out
+   list by list;
+4. pass 2 (``laionknn-ivfgemm``): the float16 originals in that layout, for the exact re-rank.
+
+Search (``q . x = q . c + q . r``, the first term exact and shared by the list):
+
+1. one product queries x centroids, the ``nprobe`` lists nearest in L2 per query (as rows were assigned);
+   one product for the query heads;
+2. the probes inverted to list -> queries; per list ``S = Qhead[its queries] @ Head[list]^T``
+   (:func:`head_scores`, the seam where a faster GEMM can be plugged in) and a running top-C per
+   query of ``q . c + S`` (numba, :func:`laionknn.indexes.ivfgemm_kernels.scan_list`);
+3. ``laionknn-ivfgemm``: the ``C = k * k_factor`` candidates re-scored exactly on the float16
+   originals (numba), the top k returned. ``laionknn-ivfgemm-q4`` (the 2024 task 3 mode) keeps no
+   originals: its head is quantised per dimension to ``bits`` (4 or 8) and its answer is the
+   estimate's top k.
+
+Threads: queries are split in ``threads`` contiguous ranges, each scanned by one thread of the index's
+own pool with numpy's BLAS held at one thread (products of a few hundred rows gain nothing from BLAS
+threads); the big products of step 1 use BLAS with ``threads`` threads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from laionknn.errors import DataError, UsageError
+from laionknn.indexes import ivfgemm_kernels as kern
+from laionknn.indexes.base import Index, finish, float_blocks, raw_blocks, sample_rows
+from laionknn.types import KnnResult, Metric
+
+FORMAT = 1
+ASSIGN_ROWS = 8192  # rows scored against the centroids at a time (8192 x 4096 float32 = 128 MiB at most)
+
+
+def head_scores(qhead: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """(m, d') x (r, d')^T -> ``out`` (m, r) float32: the one product per list. numpy's sgemm today; the
+    seam where a faster kernel (bf16 / AMX, issue 16) can be substituted with the same contract."""
+    return np.matmul(qhead, rows.T, out=out)
+
+
+class Scratch:
+    """Buffers one scanning thread reuses from list to list (a fresh array of a few hundred KB per
+    list costs its page faults every time): ``get(name, shape, dtype)`` is a view of a buffer grown
+    on demand."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = self._bufs[name] = np.empty(max(size, 2 * (buf.size if buf is not None else 0)), dtype=dtype)
+        return buf[:size].reshape(shape)
+
+
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray, half_sq: np.ndarray) -> np.ndarray:
+    """The L2-nearest centroid of each row (int32): argmax of ``x . c - |c|^2 / 2``, a block at a time."""
+    out = np.empty(len(x), dtype=np.int32)
+    for lo in range(0, len(x), ASSIGN_ROWS):
+        s = x[lo:lo + ASSIGN_ROWS] @ centroids.T
+        s -= half_sq[None, :]
+        out[lo:lo + len(s)] = np.argmax(s, axis=1)
+    return out
+
+
+def kmeans(x: np.ndarray, k: int, niter: int, seed: int, bar=None) -> np.ndarray:
+    """Lloyd's k-means of the float32 rows ``x`` into ``k`` centroids, seeded: initial centroids are
+    ``k`` distinct random rows; an emptied cluster restarts at a random row. Deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    cent = np.ascontiguousarray(x[np.sort(rng.choice(len(x), size=k, replace=False))], dtype=np.float32)
+    for it in range(niter):
+        if bar is not None:
+            bar.describe(f"k-means {k} lists, round {it + 1}/{niter}")
+        labels = nearest_centroid(x, cent, 0.5 * np.einsum("ij,ij->i", cent, cent))
+        sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+        counts = np.zeros(k, dtype=np.int64)
+        kern.accumulate(x, labels, sums, counts)
+        empty = np.flatnonzero(counts == 0)
+        full = counts > 0
+        cent[full] = (sums[full] / counts[full, None]).astype(np.float32)
+        if empty.size:
+            cent[empty] = x[rng.choice(len(x), size=empty.size, replace=False)]
+    return cent
+
+
+def residual_rotation(x: np.ndarray, cent: np.ndarray, labels: np.ndarray, head: int) -> np.ndarray:
+    """(dim, head) float32: the top ``head`` principal directions of the residuals ``x - cent[labels]``
+    (eigenvectors of their uncentred second moment, largest first; signs fixed so that each column's
+    largest entry is positive, for determinism)."""
+    r = (x - cent[labels]).astype(np.float64)
+    w, v = np.linalg.eigh(r.T @ r)
+    v = v[:, np.argsort(-w, kind="stable")[:head]]
+    v *= np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])])[None, :]
+    return np.ascontiguousarray(v, dtype=np.float32)
+
+
+def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    edges = np.linspace(0, n, max(1, min(parts, n)) + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+class IvfGemm(Index):
+    """IVF + residual-PCA head scanned by one matrix product per list, exact float16 re-rank."""
+
+    name = "laionknn-ivfgemm"
+    library = "laionknn"
+    metrics = frozenset({Metric.DOT, Metric.COSINE})
+    build_defaults = {"nlist": 1024, "head": 64, "train_size": 51_200, "niter": 10, "seed": 0}
+    query_defaults = {"nprobe": 16, "k_factor": 4}
+    keeps_originals = True
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        head = min(dim, int(build_params.get("head", cls.build_defaults["head"])))
+        return n * (head * 4 + 4 + dim * 2)  # float32 head, int32 id, float16 original
+
+    # --- parameters ----------------------------------------------------------------------------------
+    def _check_build(self) -> tuple[int, int, int, int]:
+        p = self.build_params
+        nlist, head, niter = int(p["nlist"]), int(p["head"]), int(p["niter"])
+        if not 1 <= nlist <= self.n:
+            raise UsageError(f"backend {self.name!r}: nlist={nlist} lists for {self.n} vectors; choose "
+                             f"1 <= nlist <= {self.n} (about sqrt(n) is usual: 1024 at 1M rows)")
+        if self.dim < 2:
+            raise UsageError(f"backend {self.name!r} needs vectors of at least 2 dimensions; the data has {self.dim}")
+        if not 1 <= head <= self.dim:
+            raise UsageError(f"backend {self.name!r}: head={head} PCA dimensions but the data has {self.dim}; "
+                             f"choose 1 <= head <= {self.dim}")
+        size = int(p["train_size"])
+        size = min(self.n, max(size, nlist))
+        return nlist, head, niter, size
+
+    def effective_query_params(self, k: int) -> dict:
+        return {**self.query_params, "nprobe": min(int(self.query_params["nprobe"]), int(self.build_params["nlist"]))}
+
+    # --- build ---------------------------------------------------------------------------------------
+    def _build(self, database) -> None:
+        from threadpoolctl import threadpool_limits
+
+        from laionknn.progress import progress_bar
+
+        nlist, head, niter, size = self._check_build()
+        seed = int(self.build_params["seed"])
+        self.build_params["train_size"] = size  # the record states the rows really trained on
+        passes = 2 if self.keeps_originals else 1
+        with threadpool_limits(limits=self.threads), \
+                progress_bar(f"building {self.name}", passes * self.n, unit="rows") as bar:
+            bar.describe(f"sampling {size} training rows")
+            train = sample_rows(database, self.metric, size, seed=seed)
+            cent = kmeans(train, nlist, niter, seed, bar)
+            half_sq = 0.5 * np.einsum("ij,ij->i", cent, cent)
+            rot = residual_rotation(train, cent, nearest_centroid(train, cent, half_sq), head)
+            self._fit_codes(train, cent, half_sq, rot)
+            del train
+            bar.describe("pass 1: lists and heads")
+            labels = np.empty(self.n, dtype=np.int32)
+            heads = self._new_heads()
+            for lo, block in float_blocks(database, self.metric):
+                lab = nearest_centroid(block, cent, half_sq)
+                labels[lo:lo + len(block)] = lab
+                self._put_heads(heads, lo, (block - cent[lab]) @ rot)
+                bar.advance(len(block))
+            order = np.argsort(labels, kind="stable")
+            self.ids = order.astype(np.int32 if self.n < 2**31 else np.int64)
+            self.offsets = np.zeros(nlist + 1, dtype=np.int64)
+            np.cumsum(np.bincount(labels, minlength=nlist), out=self.offsets[1:])
+            del labels
+            self.heads = heads[order]
+            del heads
+            self.centroids, self.rot = cent, rot
+            if self.keeps_originals:
+                bar.describe("pass 2: float16 originals")
+                self._store_originals(database, order, bar)
+
+    def _fit_codes(self, train, cent, half_sq, rot) -> None:
+        """Fit the head's code (none for the float head)."""
+
+    def _new_heads(self) -> np.ndarray:
+        return np.empty((self.n, self.rot_dim), dtype=np.float32)
+
+    @property
+    def rot_dim(self) -> int:
+        return int(self.build_params["head"])
+
+    def _put_heads(self, heads: np.ndarray, lo: int, values: np.ndarray) -> None:
+        heads[lo:lo + len(values)] = values
+
+    def _store_originals(self, database, order: np.ndarray, bar) -> None:
+        """The float16 rows in index order (uint16 bit patterns) and, for cosine, 1 / norm per row."""
+        where = np.empty(self.n, dtype=np.int64)
+        where[order] = np.arange(self.n)
+        self.orig = np.empty((self.n, self.dim), dtype=np.uint16)
+        self.inv_norm = np.empty(self.n, dtype=np.float32)
+        for lo, block in raw_blocks(database):
+            half = np.asarray(block, dtype=np.float16)
+            if not np.isfinite(half).all():
+                raise DataError(f"the database has values float16 cannot hold near row {lo} (inf or nan after "
+                                f"conversion); {self.name} stores float16 originals: scale the data")
+            norms = np.linalg.norm(half.astype(np.float32), axis=1)
+            if self.metric is Metric.COSINE and not (norms > 0).all():
+                raise DataError(f"row {lo + int(np.argmin(norms))} of the database is zero in float16; cosine "
+                                f"needs nonzero rows")
+            dest = where[lo:lo + len(block)]
+            self.orig[dest] = half.view(np.uint16)
+            self.inv_norm[dest] = 1.0 / norms if self.metric is Metric.COSINE else 1.0
+            bar.advance(len(block))
+
+    # --- search --------------------------------------------------------------------------------------
+    def _search(self, queries: np.ndarray, k: int) -> KnnResult:
+        from threadpoolctl import threadpool_limits
+
+        nlist = int(self.build_params["nlist"])
+        nprobe = min(int(self.query_params["nprobe"]), nlist)
+        cands = self._candidates(k)
+        nq = len(queries)
+        with threadpool_limits(limits=self.threads):
+            coarse = queries @ self.centroids.T
+            qhead, qconst = self._query_heads(queries)
+        # (query, list) pairs to scan: each query's nprobe nearest lists in L2, as the rows were assigned
+        # (unit queries: argmax q.c - |c|^2/2; q.c alone would favour tight lists with long centroids)
+        near = coarse - (0.5 * np.einsum("ij,ij->i", self.centroids, self.centroids))[None, :]
+        if nprobe < nlist:
+            probes = np.argpartition(-near, nprobe - 1, axis=1)[:, :nprobe]
+        else:
+            probes = np.broadcast_to(np.arange(nlist), (nq, nlist))
+        pair_q = np.repeat(np.arange(nq), probes.shape[1])
+        pair_l = probes.ravel()
+        extra_q, extra_l = self._extra_probes(near, probes, k)
+        del near
+        if extra_q.size:
+            pair_q = np.concatenate([pair_q, extra_q])
+            pair_l = np.concatenate([pair_l, extra_l])
+            by_query = np.argsort(pair_q, kind="stable")
+            pair_q, pair_l = pair_q[by_query], pair_l[by_query]
+        out_pos = np.empty((nq, k), dtype=np.int64)
+        out_sim = np.empty((nq, k), dtype=np.float32)
+        qscaled = (queries * kern.F16_SCALE) if self.keeps_originals else None
+
+        def work(lo: int, hi: int) -> None:
+            heap_v = np.full((hi - lo, cands), -np.inf, dtype=np.float32)
+            heap_i = np.full((hi - lo, cands), -1, dtype=np.int64)
+            scratch = Scratch()
+            a, b = np.searchsorted(pair_q, [lo, hi])
+            lists = pair_l[a:b]
+            order = np.argsort(lists, kind="stable")
+            qrows = pair_q[a:b][order] - lo
+            bounds = np.searchsorted(lists[order], np.arange(nlist + 1))
+            for lst in np.flatnonzero(np.diff(bounds)):
+                first, last = int(self.offsets[lst]), int(self.offsets[lst + 1])
+                if first == last:
+                    continue
+                mine = qrows[bounds[lst]:bounds[lst + 1]]
+                rows = lo + mine
+                base = coarse[rows, lst]
+                qh = np.take(qhead, rows, axis=0, out=scratch.get("q", (len(rows), qhead.shape[1]), np.float32))
+                kern.scan_list(self._list_scores(qh, first, last, scratch), mine, base, first, heap_v, heap_i)
+            if self.keeps_originals:
+                kern.rerank_f16(self.orig, self.inv_norm, qscaled[lo:hi], heap_i, 0, hi - lo, k,
+                                out_pos[lo:hi], out_sim[lo:hi])
+            else:
+                kern.heaps_to_topk(heap_v, heap_i, 0, hi - lo, out_pos[lo:hi], out_sim[lo:hi])
+
+        parts = _ranges(nq, self.threads)
+        with threadpool_limits(limits=1):
+            if len(parts) == 1:
+                work(*parts[0])
+            else:
+                with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+                    for f in [pool.submit(work, lo, hi) for lo, hi in parts]:
+                        f.result()
+        if qconst is not None:  # a per-query constant: the same for every row, so added after the ranking
+            out_sim += qconst[:, None]
+        ids = np.where(out_pos >= 0, self.ids[np.maximum(out_pos, 0)], -1)
+        return finish(ids, out_sim, similarity=True)
+
+    def _extra_probes(self, near: np.ndarray, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(query, list) pairs beyond the nprobe nearest for the few queries whose probed lists hold
+        fewer than k rows in all: the next nearest lists until they reach k (so every query gets k
+        answers without raising nprobe for all of them)."""
+        sizes = np.diff(self.offsets)
+        short = np.flatnonzero(sizes[probes].sum(axis=1) < k)
+        eq, el = [], []
+        for q in short:
+            order = np.argsort(-near[q], kind="stable")
+            order = order[~np.isin(order, probes[q])]
+            need = k - int(sizes[probes[q]].sum())
+            take = int(np.searchsorted(np.cumsum(sizes[order]), need)) + 1
+            eq.append(np.full(min(take, len(order)), q))
+            el.append(order[:take])
+        if not eq:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=probes.dtype)
+        return np.concatenate(eq).astype(np.int64), np.concatenate(el).astype(probes.dtype)
+
+    def _candidates(self, k: int) -> int:
+        return max(k, int(math.ceil(k * float(self.query_params["k_factor"]))))
+
+    def _query_heads(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The query heads the list products take, and a per-query constant of the estimate (None: 0)."""
+        return np.ascontiguousarray(queries @ self.rot), None
+
+    def _list_scores(self, qh: np.ndarray, a: int, b: int, scratch: Scratch) -> np.ndarray:
+        """Head scores of the query heads ``qh`` against index rows ``a..b-1``."""
+        return head_scores(qh, self.heads[a:b], scratch.get("s", (len(qh), b - a), np.float32))
+
+    # --- persistence ---------------------------------------------------------------------------------
+    ARRAYS = ("centroids", "rot", "offsets", "ids", "heads", "orig", "inv_norm")
+
+    def _arrays(self) -> list[str]:
+        return list(self.ARRAYS)
+
+    def _save(self, path: Path) -> None:
+        for name in self._arrays():
+            np.save(path / f"{name}.npy", getattr(self, name))
+        meta = {"format": FORMAT, "backend": self.name, "metric": self.metric.value, "n": self.n, "dim": self.dim,
+                "build_params": self.build_params}
+        (path / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+
+    def _load(self, path: Path) -> None:
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path} is not a saved {self.name} index ({exc}); save one with index.save()") from None
+        if meta.get("format") != FORMAT or meta.get("backend") != self.name:
+            raise UsageError(f"{path} holds a {meta.get('backend')} index of format {meta.get('format')}; this is "
+                             f"{self.name} format {FORMAT}: rebuild it")
+        if (meta["n"], meta["dim"], meta["metric"]) != (self.n, self.dim, self.metric.value):
+            raise UsageError(f"{path} indexes {meta['n']} rows of {meta['dim']} ({meta['metric']}), not {self.n} "
+                             f"rows of {self.dim} ({self.metric.value}); rebuild it for this database")
+        self.build_params.update(meta["build_params"])
+        for name in self._arrays():
+            setattr(self, name, np.load(path / f"{name}.npy"))
+
+
+class IvfGemmQ(IvfGemm):
+    """The 2024 task 3 mode: no originals; the residual head quantised per dimension to ``bits`` (4 or
+    8) between the 0.1 % and 99.9 % quantiles of the training residuals; answers are the estimates."""
+
+    name = "laionknn-ivfgemm-q4"
+    build_defaults = {"nlist": 1024, "head": 112, "bits": 4, "train_size": 51_200, "niter": 10, "seed": 0}
+    query_defaults = {"nprobe": 16}
+    keeps_originals = False
+    ARRAYS = ("centroids", "rot", "offsets", "ids", "heads", "lo", "step")
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        head = min(dim, int(build_params.get("head", cls.build_defaults["head"])))
+        bits = int(build_params.get("bits", cls.build_defaults["bits"]))
+        return n * (math.ceil(head * bits / 8) + 4)  # codes, int32 id
+
+    def _check_build(self):
+        out = super()._check_build()
+        bits, head = int(self.build_params["bits"]), int(self.build_params["head"])
+        if bits not in (4, 8):
+            raise UsageError(f"backend {self.name!r}: bits={bits}; the head codes take 4 or 8 bits per dimension")
+        if bits == 4 and head % 2:
+            raise UsageError(f"backend {self.name!r}: head={head} with 4-bit codes; choose an even head "
+                             f"(two codes per byte)")
+        return out
+
+    def _candidates(self, k: int) -> int:
+        return k
+
+    def _fit_codes(self, train, cent, half_sq, rot) -> None:
+        r = (train - cent[nearest_centroid(train, cent, half_sq)]) @ rot
+        lo, hi = np.quantile(r, 0.001, axis=0), np.quantile(r, 0.999, axis=0)
+        levels = (1 << int(self.build_params["bits"])) - 1
+        self.lo = lo.astype(np.float32)
+        self.step = np.maximum((hi - lo) / levels, 1e-12).astype(np.float32)
+
+    def _new_heads(self) -> np.ndarray:
+        bits = int(self.build_params["bits"])
+        return np.empty((self.n, self.rot_dim * bits // 8), dtype=np.uint8)
+
+    def _put_heads(self, heads, lo, values) -> None:
+        levels = (1 << int(self.build_params["bits"])) - 1
+        codes = np.clip(np.rint((values - self.lo) / self.step), 0, levels).astype(np.uint8)
+        if int(self.build_params["bits"]) == 4:
+            codes = codes[:, 0::2] | (codes[:, 1::2] << 4)
+        heads[lo:lo + len(values)] = codes
+
+    def _query_heads(self, queries):
+        # q . (lo + step * code) = q . lo + (q * step) . code: the constant joins the list's base score
+        qh = queries @ self.rot
+        return np.ascontiguousarray(qh * self.step), (qh @ self.lo).astype(np.float32)
+
+    def _list_scores(self, qh, a, b, scratch):
+        codes = self.heads[a:b]
+        rows = scratch.get("rows", (b - a, self.rot_dim), np.float32)
+        if int(self.build_params["bits"]) == 4:
+            kern.unpack4(codes, rows)
+        else:
+            rows[...] = codes
+        return head_scores(qh, rows, scratch.get("s", (len(qh), b - a), np.float32))
