@@ -207,3 +207,23 @@ def test_gold_and_stats_take_any_layout(tmp_path, data, capsys):
     code, out, err = run_cli(["stats", tmp_path / "g.npy", "--recall-rows", "0", "--sample", 50], capsys)
     assert code == 0, err
     assert f"{N:,} x {DIM}" in out
+
+
+def test_gold_out_may_name_a_folder(tmp_path, data, capsys):
+    """--out names a folder on every command: gold writes its default file name inside one."""
+    db, q = data
+    np.save(tmp_path / "g.npy", db)
+    np.save(tmp_path / "g-q.npy", q)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    code, _, err = run_cli(["-q", "gold", "--database", tmp_path / "g.npy", "--queries", tmp_path / "g-q.npy",
+                            "--k", 5, "--metric", "l2", "--out", folder], capsys)
+    assert code == 0, err
+    (written,) = folder.glob("*.h5")
+    assert written.name.startswith("gold-") and "k=5" in written.name
+    with h5py.File(written) as f:
+        assert np.array_equal(f["knns"][()] - 1, exact_l2(db, q, 5)[0])
+    code, _, err = run_cli(["-q", "gold", "--database", tmp_path / "g.npy", "--queries", tmp_path / "g-q.npy",
+                            "--k", 5, "--metric", "l2", "--out", str(tmp_path / "new") + "/"], capsys)
+    assert code == 0, err
+    assert len(list((tmp_path / "new").glob("gold-*k=5*.h5"))) == 1

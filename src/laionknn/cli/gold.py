@@ -49,7 +49,8 @@ def resolve_input(text: str, ctx: click.Context | None = None, role: str = "data
 @click.option("--metric", type=click.Choice(["dot", "cosine", "l2", "hamming"]), default="dot", show_default=True,
               help="dot (1 - dot), l2 (squared, projections), hamming (uint64 sketches).")
 @click.option("--memory", type=MEMORY_SIZE, default="8G", show_default=True, help="Memory budget for blocks and state.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Output file (default: under the workspace gold/).")
+@click.option("--out", type=click.Path(), help="Output file, or a folder (existing, or ending with /) to write the "
+              "default file name into (default: under the workspace gold/).")
 @click.option("--resume", is_flag=True, help="Continue from this output's checkpoint (must match the inputs).")
 @click.option("--threads", type=THREADS, help="Threads for BLAS and kernels (default: all cores).")
 @click.option("--blas", type=click.Choice(["auto", "numpy", "faiss", "bf16"]), default="auto", show_default=True,

@@ -270,11 +270,11 @@ def gold_standard_dask(database_path: "str | os.PathLike[str]", queries_path: "s
                        blas: str | None = None) -> Path:
     """:func:`laionknn.exact.gold_standard` computed with :func:`knn_dask`: the same official file, byte
     for byte (same answer, same engine-independent attributes). No checkpoints: Dask re-runs lost tasks."""
-    from laionknn.exact.gold import default_gold_path, resolve_metric, write_gold_standard
+    from laionknn.exact.gold import resolve_metric, resolve_out, write_gold_standard
 
     database_path, queries_path = Path(database_path), Path(queries_path)
     m = resolve_metric(metric, normalize)
-    out = Path(out) if out is not None else default_gold_path(database_path, queries_path, k, m)
+    out = resolve_out(out, Path(database_path), Path(queries_path), k, m)
     with VectorFile(queries_path) as vq:
         queries = vq.read()
     res = knn_dask(database_path, queries, k, m, client=client, shards=shards, split_every=split_every,

@@ -25,6 +25,19 @@ def default_gold_path(database_path: Path, queries_path: Path, k: int, metric: M
     return workspace.gold_dir() / f"gold-{database_path.stem}--{queries_path.stem}-k={k}-{metric.value}.h5"
 
 
+def resolve_out(out: "str | os.PathLike[str] | None", database_path: Path, queries_path: Path, k: int,
+                metric: Metric) -> Path:
+    """The gold file to write: ``out`` itself, or inside ``out`` under the default name when ``out`` is an
+    existing folder or ends with a path separator (``--out`` names a folder on every command), or the
+    default path under the workspace when ``out`` is None."""
+    if out is None:
+        return default_gold_path(database_path, queries_path, k, metric)
+    text = os.fspath(out)
+    if Path(text).is_dir() or text.endswith(("/", os.sep)):
+        return Path(text) / default_gold_path(database_path, queries_path, k, metric).name
+    return Path(text)
+
+
 def checkpoint_path(out: Path) -> Path:
     """Where the checkpoint of a run writing ``out`` lives (one per output file)."""
     tag = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:10]
@@ -56,7 +69,7 @@ def gold_standard(database_path: "str | os.PathLike[str]", queries_path: "str | 
     """
     database_path, queries_path = Path(database_path), Path(queries_path)
     m = resolve_metric(metric, normalize)
-    out = Path(out) if out is not None else default_gold_path(database_path, queries_path, k, m)
+    out = resolve_out(out, database_path, queries_path, k, m)
     ckpt = checkpoint_path(out)
     check_writable(out.parent, "gold output")  # before the work: a read-only folder fails now, not at the end
     if checkpoint.exists(ckpt) and not resume:
