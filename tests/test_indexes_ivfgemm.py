@@ -219,7 +219,7 @@ def test_cli_bad_input_is_one_line_exit_2(tiny, tmp_path, capsys, extra, needle)
     grid = tmp_path / "g.toml"
     grid.write_text("[[build]]\nnlist = 8\nhead = 4096\n[query]\nnprobe = [2]\n")
     extra = [str(grid) if e == "GRID" else e for e in extra]
-    code = _run(["--quiet", "search", "--data", DB, "--index", "laionknn-ivfgemm", "--queries", str(NQ),
+    code = _run(["--quiet", "search", "--database", DB, "--index", "laionknn-ivfgemm", "--n-queries", str(NQ),
                  "--out", str(tmp_path / "o"), "--threads", "1", *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2 and needle in err and len(err.splitlines()) == 1 and "Traceback" not in err, err

@@ -10,7 +10,6 @@ answer), plus what only a sharded run has: per-shard build and search seconds, t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import statistics
@@ -110,13 +109,13 @@ def sweep_dask(backend: str, target: SweepTarget, k: int, out_dir: "str | os.Pat
                            "grid": grid.source, "grid_rules": _rules_note(grid, b, q),
                            "knob_changes": "; ".join(changes), **facts,
                            "engine": "dask", "workers": workers, "shards": len(sharded.plan), "layout": layout,
-                           "shard_rows": json.dumps(built["shard_rows"]),
+                           "shard_rows": [int(r) for r in built["shard_rows"]],
                            "shard_buildtimes": _rounded(built["shard_seconds"]),
                            "train_seconds": round(built["train_seconds"], 6),
                            "shard_searchtimes": _rounded(info.shard_seconds),
                            "merge_seconds": statistics.median(i.merge_seconds for _, i in runs),
                            "shard_pairs": info.pairs, "shards_per_query": info.shards_per_query,
-                           "shards_recomputed": json.dumps(sorted({s for _, i in runs for s in i.recomputed}))}
+                           "shards_recomputed": sorted(int(s) for s in {s for _, i in runs for s in i.recomputed})}
                     if gold_ids is not None:
                         rec["recall"] = recall_at(result.ids, gold_ids, k)
                     records.append(rec)

@@ -345,7 +345,7 @@ class IvfGemm(Index):
                              f"rows of {self.dim} ({self.metric.value}); rebuild it for this database")
         self.build_params.update(meta["build_params"])
         for name in self._arrays():
-            setattr(self, name, np.load(path / f"{name}.npy"))
+            setattr(self, name, np.load(path / f"{name}.npy", allow_pickle=False))
 
 
 class IvfGemmQ(IvfGemm):
