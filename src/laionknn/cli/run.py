@@ -29,6 +29,9 @@ from laionknn.cli.search import DATABASE_HELP, METRIC, OLD_SPELLINGS, QUERIES_HE
               help="Only these backends (repeatable; default: all available but the peer libraries).")
 @click.option("--peers", is_flag=True, help="Also sweep the peer libraries (deglib, rabitqlib, VSAG, NGT, Voyager, SVS, "
                                             "faiss RaBitQ/NSG); benchmarks/peers.py runs them all.")
+@click.option("--all", "all_backends", is_flag=True,
+              help="Every available approximate backend: the peer libraries and the second variants of a library "
+                   "(faiss-ivfflat, faiss-hnswsq8, usearch-f32/f16) too.")
 @click.option("--quick", is_flag=True, help="Smaller grids: first build configuration, at most 3 query points.")
 @click.option("--no-baselines", is_flag=True, help="Skip the projections' brute-force baselines.")
 @click.option("--memory-limit", "memory_limit", type=MEMORY_SIZE, metavar="SIZE",
@@ -39,10 +42,11 @@ from laionknn.cli.search import DATABASE_HELP, METRIC, OLD_SPELLINGS, QUERIES_HE
               help="Gold-standard file of this database and query set (`laionknn gold --out`); default: the "
                    "catalog's, computed once and reused (a plain database file: computed by the exact engine).")
 @click.pass_context
-def run(ctx, size, seed, data, query_file, n_queries, metric, out_dir, k, threads, backends, peers, quick,
+def run(ctx, size, seed, data, query_file, n_queries, metric, out_dir, k, threads, backends, peers, all_backends, quick,
         no_baselines, memory_limit, task, gold):
     """Ensure data, gold standard, baselines, every available approximate index backend (brute-force
-    exact and faiss-flat only when named with --index; peer libraries with --peers), evaluation and
+    exact and faiss-flat only when named with --index; peer libraries with --peers; second variants of a
+    library with --all), evaluation and
     report, into one folder; prints the operating points at the end. One gold standard serves the
     sweep, the baselines and the scores."""
     from laionknn.indexes.mainjob import run_pipeline
@@ -50,7 +54,8 @@ def run(ctx, size, seed, data, query_file, n_queries, metric, out_dir, k, thread
     t0 = time.perf_counter()
     outcome = run_pipeline(size=size, data=data, out_dir=out_dir, k=k, quick=quick, threads=threads,
                            backends=list(backends) or None, n_queries=n_queries, catalogs=catalogs(ctx),
-                           baselines=not no_baselines, peers=peers, memory_limit=memory_limit, task=task,
+                           baselines=not no_baselines, peers=peers, all_backends=all_backends,
+                           memory_limit=memory_limit, task=task,
                            query_file=query_file, gold=gold, metric=metric, seed=seed)
     from laionknn.reporting.tables import fmt_qps, fmt_recall
 

@@ -140,13 +140,14 @@ def _print_backends(plugin: str | None = None) -> None:
     (``--list --index module:Class``), whether its library imports and, when not, why."""
     from laionknn.errors import LaionKnnError
     from laionknn.indexes.mainjob import BRUTE_FORCE
-    from laionknn.indexes.registry import (BACKENDS, ENTRY_NAMES, PEERS, PLUGINS, _library_error, cpu_error,
+    from laionknn.indexes.registry import (BACKENDS, ENTRY_NAMES, PEERS, PLUGINS, VARIANTS, _library_error, cpu_error,
                                            get_backend, known_backends, resolve_backend)
 
     known_backends()  # registers the entry points
     if plugin:
         resolve_backend(plugin)
-    swept = {**{b: "with --peers" for b in PEERS}, **{b: "only with --index" for b in BRUTE_FORCE}}
+    swept = {**{b: "with --peers" for b in PEERS}, **{b: "with --all" for b in VARIANTS},
+             **{b: "only with --index" for b in BRUTE_FORCE}}
     rows = []
     for name, (target, library) in BACKENDS.items():
         err = cpu_error(name) or _library_error(library)  # the CPU first: never call a library it would crash

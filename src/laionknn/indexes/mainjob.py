@@ -19,7 +19,7 @@ from laionknn import workspace
 from laionknn.errors import LaionKnnError
 from laionknn.catalog.manifest import synthetic_database_name
 from laionknn.indexes.datasets import PlainDataset, check_gold_path, gold_for, open_target
-from laionknn.indexes.registry import PEERS, available_backends
+from laionknn.indexes.registry import PEERS, VARIANTS, available_backends
 from laionknn.indexes.runner import sweep
 from laionknn.validation import check_k, check_memory_size, check_optional, check_threads
 from laionknn.types import BRUTE_FORCE_BACKENDS
@@ -52,15 +52,17 @@ def default_out_dir(dataset: str, k: int) -> Path:
 def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str | os.PathLike[str] | None" = None,
                  k: int | None = None, quick: bool = False, threads: int | None = None,
                  backends: list[str] | None = None, n_queries: int = 10_000, catalogs=None,
-                 baselines: bool = True, peers: bool = False, memory_limit: "str | int | None" = None,
+                 baselines: bool = True, peers: bool = False, all_backends: bool = False,
+                 memory_limit: "str | int | None" = None,
                  task: str | None = None, query_file=None,
                  gold: "str | os.PathLike[str] | None" = None, metric=None, seed: int = 0) -> RunOutcome:
     """Run the chain on ``data`` (default: the synthetic clip768v2 database of ``size``): a catalog
     name, or a file in any layout of :mod:`laionknn.io.formats` (queries and gold from ``query_file``,
     ``gold`` or found inside or beside it; ``metric`` overrides the file's). ``seed``: of the synthetic
     dataset when ``data`` is not given. Without ``backends`` it sweeps every available
-    approximate backend, less the peer libraries unless ``peers`` (brute force, :data:`BRUTE_FORCE`,
-    only when named).
+    approximate backend, less the peer libraries unless ``peers`` and less the second variants of a library
+    (:data:`laionknn.indexes.registry.VARIANTS`) unless ``all_backends`` (which implies ``peers``; brute
+    force, :data:`BRUTE_FORCE`, only when named).
     ``memory_limit`` / ``task``: memory-capped sweeps (:mod:`laionknn.indexes.memlimit`); with ``task``
     and no ``backends`` only the backends the task allows are swept. A rerun replaces the run records
     of the points it measures again (``runs.jsonl`` keeps one record per point).
@@ -94,7 +96,8 @@ def run_pipeline(*, size: str = "100K", data: str | None = None, out_dir: "str |
         gold_path, gold_std = gold_for(spec, gold, target=target, k=k)
         baselines_csv = _baselines(spec, k, out, gold_path) if baselines else None
         chosen = backends or [b for b in available_backends(spec.metric)
-                              if b not in BRUTE_FORCE and (peers or b not in PEERS)]
+                              if b not in BRUTE_FORCE and (peers or all_backends or b not in PEERS)
+                              and (all_backends or b not in VARIANTS)]
         if task and not backends:
             chosen = memlimit.task_backends(task, chosen)
         log.info("sweeping %s on %s", ", ".join(chosen), spec.name)
