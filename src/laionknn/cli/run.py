@@ -31,7 +31,7 @@ from laionknn.cli.search import DATABASE_HELP, METRIC, OLD_SPELLINGS, QUERIES_HE
                                             "faiss RaBitQ/NSG); benchmarks/peers.py runs them all.")
 @click.option("--all", "all_backends", is_flag=True,
               help="Every available approximate backend: the peer libraries and the second variants of a library "
-                   "(faiss-ivfflat, faiss-hnswsq8, usearch-f32/f16) too.")
+                   "(faiss-ivfflat, faiss-hnsw, faiss-hnswsq8, usearch-f32/f16) too.")
 @click.option("--quick", is_flag=True, help="Smaller grids: first build configuration, at most 3 query points.")
 @click.option("--no-baselines", is_flag=True, help="Skip the projections' brute-force baselines.")
 @click.option("--memory-limit", "memory_limit", type=MEMORY_SIZE, metavar="SIZE",
