@@ -81,8 +81,11 @@ def test_run_main_job_report_lists_every_backend(tiny, tmp_path):
 
     main(["run", "--database", DB, "--n-queries", str(NQ), "--out", str(out), "--quick", "--no-baselines"])
     rows = list(csv.DictReader(open(out / "evaluation.csv")))
-    # brute force is swept only when named, the peer libraries only with --peers
-    approximate = set(available_backends("cosine")) - set(BRUTE_FORCE) - set(PEERS)
+    # brute force is swept only when named, the peer libraries only with --peers, second variants with --all
+    from laionknn.indexes.registry import VARIANTS
+
+    approximate = set(available_backends("cosine")) - set(BRUTE_FORCE) - set(PEERS) - set(VARIANTS)
+    assert "hnswlib" in approximate and not VARIANTS & approximate
     assert {r["algo"] for r in rows} == approximate
     for r in rows:
         assert 0.0 <= float(r["recall"]) <= 1.0 and float(r["qps"]) > 0
@@ -189,7 +192,7 @@ def test_main_job_goes_on_when_one_backend_fails(tiny, tmp_path, monkeypatch):
     outcome = mainjob.run_pipeline(data=DB, n_queries=NQ, out_dir=tmp_path / "run", quick=True, baselines=False)
     assert "hnswlib" in outcome.failed and "simulated library crash" in outcome.failed["hnswlib"]
     algos = {r["algo"] for r in csv.DictReader(open(outcome.eval_csv))}
-    assert "hnswlib" not in algos and "faiss-hnsw" in algos
+    assert "hnswlib" not in algos and "faiss-ivfpqfs" in algos
 
 
 class _CountingIndex:
