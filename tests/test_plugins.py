@@ -121,6 +121,8 @@ def test_grid_file_beside_the_module_and_entry_points_in_list(user, capsys):
     assert "entry point" in lines["coarse-ep"] and "yes" in lines["coarse-ep"]
     assert "no (ModuleNotFoundError" in lines["broken-ep"]
     assert "built-in" in lines["hnswlib"]
+    # the last column says how the main job sweeps a backend: peers with --peers, second variants with --all
+    assert lines["faiss-hnsw"].rstrip("│ ").endswith("with --all") and "with --all" not in lines["hnswlib"]
     code, _, err = run_cli(["search", "--database", folder / "mine.npy", "--index", "coarse-ep", "--k", 5,
                             "--out", folder / "ep"], capsys)
     assert code == 0, err
