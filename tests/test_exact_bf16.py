@@ -21,17 +21,10 @@ HAVE_NATIVE = importlib.util.find_spec("laionknn._native") is not None
 U = 2.0 ** -24
 
 
-@pytest.fixture(params=["native", "numpy"])
-def mode(request, monkeypatch):
-    if request.param == "native":
-        if not HAVE_NATIVE:
-            pytest.skip("laionknn._native is not built here (make native, or the editable install)")
-        monkeypatch.delenv(native.OFF_ENV, raising=False)
-    else:
-        monkeypatch.setenv(native.OFF_ENV, "off")
-    native.reset()
-    yield request.param
-    native.reset()
+@pytest.fixture
+def mode(native_mode):
+    """Compiled module or numpy fallback: the shared ``native_mode`` fixture (conftest.py)."""
+    return native_mode
 
 
 def bf16_bound(q: np.ndarray, x: np.ndarray) -> np.ndarray:

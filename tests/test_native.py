@@ -12,19 +12,10 @@ from laionknn import native
 HAVE_NATIVE = importlib.util.find_spec("laionknn._native") is not None
 
 
-@pytest.fixture(params=["native", "numpy"])
-def mode(request, monkeypatch):
-    """Each test once with the compiled module and once with it disabled (LAIONKNN_NATIVE=off)."""
-    if request.param == "native":
-        if not HAVE_NATIVE:
-            pytest.skip("laionknn._native is not built here (make native, or the editable install)")
-        monkeypatch.delenv(native.OFF_ENV, raising=False)
-    else:
-        monkeypatch.setenv(native.OFF_ENV, "off")
-    monkeypatch.delenv(native.KERNEL_ENV, raising=False)
-    native.reset()
-    yield request.param
-    native.reset()
+@pytest.fixture
+def mode(native_mode):
+    """Compiled module or numpy fallback: the shared ``native_mode`` fixture (conftest.py)."""
+    return native_mode
 
 
 def oracle_bf16(x: np.ndarray) -> np.ndarray:
