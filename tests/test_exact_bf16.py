@@ -4,7 +4,6 @@ hand-over to float32, and the choice of GEMM (faked threadpoolctl reports)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
@@ -17,7 +16,6 @@ from laionknn.exact.engine import R_TILE, _Bf16Filter, _metric_columns
 from laionknn.exact.kernels import norms64
 from laionknn.types import Metric
 
-HAVE_NATIVE = importlib.util.find_spec("laionknn._native") is not None
 U = 2.0 ** -24
 
 
