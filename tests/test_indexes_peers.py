@@ -215,10 +215,14 @@ def _peers_script():
     return module
 
 
-@pytest.mark.parametrize("preset, ok, expected", [(None, "no", "Haswell"), (None, "yes", None),
-                                                   ("SkylakeX", "no", "SkylakeX")])
-def test_peer_benchmark_puts_faiss_on_an_avx2_kernel(monkeypatch, preset, ok, expected):
+@pytest.mark.parametrize("preset, ok, flags, expected", [
+    (None, "no", "avx2,avx512f,avx512bw", "SkylakeX"), (None, "no", "avx2", "Haswell"),
+    (None, "yes", "avx2,avx512f", None), ("Haswell", "no", "avx2,avx512f", "Haswell")])
+def test_peer_benchmark_puts_faiss_on_an_avx2_kernel(monkeypatch, fake_cpu, preset, ok, flags, expected):
+    """A kernel without AVX2 is replaced by SkylakeX on an AVX-512 CPU, by Haswell on an AVX2-only one;
+    a kernel the caller chose, or a good one, is left alone."""
     peers = _peers_script()
+    fake_cpu({**INTEL, "cpu_flags": flags})
     if preset is None:
         monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     else:
