@@ -262,3 +262,45 @@ def test_peer_table_names_the_best_peer_and_our_ratio_to_it():
     assert lines[0].startswith("- Best peer at R@10 ≥ 0.9, 1 thread: **faiss-ivfpqfs** 1,500 QPS")
     assert "ours: **laionknn-own** 4,500 QPS" in lines[0] and "**3.00×** the best peer" in lines[0]
     assert lines[1] == "- Best peer at R@30 ≥ 0.8, 1 thread: none reaches it"  # probes are never timed figures
+
+
+def _float_peers():
+    return [n for n in sorted(registry.PEERS) if registry.is_available(n)]
+
+
+@pytest.mark.parametrize("kind", ["build", "query"])
+def test_every_float_peer_refuses_a_grid_key_it_does_not_accept(tmp_path, kind):
+    """A build or query key the backend does not know: one UsageError naming the key and the accepted
+    keys, for every installed peer (before any library call)."""
+    peers = _float_peers()
+    if not peers:
+        pytest.skip("no peer library installed")
+    grid = tmp_path / "g.toml"
+    grid.write_text("[[build]]\nnot_a_knob = 3\n" if kind == "build" else "[query]\nnot_a_knob = [1, 2]\n")
+    from laionknn.indexes.grids import load_grid
+
+    for name in peers:
+        cls = registry.get_backend(name)
+        accepted = ", ".join(sorted(cls.build_defaults if kind == "build" else cls.query_defaults)) or "none"
+        with pytest.raises(UsageError) as exc:
+            load_grid(name, grid, n_rows=2000, dim=768)
+        msg = str(exc.value)
+        assert "\n" not in msg and "not_a_knob" in msg and name in msg
+        assert f"accepted {kind} keys: {accepted}" in msg
+
+
+def test_list_on_a_non_intel_cpu_marks_the_intel_only_backends_unavailable(fake_cpu, capsys, monkeypatch):
+    """`search --list` on a (faked) AMD CPU: svs-lvq and svs-leanvec are listed as unavailable with the
+    reason, and svs-vamana stays available."""
+    pytest.importorskip("svs")
+    fake_cpu(AMD)
+    monkeypatch.setenv("COLUMNS", "400")
+    try:
+        main(["search", "--list"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    for name in ("svs-lvq", "svs-leanvec"):
+        assert "no (backend" in rows[name] and "needs an Intel CPU" in rows[name]
+    assert "│ yes " in rows["svs-vamana"]
