@@ -304,3 +304,46 @@ def test_list_on_a_non_intel_cpu_marks_the_intel_only_backends_unavailable(fake_
     for name in ("svs-lvq", "svs-leanvec"):
         assert "no (backend" in rows[name] and "needs an Intel CPU" in rows[name]
     assert "│ yes " in rows["svs-vamana"]
+
+
+def test_peer_table_of_two_machine_kinds_gets_a_machine_column_and_best_lines_per_kind(tmp_path, capsys,
+                                                                                       monkeypatch):
+    """Rows measured on two machine kinds (Intel with AMX, Intel without): one table row per backend,
+    thread count and kind, a machine column, and best-peer lines per kind (never compared across kinds);
+    `--render` prints that table from the raw JSON files without running anything."""
+    import sys
+
+    peers = _peers_script()
+    amx = {"cpu_model": "Xeon A", "cpu_vendor": "GenuineIntel", "cpu_flags": "avx2,avx512f,amx_bf16,amx_int8,amx_tile"}
+    plain = {"cpu_model": "Xeon B", "cpu_vendor": "GenuineIntel", "cpu_flags": "avx2,avx512f"}
+
+    def timed(backend, machine_facts, qps, recall, k=10):
+        return {"kind": "timed", "backend": backend, "k": k, "threads": 1, "qps": qps, "recall": recall,
+                "query": "q", "buildtime": 2.0, "peak_rss_bytes": 2**30, "index_bytes": 2**20,
+                "library": "lib", "library_version": "1", **machine_facts}
+
+    first = [timed("scann", amx, 9000.0, 0.95), timed("hnswlib", amx, 1000.0, 0.93)]
+    second = [timed("scann", plain, 3000.0, 0.95), timed("deglib", plain, 4000.0, 0.91)]
+    assert peers.machine_kind(first[0]) == "Intel with AMX" and peers.machine_kind(second[0]) == "Intel without AMX"
+    assert peers.machine_kind({"cpu_vendor": "AuthenticAMD", "cpu_flags": "avx2"}) == "AMD"
+    table = peers.summarise(first + second)
+    assert [r[:3] for r in table] == [["deglib", "1", "Intel without AMX"], ["hnswlib", "1", "Intel with AMX"],
+                                      ["scann", "1", "Intel with AMX"], ["scann", "1", "Intel without AMX"]]
+    lines = peers.best_peer_lines(first + second)
+    assert lines[0].startswith("- Best peer (Intel with AMX) at R@10 ≥ 0.9, 1 thread: **scann** 9,000 QPS")
+    assert lines[2].startswith("- Best peer (Intel without AMX) at R@10 ≥ 0.9, 1 thread: **deglib** 4,000 QPS")
+    assert peers.summarise(second)[0][:3] == ["deglib", "1", "4,000 (0.910; q)"]  # one kind: no machine column
+    files = []
+    for i, rows in enumerate((first, second)):
+        files.append(tmp_path / f"run{i}.json")
+        files[-1].write_text(json.dumps(rows))
+    monkeypatch.setattr(sys, "argv", ["peers.py", "--render", str(files[0]), "--render", str(files[1]), "--title", "T"])
+    peers.main()
+    out = capsys.readouterr().out
+    assert out.startswith("### T\n") and "| backend | threads | machine |" in out
+    assert "CPU (Intel with AMX): Xeon A (GenuineIntel)" in out and "CPU (Intel without AMX): Xeon B" in out
+    monkeypatch.setattr(sys, "argv", ["peers.py", "--render", str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit) as exc:
+        peers.main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "missing.json" in err
