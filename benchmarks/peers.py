@@ -16,8 +16,8 @@ can only search one query per call is marked ``single-query`` in its rows and in
 carries the CPU model, vendor and SIMD flags (AVX-512, AVX512-FP16, AMX), the library version and, for
 faiss, the kernel its bundled OpenBLAS picked (threadpoolctl). When that kernel lacks AVX2 on an AVX2
 CPU (the Intel kind picks "Prescott", which made IVF-PQ fast-scan 1.5-1.7x slower) and
-``OPENBLAS_CORETYPE`` is not set, the workers run with ``OPENBLAS_CORETYPE=Haswell`` and the table
-says so; a kernel that is still slow is reported, not hidden.
+``OPENBLAS_CORETYPE`` is not set, the workers run with ``OPENBLAS_CORETYPE=SkylakeX`` (AVX-512 CPUs) or
+``Haswell`` (AVX2 only) and the table says so; a kernel that is still slow is reported, not hidden.
 
 Brute force (``faiss-flat``) is skipped above ``--brute-max-rows`` (default 300K): at 1M rows one
 pass of 10k queries takes minutes, and its speed against our exact engine is measured by
@@ -113,14 +113,37 @@ def best_at(rows: list[dict], k: int, threads: int, own: bool) -> dict | None:
     return max(ok, key=lambda r: r["qps"]) if ok else None
 
 
+def machine_kind(row: dict) -> str:
+    """The kind of machine a row was measured on, as the tables name it: the CPU vendor, and for Intel
+    whether AMX is exposed (the project's machines change kind between sessions)."""
+    vendor = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}.get(row.get("cpu_vendor", ""),
+                                                                 row.get("cpu_vendor") or "unknown CPU")
+    if vendor != "Intel":
+        return vendor
+    return "Intel with AMX" if "amx_tile" in (row.get("cpu_flags") or "").split(",") else "Intel without AMX"
+
+
+def kinds_of(rows: list[dict]) -> list[str]:
+    return sorted({machine_kind(r) for r in rows})
+
+
 def best_peer_lines(rows: list[dict]) -> list[str]:
     """One line per threshold and thread count naming the best peer (and, when one of our own indexes ran,
-    its QPS and the ratio to that peer)."""
+    its QPS and the ratio to that peer); rows from several machine kinds are never compared: one set of
+    lines per kind, each naming it."""
+    kinds = kinds_of(rows)
+    if len(kinds) > 1:
+        return [line for kind in kinds
+                for line in _best_lines([r for r in rows if machine_kind(r) == kind], f" ({kind})")]
+    return _best_lines(rows, "")
+
+
+def _best_lines(rows: list[dict], where: str) -> list[str]:
     lines = []
     for k, threshold in THRESHOLDS.items():
         for threads in sorted({r["threads"] for r in rows if r["kind"] == "timed"}):
             peer, own = best_at(rows, k, threads, False), best_at(rows, k, threads, True)
-            text = (f"Best peer at R@{k} ≥ {threshold}, {threads} thread{'s' if threads > 1 else ''}: "
+            text = (f"Best peer{where} at R@{k} ≥ {threshold}, {threads} thread{'s' if threads > 1 else ''}: "
                     + (f"**{peer['backend']}** {peer['qps']:,.0f} QPS ({peer['recall']:.3f}; {peer['query']})"
                        if peer else "none reaches it"))
             if own:
@@ -131,12 +154,18 @@ def best_peer_lines(rows: list[dict]) -> list[str]:
 
 
 def summarise(rows: list[dict]) -> list[list[str]]:
+    """One table row per backend and thread count (and machine kind, a column of its own when the rows
+    come from more than one)."""
     table = []
-    keys = sorted({(r["backend"], r["threads"]) for r in rows}, key=lambda x: (x[0], x[1]))
-    for backend, threads in keys:
-        mine = [r for r in rows if r["backend"] == backend and r["threads"] == threads and r["kind"] == "timed"]
-        single = mine and mine[0].get("search_mode") == "single-query"
-        cells = [f"{backend} (single-query)" if single else backend, str(threads)]
+    mixed = len(kinds_of(rows)) > 1
+    keys = sorted({(r["backend"], r["threads"], machine_kind(r)) for r in rows}, key=lambda x: (x[0], x[2], x[1]))
+    for backend, threads, kind in keys:
+        mine = [r for r in rows if r["backend"] == backend and r["threads"] == threads and r["kind"] == "timed"
+                and machine_kind(r) == kind]
+        if not mine:
+            continue
+        single = mine[0].get("search_mode") == "single-query"
+        cells = [f"{backend} (single-query)" if single else backend, str(threads)] + ([kind] if mixed else [])
         for k, thr in THRESHOLDS.items():
             ok = [r for r in mine if r["k"] == k and r["recall"] >= thr]
             best = max(ok, key=lambda r: r["qps"]) if ok else None
@@ -150,12 +179,14 @@ def summarise(rows: list[dict]) -> list[list[str]]:
 
 
 def machine_lines(rows: list[dict], coretype_note: str) -> list[str]:
-    """The machine and versions the table was measured with (from the rows themselves)."""
+    """The machines and versions the table was measured with (from the rows themselves)."""
     if not rows:
         return []
-    first = rows[0]
     versions = sorted({(r["backend"], r.get("library", ""), r.get("library_version", "")) for r in rows})
-    lines = [f"CPU: {first.get('cpu_model')} ({first.get('cpu_vendor')}); flags: {first.get('cpu_flags') or 'none of note'}"]
+    mixed = len(kinds_of(rows)) > 1
+    cpus = sorted({(machine_kind(r), r.get("cpu_model"), r.get("cpu_vendor"), r.get("cpu_flags")) for r in rows})
+    lines = [f"CPU{f' ({kind})' if mixed else ''}: {model} ({vendor}); flags: {flags or 'none of note'}"
+             for kind, model, vendor, flags in cpus]
     blas = sorted({r["faiss_blas"] + ("" if r.get("faiss_blas_ok") != "no" else " (no AVX2: slow kernel)")
                    for r in rows if r.get("faiss_blas")})
     if blas:
@@ -165,17 +196,21 @@ def machine_lines(rows: list[dict], coretype_note: str) -> list[str]:
 
 
 def blas_environment() -> tuple[dict[str, str], str]:
-    """The environment for the workers, and a note for the table: ``OPENBLAS_CORETYPE=Haswell`` when
-    faiss's bundled OpenBLAS picked a kernel without AVX2 on an AVX2 CPU and the variable is unset."""
-    from laionknn.indexes.machine import faiss_blas
+    """The environment for the workers, and a note for the table: when faiss's bundled OpenBLAS picked a
+    kernel without AVX2 on an AVX2 CPU and ``OPENBLAS_CORETYPE`` is unset, the workers get
+    ``OPENBLAS_CORETYPE=SkylakeX`` on an AVX-512 CPU and ``Haswell`` on an AVX2-only one. (On the Intel
+    kind without AMX, family 6 model 207, OpenBLAS 0.3.15 picks Prescott: faiss IndexFlatIP searched
+    100K x 4,000 queries at 36 GFLOP/s on it, 97 on Haswell and 186 on SkylakeX, 2 threads.)"""
+    from laionknn.indexes.machine import cpu_info, faiss_blas
 
     env = {**os.environ, "LAIONKNN_QUIET": "1"}
     if "OPENBLAS_CORETYPE" in os.environ:
         return env, f" (OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} set by the caller)"
     blas = faiss_blas()
     if blas["faiss_blas_ok"] == "no":
-        env["OPENBLAS_CORETYPE"] = "Haswell"
-        return env, f" (picked {blas['faiss_blas_core']} on its own; workers ran with OPENBLAS_CORETYPE=Haswell)"
+        core = "SkylakeX" if "avx512f" in cpu_info()["cpu_flags"].split(",") else "Haswell"
+        env["OPENBLAS_CORETYPE"] = core
+        return env, f" (picked {blas['faiss_blas_core']} on its own; workers ran with OPENBLAS_CORETYPE={core})"
     return env, ""
 
 
@@ -191,6 +226,39 @@ def machine_lock(path: Path | None):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+HEADER = ["backend", "threads", "QPS @ R@10 ≥ 0.9 (recall)", "QPS @ R@30 ≥ 0.8 (recall)", "build s",
+          "peak RSS GiB", "index MiB"]
+
+
+def section(title: str, rows: list[dict], coretype_note: str, notes: list[str]) -> str:
+    """One Markdown table with its best-peer lines, machines and versions, and ``notes`` below."""
+    header = HEADER[:2] + (["machine"] if len(kinds_of(rows)) > 1 else []) + HEADER[2:]
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in summarise(rows)]
+    lines += [""] + best_peer_lines(rows)
+    lines += [""] + machine_lines(rows, coretype_note)
+    for note in notes:
+        lines += ["", note]
+    return "\n".join(lines)
+
+
+def render(args) -> None:
+    """``--render``: one table of the rows of earlier runs' raw JSON files (nothing is run)."""
+    rows = []
+    for path in args.render:
+        try:
+            rows += json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"error: --render {path}: cannot read it as a raw JSON file of this script ({exc})", file=sys.stderr)
+            sys.exit(2)
+    text = section(args.title or ", ".join(p.name for p in args.render), rows, "", [])
+    print(text)
+    if args.markdown:
+        cmd = "PYTHONPATH=src python benchmarks/peers.py " + " ".join(sys.argv[1:])
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(f"Command: `{cmd}`\n\n{text}\n")
 
 
 def main() -> None:
@@ -214,10 +282,17 @@ def main() -> None:
     p.add_argument("--exclude", action="append", default=[], help="leave this backend out (repeatable)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--render", type=Path, action="append",
+                   help="run nothing: print (and with --markdown write) the table of these raw JSON files of earlier "
+                        "runs, one table (repeatable; rows from several machine kinds get a machine column)")
+    p.add_argument("--title", help="with --render: the table's heading (default: the files' names)")
     args = p.parse_args()
     args.threads = args.threads or [1, 2]
     if args.worker:
         worker(args)
+        return
+    if args.render:
+        render(args)
         return
 
     from laionknn.catalog.manifest import synthetic_database_name
@@ -270,19 +345,13 @@ def main() -> None:
                 tmp.write_text(json.dumps(rows, indent=1))
                 tmp.replace(raw)
             print(f"{size} {backend}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-        header = ["backend", "threads", "QPS @ R@10 ≥ 0.9 (recall)", "QPS @ R@30 ≥ 0.8 (recall)", "build s",
-                  "peak RSS GiB", "index MiB"]
-        lines = [f"### {name}, {args.queries} queries", "", "| " + " | ".join(header) + " |",
-                 "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in summarise(rows)]
-        lines += [""] + best_peer_lines(rows)
-        lines += [""] + machine_lines(rows, coretype_note)
+        notes = []
         if skipped:
-            lines += ["", f"Skipped (brute force above {args.brute_max_rows:,} rows; see the exact engine's "
-                          f"benchmark): {', '.join(skipped)}"]
+            notes.append(f"Skipped (brute force above {args.brute_max_rows:,} rows; see the exact engine's "
+                         f"benchmark): {', '.join(skipped)}")
         if failed:
-            lines += ["", f"Not measured: {'; '.join(failed)}"]
-        sections.append("\n".join(lines))
+            notes.append(f"Not measured: {'; '.join(failed)}")
+        sections.append(section(f"{name}, {args.queries} queries", rows, coretype_note, notes))
     text = "\n\n".join(sections)
     print(text)
     if args.markdown:

@@ -215,10 +215,14 @@ def _peers_script():
     return module
 
 
-@pytest.mark.parametrize("preset, ok, expected", [(None, "no", "Haswell"), (None, "yes", None),
-                                                   ("SkylakeX", "no", "SkylakeX")])
-def test_peer_benchmark_puts_faiss_on_an_avx2_kernel(monkeypatch, preset, ok, expected):
+@pytest.mark.parametrize("preset, ok, flags, expected", [
+    (None, "no", "avx2,avx512f,avx512bw", "SkylakeX"), (None, "no", "avx2", "Haswell"),
+    (None, "yes", "avx2,avx512f", None), ("Haswell", "no", "avx2,avx512f", "Haswell")])
+def test_peer_benchmark_puts_faiss_on_an_avx2_kernel(monkeypatch, fake_cpu, preset, ok, flags, expected):
+    """A kernel without AVX2 is replaced by SkylakeX on an AVX-512 CPU, by Haswell on an AVX2-only one;
+    a kernel the caller chose, or a good one, is left alone."""
     peers = _peers_script()
+    fake_cpu({**INTEL, "cpu_flags": flags})
     if preset is None:
         monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     else:
@@ -258,3 +262,88 @@ def test_peer_table_names_the_best_peer_and_our_ratio_to_it():
     assert lines[0].startswith("- Best peer at R@10 ≥ 0.9, 1 thread: **faiss-ivfpqfs** 1,500 QPS")
     assert "ours: **laionknn-own** 4,500 QPS" in lines[0] and "**3.00×** the best peer" in lines[0]
     assert lines[1] == "- Best peer at R@30 ≥ 0.8, 1 thread: none reaches it"  # probes are never timed figures
+
+
+def _float_peers():
+    return [n for n in sorted(registry.PEERS) if registry.is_available(n)]
+
+
+@pytest.mark.parametrize("kind", ["build", "query"])
+def test_every_float_peer_refuses_a_grid_key_it_does_not_accept(tmp_path, kind):
+    """A build or query key the backend does not know: one UsageError naming the key and the accepted
+    keys, for every installed peer (before any library call)."""
+    peers = _float_peers()
+    if not peers:
+        pytest.skip("no peer library installed")
+    grid = tmp_path / "g.toml"
+    grid.write_text("[[build]]\nnot_a_knob = 3\n" if kind == "build" else "[query]\nnot_a_knob = [1, 2]\n")
+    from laionknn.indexes.grids import load_grid
+
+    for name in peers:
+        cls = registry.get_backend(name)
+        accepted = ", ".join(sorted(cls.build_defaults if kind == "build" else cls.query_defaults)) or "none"
+        with pytest.raises(UsageError) as exc:
+            load_grid(name, grid, n_rows=2000, dim=768)
+        msg = str(exc.value)
+        assert "\n" not in msg and "not_a_knob" in msg and name in msg
+        assert f"accepted {kind} keys: {accepted}" in msg
+
+
+def test_list_on_a_non_intel_cpu_marks_the_intel_only_backends_unavailable(fake_cpu, capsys, monkeypatch):
+    """`search --list` on a (faked) AMD CPU: svs-lvq and svs-leanvec are listed as unavailable with the
+    reason, and svs-vamana stays available."""
+    pytest.importorskip("svs")
+    fake_cpu(AMD)
+    monkeypatch.setenv("COLUMNS", "400")
+    try:
+        main(["search", "--list"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    for name in ("svs-lvq", "svs-leanvec"):
+        assert "no (backend" in rows[name] and "needs an Intel CPU" in rows[name]
+    assert "│ yes " in rows["svs-vamana"]
+
+
+def test_peer_table_of_two_machine_kinds_gets_a_machine_column_and_best_lines_per_kind(tmp_path, capsys,
+                                                                                       monkeypatch):
+    """Rows measured on two machine kinds (Intel with AMX, Intel without): one table row per backend,
+    thread count and kind, a machine column, and best-peer lines per kind (never compared across kinds);
+    `--render` prints that table from the raw JSON files without running anything."""
+    import sys
+
+    peers = _peers_script()
+    amx = {"cpu_model": "Xeon A", "cpu_vendor": "GenuineIntel", "cpu_flags": "avx2,avx512f,amx_bf16,amx_int8,amx_tile"}
+    plain = {"cpu_model": "Xeon B", "cpu_vendor": "GenuineIntel", "cpu_flags": "avx2,avx512f"}
+
+    def timed(backend, machine_facts, qps, recall, k=10):
+        return {"kind": "timed", "backend": backend, "k": k, "threads": 1, "qps": qps, "recall": recall,
+                "query": "q", "buildtime": 2.0, "peak_rss_bytes": 2**30, "index_bytes": 2**20,
+                "library": "lib", "library_version": "1", **machine_facts}
+
+    first = [timed("scann", amx, 9000.0, 0.95), timed("hnswlib", amx, 1000.0, 0.93)]
+    second = [timed("scann", plain, 3000.0, 0.95), timed("deglib", plain, 4000.0, 0.91)]
+    assert peers.machine_kind(first[0]) == "Intel with AMX" and peers.machine_kind(second[0]) == "Intel without AMX"
+    assert peers.machine_kind({"cpu_vendor": "AuthenticAMD", "cpu_flags": "avx2"}) == "AMD"
+    table = peers.summarise(first + second)
+    assert [r[:3] for r in table] == [["deglib", "1", "Intel without AMX"], ["hnswlib", "1", "Intel with AMX"],
+                                      ["scann", "1", "Intel with AMX"], ["scann", "1", "Intel without AMX"]]
+    lines = peers.best_peer_lines(first + second)
+    assert lines[0].startswith("- Best peer (Intel with AMX) at R@10 ≥ 0.9, 1 thread: **scann** 9,000 QPS")
+    assert lines[2].startswith("- Best peer (Intel without AMX) at R@10 ≥ 0.9, 1 thread: **deglib** 4,000 QPS")
+    assert peers.summarise(second)[0][:3] == ["deglib", "1", "4,000 (0.910; q)"]  # one kind: no machine column
+    files = []
+    for i, rows in enumerate((first, second)):
+        files.append(tmp_path / f"run{i}.json")
+        files[-1].write_text(json.dumps(rows))
+    monkeypatch.setattr(sys, "argv", ["peers.py", "--render", str(files[0]), "--render", str(files[1]), "--title", "T"])
+    peers.main()
+    out = capsys.readouterr().out
+    assert out.startswith("### T\n") and "| backend | threads | machine |" in out
+    assert "CPU (Intel with AMX): Xeon A (GenuineIntel)" in out and "CPU (Intel without AMX): Xeon B" in out
+    monkeypatch.setattr(sys, "argv", ["peers.py", "--render", str(tmp_path / "missing.json")])
+    with pytest.raises(SystemExit) as exc:
+        peers.main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "missing.json" in err
