@@ -29,23 +29,69 @@ inline int32_t load4(const int8_t* p) {
     return v;
 }
 
+// The C-th largest of n floats without a branch per element: floats mapped to order-preserving u32 keys,
+// then a bisection on the key, each step one vectorised count (compare + popcount) of keys >= t.
+struct BisectSelect {
+    static float kth(const float* v, int64_t n, int64_t C, float* scratch) {
+        uint32_t* key = reinterpret_cast<uint32_t*>(scratch);
+        const __m512i sign = _mm512_set1_epi32(int32_t(0x80000000u));
+        __m512i kmin = _mm512_set1_epi32(-1), kmax = _mm512_setzero_si512();
+        for (int64_t j = 0; j < n; j += 16) {
+            const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
+            const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, v + j));
+            // negative: all bits flipped; positive: the sign bit set
+            const __m512i k = _mm512_xor_si512(b, _mm512_or_si512(_mm512_srai_epi32(b, 31), sign));
+            _mm512_mask_storeu_epi32(key + j, m, k);
+            kmin = _mm512_mask_min_epu32(kmin, m, kmin, k);
+            kmax = _mm512_mask_max_epu32(kmax, m, kmax, k);
+        }
+        // largest t with count(key >= t) >= C, in [lo, hi]
+        uint32_t lo = _mm512_reduce_min_epu32(kmin), hi = _mm512_reduce_max_epu32(kmax);
+        while (lo < hi) {
+            const uint32_t mid = lo + (hi - lo + 1) / 2;
+            const __m512i t = _mm512_set1_epi32(int32_t(mid));
+            int64_t c = 0;
+            for (int64_t j = 0; j < n; j += 16) {
+                const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
+                c += _mm_popcnt_u32(_mm512_mask_cmp_epu32_mask(m, _mm512_loadu_si512(key + j), t, _MM_CMPINT_NLT));
+            }
+            if (c >= C)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        const uint32_t u = (lo & 0x80000000u) ? (lo ^ 0x80000000u) : ~lo;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return f;
+    }
+};
+
+// the NQ x 64 integer sums of NQ queries against 4 panels, written to tile[q][p] (16 int32 each); the
+// accumulators stay in registers (local, loops fully unrolled) and go to memory once at the end
 template <int NQ, bool FOUR>
 inline void block(const uint8_t* pan, int64_t panel_bytes, int64_t steps, const int8_t* const* qc,
-                  __m512i (&acc)[6][PANELS]) {
+                  __m512i* tile) {
+    __m512i acc[NQ][PANELS];
+#pragma GCC unroll 8
     for (int q = 0; q < NQ; ++q)
+#pragma GCC unroll 4
         for (int p = 0; p < PANELS; ++p) acc[q][p] = _mm512_setzero_si512();
     const __m512i low = _mm512_set1_epi8(15);
     for (int64_t st = 0; st < steps; ++st) {
         if constexpr (FOUR) {
             __m512i lo[PANELS], hi[PANELS];
+#pragma GCC unroll 4
             for (int p = 0; p < PANELS; ++p) {
                 const __m512i v = _mm512_loadu_si512(pan + p * panel_bytes + st * 64);
                 lo[p] = _mm512_and_si512(v, low);
                 hi[p] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
             }
+#pragma GCC unroll 8
             for (int q = 0; q < NQ; ++q) {
                 const __m512i wl = _mm512_set1_epi32(load4(qc[q] + st * 8));
                 const __m512i wh = _mm512_set1_epi32(load4(qc[q] + st * 8 + 4));
+#pragma GCC unroll 4
                 for (int p = 0; p < PANELS; ++p) {
                     acc[q][p] = _mm512_dpbusd_epi32(acc[q][p], lo[p], wl);
                     acc[q][p] = _mm512_dpbusd_epi32(acc[q][p], hi[p], wh);
@@ -53,25 +99,32 @@ inline void block(const uint8_t* pan, int64_t panel_bytes, int64_t steps, const 
             }
         } else {
             __m512i b[PANELS];
+#pragma GCC unroll 4
             for (int p = 0; p < PANELS; ++p) b[p] = _mm512_loadu_si512(pan + p * panel_bytes + st * 64);
+#pragma GCC unroll 8
             for (int q = 0; q < NQ; ++q) {
                 const __m512i w = _mm512_set1_epi32(load4(qc[q] + st * 4));
+#pragma GCC unroll 4
                 for (int p = 0; p < PANELS; ++p) acc[q][p] = _mm512_dpbusd_epi32(acc[q][p], b[p], w);
             }
         }
     }
+#pragma GCC unroll 8
+    for (int q = 0; q < NQ; ++q)
+#pragma GCC unroll 4
+        for (int p = 0; p < PANELS; ++p) _mm512_store_si512(tile + q * PANELS + p, acc[q][p]);
 }
 
 template <bool FOUR>
 void scan(const IvfScan& s, int64_t q0, int64_t q1) {
     constexpr int NQMAX = FOUR ? 5 : 6;
-    Candidates cand(q0, q1, s.cands);
+    Candidates<BisectSelect> cand(q0, q1, s.cands);
     const int64_t panel_bytes = s.steps * 64;
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    std::vector<const int8_t*> qc;
-    std::vector<float> sc, bs;
-    std::vector<int64_t> slot;
-    __m512i acc[6][PANELS];
+    Vec<const int8_t*> qc;
+    Vec<float> sc, bs;
+    Vec<int64_t> slot;
+    alignas(64) __m512i tile[6 * PANELS];
     for (int64_t v = 0; v < s.nvisit; ++v) {
         const int64_t l = s.visit_list[v];
         const int64_t row0 = s.list_row[l], nr = s.list_row[l + 1] - row0;
@@ -88,6 +141,13 @@ void scan(const IvfScan& s, int64_t q0, int64_t q1) {
             bs.push_back(s.pair_base[pi]);
             slot.push_back(q - q0);
         }
+        // the write positions of the queries' candidate buffers (spread over nq * cap entries, cold
+        // by now): fetched while the first panels are scored instead of missing at the first hit
+        for (int64_t i : slot) {
+            const int64_t at = i * cand.cap + cand.cnt[i];
+            _mm_prefetch(reinterpret_cast<const char*>(cand.v.data() + at), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(cand.p.data() + at), _MM_HINT_T0);
+        }
         const int64_t m = b - a;
         for (int64_t pb = 0; pb < npan; pb += PANELS) {
             const uint8_t* pan = base + pb * panel_bytes;
@@ -101,18 +161,18 @@ void scan(const IvfScan& s, int64_t q0, int64_t q1) {
                 const int nq = int(std::min<int64_t>(NQMAX, m - qb));
                 const int8_t* const* qp = qc.data() + qb;
                 switch (nq) {
-                    case 1: block<1, FOUR>(pan, panel_bytes, s.steps, qp, acc); break;
-                    case 2: block<2, FOUR>(pan, panel_bytes, s.steps, qp, acc); break;
-                    case 3: block<3, FOUR>(pan, panel_bytes, s.steps, qp, acc); break;
-                    case 4: block<4, FOUR>(pan, panel_bytes, s.steps, qp, acc); break;
-                    case 5: block<5, FOUR>(pan, panel_bytes, s.steps, qp, acc); break;
-                    default: block<NQMAX, FOUR>(pan, panel_bytes, s.steps, qp, acc); break;
+                    case 1: block<1, FOUR>(pan, panel_bytes, s.steps, qp, tile); break;
+                    case 2: block<2, FOUR>(pan, panel_bytes, s.steps, qp, tile); break;
+                    case 3: block<3, FOUR>(pan, panel_bytes, s.steps, qp, tile); break;
+                    case 4: block<4, FOUR>(pan, panel_bytes, s.steps, qp, tile); break;
+                    case 5: block<5, FOUR>(pan, panel_bytes, s.steps, qp, tile); break;
+                    default: block<NQMAX, FOUR>(pan, panel_bytes, s.steps, qp, tile); break;
                 }
                 for (int q = 0; q < nq; ++q) {
                     const int64_t i = slot[qb + q];
                     const __m512 vs = _mm512_set1_ps(sc[qb + q]), vb = _mm512_set1_ps(bs[qb + q]);
                     for (int p = 0; p < np; ++p) {
-                        const __m512 est = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[q][p]), vs, vb);
+                        const __m512 est = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tile[q * PANELS + p]), vs, vb);
                         const __mmask16 hit =
                             _mm512_mask_cmp_ps_mask(valid[p], est, _mm512_set1_ps(cand.thr[i]), _CMP_GT_OQ);
                         if (!hit) continue;
@@ -167,7 +227,7 @@ void ivf_scan_avx512(const IvfScan& s, int64_t q0, int64_t q1) {
 }
 
 void ivf_rerank_avx512(const IvfRerank& r, int64_t q0, int64_t q1) {
-    std::vector<int64_t> mine;
+    Vec<int64_t> mine;
     const int64_t bytes = r.dim * 2;
     for (int64_t q = q0; q < q1; ++q) {
         TopK top(r.k, r.out_sim + q * r.k, r.out_pos + q * r.k);

@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstdint>
 #include <limits>
 #include <utility>
@@ -14,37 +15,63 @@
 namespace lk {
 namespace {
 
+// Containers and algorithms here are instantiated with types local to this file (the allocator below,
+// lambdas as comparators): an std:: template instantiated with only std types would be one COMDAT
+// symbol shared by both builds, and the linker could hand the portable build the AVX-512 copy.
+template <class T>
+struct LocalAlloc {
+    using value_type = T;
+    LocalAlloc() = default;
+    template <class U>
+    LocalAlloc(const LocalAlloc<U>&) {}
+    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+    void deallocate(T* p, size_t) { ::operator delete(p); }
+    template <class U>
+    bool operator==(const LocalAlloc<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const LocalAlloc<U>&) const { return false; }
+};
+template <class T>
+using Vec = std::vector<T, LocalAlloc<T>>;
+
 // Per-query candidate buffers of one thread: up to `cap` (estimate, position) entries per query, all
 // above the query's threshold; when a buffer fills, the best C are kept and the threshold becomes the
 // C-th best estimate (so a row enters only if it beats C rows already seen).
+//
+// Select::kth(values, n, C, scratch) returns the C-th largest of values[0..n) (each build brings its own:
+// std::nth_element in the portable one, a vectorised bisection in the AVX-512 one).
+template <class Select>
 struct Candidates {
     int64_t q0, nq, C, cap;
-    std::vector<float> v;
-    std::vector<int32_t> p;
-    std::vector<int64_t> cnt;
-    std::vector<float> thr;
-    std::vector<std::pair<float, int32_t>> scratch;
+    Vec<float> v;
+    Vec<int32_t> p;
+    Vec<int64_t> cnt;
+    Vec<float> thr;
+    Vec<float> fscratch;
 
     Candidates(int64_t q0_, int64_t q1, int64_t C_)
-        : q0(q0_), nq(q1 - q0_), C(C_), cap(2 * C_ + 64), v(size_t(nq * cap)), p(size_t(nq * cap)),
-          cnt(size_t(nq), 0), thr(size_t(nq), -std::numeric_limits<float>::infinity()), scratch(size_t(cap)) {}
+        : q0(q0_), nq(q1 - q0_), C(C_), cap(4 * C_ + 64), v(size_t(nq * cap)), p(size_t(nq * cap)),
+          cnt(size_t(nq), 0), thr(size_t(nq), -std::numeric_limits<float>::infinity()), fscratch(size_t(cap)) {}
 
-    // keep the best C of query slot i (its count > C)
+    // keep the best C of query slot i (its count > C): the C-th best value by a selection on the values
+    // alone, then the entries above it and, in buffer order, as many equal to it as fit
     void shrink(int64_t i) {
         float* vv = v.data() + i * cap;
         int32_t* pp = p.data() + i * cap;
         const int64_t n = cnt[i];
-        for (int64_t j = 0; j < n; ++j) scratch[j] = {vv[j], pp[j]};
-        std::nth_element(scratch.begin(), scratch.begin() + (C - 1), scratch.begin() + n,
-                         [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-                             return a.first > b.first || (a.first == b.first && a.second < b.second);
-                         });
-        for (int64_t j = 0; j < C; ++j) {
-            vv[j] = scratch[j].first;
-            pp[j] = scratch[j].second;
+        const float t = Select::kth(vv, n, C, fscratch.data());
+        int64_t above = 0;
+        for (int64_t j = 0; j < n; ++j) above += vv[j] > t;
+        int64_t ties = C - above, w = 0;
+        for (int64_t j = 0; j < n; ++j) {
+            if (vv[j] > t || (vv[j] == t && ties-- > 0)) {
+                vv[w] = vv[j];
+                pp[w] = pp[j];
+                ++w;
+            }
         }
         cnt[i] = C;
-        thr[i] = scratch[C - 1].first;
+        thr[i] = t;
     }
 
     // after a push of up to 16: make room for the next 16
@@ -81,8 +108,9 @@ struct Candidates {
 inline std::pair<int64_t, int64_t> pairs_in(const IvfScan& s, int64_t v, int64_t q0, int64_t q1) {
     const int32_t* lo = s.pair_q + s.visit_ptr[v];
     const int32_t* hi = s.pair_q + s.visit_ptr[v + 1];
-    const int32_t* a = std::lower_bound(lo, hi, int32_t(q0));
-    const int32_t* b = std::lower_bound(a, hi, int32_t(q1));
+    auto less = [](int32_t x, int32_t y) { return x < y; };
+    const int32_t* a = std::lower_bound(lo, hi, int32_t(q0), less);
+    const int32_t* b = std::lower_bound(a, hi, int32_t(q1), less);
     return {a - s.pair_q, b - s.pair_q};
 }
 
@@ -113,12 +141,12 @@ struct TopK {
 };
 
 // the valid candidates of query q, ascending (rows of one list are adjacent in memory)
-inline int64_t sorted_cands(const IvfRerank& r, int64_t q, std::vector<int64_t>& out) {
+inline int64_t sorted_cands(const IvfRerank& r, int64_t q, Vec<int64_t>& out) {
     out.clear();
     const int64_t* c = r.cand + q * r.cands;
     for (int64_t j = 0; j < r.cands; ++j)
         if (c[j] >= 0) out.push_back(c[j]);
-    std::sort(out.begin(), out.end());
+    std::sort(out.begin(), out.end(), [](int64_t x, int64_t y) { return x < y; });
     return int64_t(out.size());
 }
 

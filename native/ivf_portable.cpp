@@ -32,10 +32,18 @@ inline float f16_to_f32(uint16_t h) {
     return f;
 }
 
+struct NthSelect {
+    static float kth(const float* v, int64_t n, int64_t C, float* scratch) {
+        std::copy(v, v + n, scratch);
+        std::nth_element(scratch, scratch + (C - 1), scratch + n, [](float a, float b) { return a > b; });
+        return scratch[C - 1];
+    }
+};
+
 }  // namespace
 
 void ivf_scan_portable(const IvfScan& s, int64_t q0, int64_t q1) {
-    Candidates cand(q0, q1, s.cands);
+    Candidates<NthSelect> cand(q0, q1, s.cands);
     const int64_t panel_bytes = s.steps * 64;
     for (int64_t v = 0; v < s.nvisit; ++v) {
         const int64_t l = s.visit_list[v];
@@ -68,8 +76,7 @@ void ivf_scan_portable(const IvfScan& s, int64_t q0, int64_t q1) {
 }
 
 void ivf_rerank_portable(const IvfRerank& r, int64_t q0, int64_t q1) {
-    std::vector<int64_t> mine;
-    std::vector<float> row(size_t(r.dim));
+    Vec<int64_t> mine;
     for (int64_t q = q0; q < q1; ++q) {
         TopK top(r.k, r.out_sim + q * r.k, r.out_pos + q * r.k);
         const float* qv = r.queries + q * r.dim;

@@ -266,13 +266,18 @@ class IvfGemm(Index):
             probes = np.broadcast_to(np.arange(nlist), (nq, nlist))
         pair_q = np.repeat(np.arange(nq), probes.shape[1])
         pair_l = probes.ravel()
+        # the compiled scan's passes: each query's nearest list, its second nearest, then the rest (the
+        # thresholds are high early, so few rows of the farther lists enter the candidate buffers)
+        rank = np.minimum(np.argsort(np.argsort(-np.take_along_axis(near, probes, 1), axis=1), axis=1), 2)
+        rank = rank.astype(np.int8).ravel()
         extra_q, extra_l = self._extra_probes(near, probes, k)
         del near
         if extra_q.size:
             pair_q = np.concatenate([pair_q, extra_q])
             pair_l = np.concatenate([pair_l, extra_l])
+            rank = np.concatenate([rank, np.full(len(extra_q), 2, dtype=np.int8)])
             by_query = np.argsort(pair_q, kind="stable")
-            pair_q, pair_l = pair_q[by_query], pair_l[by_query]
+            pair_q, pair_l, rank = pair_q[by_query], pair_l[by_query], rank[by_query]
         pair_base = coarse[pair_q, pair_l] + qconst[pair_q]
         name = nat.kernel()
         if name == "numba":
@@ -280,7 +285,7 @@ class IvfGemm(Index):
         else:
             qcodes, qscale = nat.quantize_queries(weights, nat.padded_dims(self.head, self.bits))
             pos, est = nat.scan(name, self.codes, self.head, self.bits, self.list_panel, self.offsets, qcodes, qscale,
-                                pair_q, pair_l, pair_base, nlist, cands, self.threads)
+                                pair_q, pair_l, pair_base, nlist, cands, self.threads, rank=rank)
             if self.keeps_originals:
                 out_pos, out_sim = nat.rerank(name, self.orig, self.inv_norm, queries, pos, k, self.threads)
             else:

@@ -133,15 +133,23 @@ def reset() -> None:
 
 
 def scan(name: str, panels, head: int, bits: int, list_panel, offsets, qcodes, qscale, pair_q, pair_l, pair_base,
-         nlist: int, cands: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+         nlist: int, cands: int, threads: int, rank=None) -> tuple[np.ndarray, np.ndarray]:
     """Each query's ``cands`` best estimates over its (query, list) pairs: (positions (nq, C) int64 with -1
-    where fewer rows were seen, estimates (nq, C) float32), in no particular order."""
-    order = np.argsort(pair_l, kind="stable")  # pairs come sorted by query: queries stay ascending per list
-    pl, pq, pb = pair_l[order], pair_q[order].astype(np.int32), pair_base[order].astype(np.float32)
-    counts = np.bincount(pl, minlength=nlist)
-    visit = np.flatnonzero(counts).astype(np.int64)
+    where fewer rows were seen, estimates (nq, C) float32), in no particular order.
+
+    ``rank`` (small int per pair, optional): the pairs are scanned in passes over the lists, pass r
+    holding the pairs of rank r (0: each query's nearest list, 1: the next...), so that each query's
+    threshold is already high when its farther lists are scanned and few of their rows enter its
+    candidate buffer (inserting is what costs, not scoring)."""
+    key = pair_l if rank is None else rank.astype(np.int64) * nlist + pair_l
+    order = np.argsort(key, kind="stable")  # pairs come sorted by query: queries stay ascending per visit
+    key, pl = key[order], pair_l[order]
+    pq, pb = pair_q[order].astype(np.int32), pair_base[order].astype(np.float32)
+    counts = np.bincount(key)
+    visit = np.flatnonzero(counts)
     ptr = np.zeros(len(visit) + 1, dtype=np.int64)
     np.cumsum(counts[visit], out=ptr[1:])
+    visit = (visit % nlist).astype(np.int64)
     nq = len(qcodes)
     pos = np.empty((nq, cands), dtype=np.int64)
     est = np.empty((nq, cands), dtype=np.float32)
