@@ -84,7 +84,7 @@ def unpack(panels: np.ndarray, first_panel: int, rows: int, head: int, bits: int
     p = panels.reshape(-1, st, PANEL_ROWS, 4)[first_panel:first_panel + npan].transpose(0, 2, 1, 3)
     if bits == 4:
         p = np.stack([p & 15, p >> 4], axis=3)  # (np, 16, st, 2, 4)
-    return p.reshape(npan * PANEL_ROWS, -1)[:rows]
+    return p.reshape(npan * PANEL_ROWS, padded_dims(head, bits))[:rows]
 
 
 def quantize_queries(w: np.ndarray, dq: int) -> tuple[np.ndarray, np.ndarray]:
