@@ -206,7 +206,7 @@ class IvfGemm(Index):
             self.list_panel = nat.list_panels(self.offsets)
             self.codes = nat.pack(codes[order], self.offsets, self.bits)
             del codes
-            self.centroids, self.rot = cent, rot
+            self.centroids, self.rot, self._proj = cent, rot, None
             if self.keeps_originals:
                 bar.describe("pass 2: float16 originals")
                 self._store_originals(database, order, bar)
@@ -251,9 +251,11 @@ class IvfGemm(Index):
         nprobe = min(int(self.query_params["nprobe"]), nlist)
         cands = self._candidates(k)
         nq = len(queries)
+        if getattr(self, "_proj", None) is None:  # centroids and rotation side by side: one product for both
+            self._proj = np.ascontiguousarray(np.concatenate([self.centroids.T, self.rot], axis=1))
         with threadpool_limits(limits=self.threads):
-            coarse = queries @ self.centroids.T
-            qh = queries @ self.rot
+            both = queries @ self._proj
+        coarse, qh = both[:, :nlist], both[:, nlist:]
         # q . r ~ q_head . (lo + step * code) = q_head . lo + (q_head * step) . code
         weights = np.ascontiguousarray(qh * self.step)
         qconst = (qh @ self.lo).astype(np.float32)
@@ -388,6 +390,7 @@ class IvfGemm(Index):
             raise UsageError(f"{path} indexes {meta['n']} rows of {meta['dim']} ({meta['metric']}), not {self.n} "
                              f"rows of {self.dim} ({self.metric.value}); rebuild it for this database")
         self.build_params.update(meta["build_params"])
+        self._proj = None
         for name in self._arrays():
             setattr(self, name, np.load(path / f"{name}.npy", allow_pickle=False))
 
