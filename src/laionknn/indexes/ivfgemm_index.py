@@ -185,7 +185,7 @@ class IvfGemm(Index):
                 progress_bar(f"building {self.name}", passes * self.n, unit="rows") as bar:
             bar.describe(f"sampling {size} training rows")
             train = sample_rows(database, self.metric, size, seed=seed)
-            cent = kmeans(train, nlist, niter, seed, bar)
+            cent = self._round_centroids(kmeans(train, nlist, niter, seed, bar))
             half_sq = 0.5 * np.einsum("ij,ij->i", cent, cent)
             rot = residual_rotation(train, cent, nearest_centroid(train, cent, half_sq), head)
             self._fit_codes(train, cent, half_sq, rot)
@@ -210,6 +210,10 @@ class IvfGemm(Index):
             if self.keeps_originals:
                 bar.describe("pass 2: float16 originals")
                 self._store_originals(database, order, bar)
+
+    def _round_centroids(self, cent: np.ndarray) -> np.ndarray:
+        """The centroids as searched (the float index keeps float32)."""
+        return cent
 
     def _fit_codes(self, train, cent, half_sq, rot) -> None:
         """Per-dimension uniform codes of the head between the 0.1 % and 99.9 % quantiles of the sample."""
@@ -407,3 +411,20 @@ class IvfGemmQ(IvfGemm):
 
     def _candidates(self, k: int) -> int:
         return k
+
+    # the centroids are bytes of every vector here (4 * nlist * dim): stored as float16 (rounded before the
+    # rows are assigned, so the saved index searches exactly as built), float32 in memory for the product
+    def _round_centroids(self, cent):
+        return cent.astype(np.float16).astype(np.float32)
+
+    def _save(self, path: Path) -> None:
+        full = self.centroids
+        self.centroids = full.astype(np.float16)
+        try:
+            super()._save(path)
+        finally:
+            self.centroids = full
+
+    def _load(self, path: Path) -> None:
+        super()._load(path)
+        self.centroids = self.centroids.astype(np.float32)
