@@ -23,6 +23,7 @@
 #include <unistd.h>
 #endif
 
+#include "ivf.h"
 #include "kernels.h"
 
 namespace nb = nanobind;
@@ -260,5 +261,6 @@ NB_MODULE(_native, m) {
     m.def("convert_f64", [](Mat<double> src, Out16 dst, OutF64 nx, OutF64 nh, OutF64 nr, int layout, bool ftz, int threads) {
         convert_any(src, dst, nx, nh, nr, layout, ftz, threads, [](double v) { return v; });
     }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "layout"_a, "ftz"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
+    register_ivf(m);  // laionknn-ivfgemm kernels (ivf_module.cpp)
     m.def("gemm_bf16", &gemm, "kernel"_a, "a"_a, "b"_a, "col0"_a, "ncols"_a, "c"_a, "threads"_a);
 }

@@ -9,6 +9,9 @@ and keeps numpy's BLAS at one thread meanwhile. Scores are similarities (higher 
   their uint16 bit patterns: numba has no float16 type) and keeps the top k;
 * :func:`heaps_to_topk` turns the heaps into sorted answers when there is no re-rank;
 * :func:`accumulate` sums rows per cluster for k-means.
+
+These are the fallback path (``numba`` kernel of :mod:`laionknn.indexes.ivfgemm_native`); the compiled
+kernels replace :func:`scan_list` and :func:`rerank_f16` where AVX-512 VNNI is available.
 """
 
 from __future__ import annotations
@@ -166,13 +169,3 @@ def accumulate(x, labels, sums, counts):
         counts[c] += 1
         for t in range(x.shape[1]):
             sums[c, t] += x[i, t]
-
-
-@nb.njit(nogil=True, cache=True)
-def unpack4(codes, out):
-    """(rows, d/2) uint8, two 4-bit codes per byte (low nibble first) -> (rows, d) float32 of the codes."""
-    for r in range(codes.shape[0]):
-        for b in range(codes.shape[1]):
-            v = codes[r, b]
-            out[r, 2 * b] = np.float32(v & 15)
-            out[r, 2 * b + 1] = np.float32(v >> 4)
