@@ -58,4 +58,18 @@ void gemm_portable(const Gemm& g, int64_t r0, int64_t r1) {
     }
 }
 
+void gemm_i16_portable(const GemmI16& g, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+        const int16_t* ar = g.a + r * g.lda;
+        for (int64_t j = 0; j < g.ncols; ++j) {
+            const int16_t* panel = g.b + (j / 16) * panel_elems(g.dp);
+            const int64_t c = j % 16;
+            int64_t acc = 0;  // exact: |sum| < 2^31 (the conversion bounds the norms)
+            for (int64_t p = 0; p < g.dp / 2; ++p)
+                acc += int32_t(ar[2 * p]) * panel[p * 32 + 2 * c] + int32_t(ar[2 * p + 1]) * panel[p * 32 + 2 * c + 1];
+            g.c[r * g.ldc + j] = (float(acc) * g.cs[j]) * g.rs[r];
+        }
+    }
+}
+
 }  // namespace lk

@@ -135,8 +135,11 @@ def _thread_count() -> int:
     return int(numba.get_num_threads())
 
 
+NARROW = ("bf16", "int16")  # backends of a certified filter on 16-bit images (bf16 or int16)
+
+
 def _bf16_block_rows(block_rows: int, planned: bool) -> int:
-    """The bf16 filter holds the block packed in bf16 (2 bytes per value beside the read buffer; after a
+    """The bf16 and int16 filters hold the block packed in 16-bit values (2 bytes per value beside the read buffer; after a
     hand-over to float32 the float32 copy too, for one block): a planned block shrinks by a quarter to
     stay inside the memory budget."""
     return max(min(block_rows, R_TILE), block_rows * 3 // 4 // R_TILE * R_TILE) if planned else block_rows
@@ -207,9 +210,9 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     Returns :class:`KnnResult`: ids int64 (n_queries, k) 0-based, dists float32 ascending (the float64
     distance rounded once), ties at equal float64 distance broken by the lower id. ``attrs`` holds
     ``n_rescored`` (pairs recomputed in float64), ``tie_at_k`` (uint8 per query: rank k and k+1 have
-    the same float64 distance), ``block_rows``, ``query_batch``, ``filter`` (``float32`` or ``bf16``, or
-    the hand-over point when the bf16 filter gave way) and ``gemm`` (the kernel that ran, e.g.
-    ``faiss-cpu OpenBLAS 0.3.15 core=Zen`` or ``bf16 amx (laionknn._native)``).
+    the same float64 distance), ``block_rows``, ``query_batch``, ``filter`` (``float32``, ``bf16`` or ``int16``,
+    or the hand-over point when the bf16/int16 filter gave way) and ``gemm`` (the kernel that ran, e.g.
+    ``faiss-cpu OpenBLAS 0.3.15 core=Zen`` or ``int16 avx512vnni (laionknn._native)``).
 
     tie_ranks: extra ranks ``r`` (1 <= r <= k) whose float64 tie with rank ``r + 1`` is reported in
     ``attrs["tie_at"][r]`` (uint8 per query, computed exactly as ``tie_at_k``), so one search for a deep
@@ -240,7 +243,7 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     announce_compilation(metric)
     info: dict = {}
     backend = resolve_backend(blas) if gemm else "numpy"
-    filter_rows = _bf16_block_rows(block_rows, not explicit_rows) if backend == "bf16" else block_rows
+    filter_rows = _bf16_block_rows(block_rows, not explicit_rows) if backend in NARROW else block_rows
     if nq == 0:
         dd = np.zeros((0, k))
         return KnnResult(np.zeros((0, k), np.int64), dd.astype(np.float32),
@@ -319,7 +322,7 @@ def knn_rows(database, queries: np.ndarray, kk: int, metric: "str | Metric", sta
             dd, ii = exact_topk(state.lo, state.ids, kk)
             return Candidates(dd, dd, ii), Candidates.empty(nq)
         backend = resolve_backend(blas)
-        rows = _bf16_block_rows(block_rows, False) if backend == "bf16" else block_rows
+        rows = _bf16_block_rows(block_rows, False) if backend in NARROW else block_rows
         parts = _pass_filter(src, q_in, parts, batches, kk, metric, rows, start, None, None, 0.0, backend, stop=stop)
         state = Candidates.stack(parts)
         dd, ii, _ = _pass_rescore(src, q_in, state, kk, metric, max(block_rows, 4096), start=start, stop=stop)
@@ -479,10 +482,12 @@ class _Bf16Filter:
             return None
         return nx
 
+    tiny = 3 * TINY  # per product term: what the bf16 instructions may flush
+
     def columns(self, a, nx, h, c):
         """``(w, h, c)`` of the block last packed by :meth:`pack`."""
         w = a * (self.gamma * self.nhat + self.nres + self.rho * nx)
-        h = h + a * (3 * self.dim * TINY * (1 + SLACK))
+        h = h + a * (self.dim * self.tiny * (1 + SLACK))
         c = c + self.zero * float((a * nx).max(initial=0.0))
         return w, h, c
 
@@ -490,21 +495,74 @@ class _Bf16Filter:
         native.gemm_bf16(self.q.a[q0:q1], self.tiles[r0], out, ncols=r1 - r0, threads=self.threads)
 
 
+class _I16Filter(_Bf16Filter):
+    """The certified int16 filter (see docs/exact.md): ``q~ = 2^e_q Q``, ``x~ = 2^e_x X`` with int16 ``Q``,
+    ``X`` (:func:`laionknn.native.quantize_rows`) and residuals ``dq = q - q~``, ``dx = x - x~`` (exact in
+    float64). The int32 sum ``Q.X`` is exact (``|Q||X| < 2^31``), rounded once to float32 and scaled by
+    ``2^(e_q + e_x)`` (exact in the exponent range :data:`laionknn.native.I16_EXP_RANGE`), hence
+    ``|s - q.x| <= u |q~||x~| + |q~||dx| + |dq||x|`` with ``u = 2^-24``: the bf16 filter's form with
+    ``gamma'_d`` replaced by ``u`` and no underflow term.
+    """
+
+    tiny = 0.0
+
+    def __init__(self, q_in: np.ndarray, dim: int, threads: int | None) -> None:
+        q = q_in if q_in.dtype in (np.float16, np.float32, np.float64) else q_in.astype(np.float64)
+        self.threads = threads
+        self.q = native.quantize_queries(q, threads=threads)
+        self.gamma = U32
+        self.dim = dim
+        nz = self.q.nhat > 0
+        self.rho = float((self.q.nres[nz] / self.q.nhat[nz]).max()) if nz.any() else 0.0
+        self.zero = np.where(nz, 0.0, self.q.nres) * (1 + SLACK)
+        self.g = self.q.nhat * (1 + SLACK)
+        lo, hi = native.I16_EXP_RANGE
+        self.usable = bool(np.isfinite(self.q.norm).all() and np.isfinite(self.q.nres).all()
+                           and (self.q.e >= lo).all() and (self.q.e <= hi).all())
+        self.active = self.usable
+        self.switched_at = None
+        self.tiles = {}
+        self.nhat = self.nres = np.zeros(0)
+
+    def pack(self, block: np.ndarray) -> np.ndarray | None:
+        """As :meth:`_Bf16Filter.pack`, quantising to int16; None also when a row's exponent leaves
+        :data:`laionknn.native.I16_EXP_RANGE` (tiny or huge rows: the float32 filter takes the block)."""
+        self.tiles = {}
+        for r0 in range(0, block.shape[0], R_TILE):
+            self.tiles[r0] = native.quantize_rows(block[r0:r0 + R_TILE], threads=self.threads)
+        tiles = list(self.tiles.values())
+        self.nhat = np.concatenate([t.nhat for t in tiles])
+        self.nres = np.concatenate([t.nres for t in tiles])
+        nx = np.concatenate([t.norm for t in tiles])
+        e = np.concatenate([t.e for t in tiles])
+        lo, hi = native.I16_EXP_RANGE
+        if not (np.isfinite(nx).all() and np.isfinite(self.nres).all() and (e >= lo).all() and (e <= hi).all()):
+            self.tiles = {}
+            return None
+        return nx
+
+    def scores(self, q0: int, q1: int, r0: int, r1: int, out: np.ndarray) -> None:
+        native.gemm_i16(self.q, self.tiles[r0], out, rows=slice(q0, q1), ncols=r1 - r0, threads=self.threads)
+
+
 def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint, fingerprint, every,
                  backend, *, stop=None, info: dict | None = None):
     """Pass 1 over rows ``[start_row, stop)`` (default: to the end; progress counts from row 0 then).
 
-    backend ``bf16``: the certified bf16 filter (:class:`_Bf16Filter`); it hands over to the float32
-    filter (numpy's sgemm) for the remaining blocks when its bound keeps too many survivors. Returns the
-    parts; ``info`` (a dict, optional) receives ``filter`` and ``gemm`` for the run record."""
-    bf = _Bf16Filter(q_in, src.dim, _thread_count()) if backend == "bf16" else None
+    backend ``bf16`` / ``int16``: the certified bf16 / int16 filter (:class:`_Bf16Filter`,
+    :class:`_I16Filter`); it hands over to the float32 filter (numpy's sgemm) for the remaining blocks
+    when its bound keeps too many survivors. Returns the parts; ``info`` (a dict, optional) receives
+    ``filter`` and ``gemm`` for the run record."""
+    kinds = {"bf16": _Bf16Filter, "int16": _I16Filter}
+    bf = kinds[backend](q_in, src.dim, _thread_count()) if backend in kinds else None
     if bf is not None and not bf.usable:
-        log.info("queries overflow bf16: using the float32 filter")
+        log.info("queries do not fit the %s filter (overflow or exponent range): using the float32 filter", backend)
         bf, backend = None, "numpy"
+    narrow = backend if bf is not None else None
     if info is not None:
-        info["filter"] = "bf16" if bf is not None else "float32"
+        info["filter"] = narrow or "float32"
         info["gemm"] = describe(backend)
-    f32_backend = "numpy" if backend == "bf16" else backend
+    f32_backend = "numpy" if backend in NARROW else backend
     xq = np.ascontiguousarray(q_in, dtype=np.float32)
     qn = np.linalg.norm(np.asarray(q_in, dtype=np.float64), axis=1)
     g = gamma(src.dim) * qn
@@ -519,7 +577,7 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     n_q = xq.shape[0]
     # one unit = one database row scored against one query: the bar moves with every query tile of
     # every block, not once per row range (a single 100K block of 10k queries is minutes of work)
-    what = "bf16" if bf is not None else "float32"
+    what = narrow or "float32"
     with progress_bar(f"exact {metric.value} ({what} filter)", (stop - first) * n_q, unit="row·query") as bar:
         bar.update((start_row - first) * n_q)
         for task in plan_row_ranges(stop, block_rows, start=start_row):
@@ -571,10 +629,10 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                 kept = sum(int((p.ids >= 0).sum()) for p in parts) / n_q
                 if kept > BF16_SURVIVORS[0] * kk + BF16_SURVIVORS[1]:
                     bf.active, bf.switched_at, bf.tiles = False, task.stop, {}
-                    log.info("bf16 bound keeps %.0f survivors per query (k+1 = %d): float32 filter from row %d",
-                             kept, kk, task.stop)
+                    log.info("%s bound keeps %.0f survivors per query (k+1 = %d): float32 filter from row %d",
+                             narrow, kept, kk, task.stop)
                     if info is not None:
-                        info["filter"] = f"bf16 to row {task.stop}, then float32"
+                        info["filter"] = f"{narrow} to row {task.stop}, then float32"
                         info["gemm"] += f"; then {describe(f32_backend)}"
             # the state after the last block is always saved: a failed final write resumes without a pass
             last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every if task.stop < stop else 0.0)
