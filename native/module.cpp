@@ -119,6 +119,16 @@ inline uint16_t f32_to_bf16(float x, bool ftz) {
     return uint16_t(u >> 16);
 }
 
+// float16 -> float32 for every bit pattern (256 KiB, built on first use)
+const float* half_table() {
+    static const std::vector<float> table = [] {
+        std::vector<float> t(65536);
+        for (uint32_t h = 0; h < 65536; ++h) t[h] = half_to_float(uint16_t(h));
+        return t;
+    }();
+    return table.data();
+}
+
 inline double bf16_to_double(uint16_t h) { return double(bits_f32(uint32_t(h) << 16)); }
 
 template <class F>
@@ -194,11 +204,28 @@ void convert_q16(Get get, int64_t n, int64_t d, int64_t rows, int64_t dp, int16_
                 for (int64_t t = 0; t < dp; ++t) put(r, t, 0);
                 continue;
             }
+            // eight independent partial sums (the order only moves the last bits of a norm; the engine's
+            // SLACK covers float64 summation in any order)
             double mx = 0.0, sx = 0.0;
-            for (int64_t t = 0; t < d; ++t) {
-                const double v = get(r, t);
-                mx = std::fabs(v) > mx ? std::fabs(v) : mx;
-                sx += v * v;
+            {
+                double m8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                int64_t t = 0;
+                for (; t + 8 <= d; t += 8)
+                    for (int u = 0; u < 8; ++u) {
+                        const double v = get(r, t + u);
+                        m8[u] = std::fabs(v) > m8[u] ? std::fabs(v) : m8[u];
+                        s8[u] += v * v;
+                    }
+                for (; t < d; ++t) {
+                    const double v = get(r, t);
+                    m8[0] = std::fabs(v) > m8[0] ? std::fabs(v) : m8[0];
+                    s8[0] += v * v;
+                }
+                for (int u = 0; u < 8; ++u) {
+                    mx = m8[u] > mx ? m8[u] : mx;
+                    sx += s8[u];
+                }
+                if (std::isnan(sx)) mx = NAN;
             }
             int e = 0;
             if (!std::isfinite(sx) || !std::isfinite(mx)) {
@@ -214,19 +241,33 @@ void convert_q16(Get get, int64_t n, int64_t d, int64_t rows, int64_t dp, int16_
                 while (std::ldexp(32767.0, e - 1) >= mx && std::ldexp(46000.0, e - 1) >= nrm) --e;
                 while (std::ldexp(32767.0, e) < mx || std::ldexp(46000.0, e) < nrm) ++e;
             }
+            // multiplying by 2^-e and 2^e is ldexp (both round the exact value once) where both factors are
+            // normal doubles; ldexp itself outside that range
+            const bool fast = e > -1000 && e < 1000;
+            const double down = fast ? std::ldexp(1.0, -e) : 0.0, up = fast ? std::ldexp(1.0, e) : 0.0;
+            double h8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, r8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            auto one = [&](int64_t t, int u) {
+                const double v = get(r, t);
+                // round to nearest even: |y| <= 32767, so (y + 1.5 2^52) - 1.5 2^52 is rint(y) (no libm call)
+                const double y = fast ? v * down : std::ldexp(v, -e);
+                const double xq = (y + 6755399441055744.0) - 6755399441055744.0;
+                const double xh = fast ? xq * up : std::ldexp(xq, e);
+                const double er = v - xh;
+                h8[u] += xh * xh;
+                r8[u] += er * er;
+                put(r, t, int16_t(xq));
+            };
+            int64_t t = 0;
+            if (mx > 0.0) {
+                for (; t + 8 <= d; t += 8)
+                    for (int u = 0; u < 8; ++u) one(t + u, u);
+                for (; t < d; ++t) one(t, 0);
+            }
+            for (; t < dp; ++t) put(r, t, 0);
             double sh = 0.0, sr = 0.0;
-            for (int64_t t = 0; t < dp; ++t) {
-                int16_t q = 0;
-                if (t < d && mx > 0.0) {
-                    const double v = get(r, t);
-                    const double xq = std::nearbyint(std::ldexp(v, -e));
-                    q = int16_t(xq);
-                    const double xh = std::ldexp(xq, e);
-                    const double er = v - xh;
-                    sh += xh * xh;
-                    sr += er * er;
-                }
-                put(r, t, q);
+            for (int u = 0; u < 8; ++u) {
+                sh += h8[u];
+                sr += r8[u];
             }
             nx[r] = std::sqrt(sx);
             nhat[r] = std::sqrt(sh);
@@ -378,7 +419,8 @@ NB_MODULE(_native, m) {
         convert_any(src, dst, nx, nh, nr, layout, ftz, threads, [](double v) { return v; });
     }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "layout"_a, "ftz"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
     m.def("quantize_f16", [](Mat<uint16_t> src, Out16s dst, OutF64 nx, OutF64 nh, OutF64 nr, OutI32 ex, OutF32 sc, int layout, int threads) {
-        quantize_any(src, dst, nx, nh, nr, ex, sc, layout, threads, [](uint16_t v) { return double(half_to_float(v)); });
+        const float* lut = half_table();
+        quantize_any(src, dst, nx, nh, nr, ex, sc, layout, threads, [lut](uint16_t v) { return double(lut[v]); });
     }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "exp"_a, "scale"_a, "layout"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
     m.def("quantize_f32", [](Mat<float> src, Out16s dst, OutF64 nx, OutF64 nh, OutF64 nr, OutI32 ex, OutF32 sc, int layout, int threads) {
         quantize_any(src, dst, nx, nh, nr, ex, sc, layout, threads, [](float v) { return double(v); });

@@ -369,7 +369,7 @@ def _np_quantize(x: np.ndarray):
     return xi, nrm, nhat, nres, e, scale
 
 
-def _quantize(x: np.ndarray, layout: int, threads: int | None):
+def _quantize(x: np.ndarray, layout: int, threads: int | None, buf: np.ndarray | None = None):
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-d array of rows, got shape {x.shape}")
@@ -378,7 +378,9 @@ def _quantize(x: np.ndarray, layout: int, threads: int | None):
     rows = n if layout == 0 else padded_rows(n)
     mod = _module()
     if mod is not None:
-        buf = np.empty(rows * dp, dtype=np.int16)
+        if buf is None or buf.dtype != np.int16 or buf.size < rows * dp or not buf.flags.c_contiguous:
+            buf = np.empty(rows * dp, dtype=np.int16)
+        buf = buf.reshape(-1)[:rows * dp]
         norm, nhat, nres = np.empty(n), np.empty(n), np.empty(n)
         e, scale = np.empty(n, dtype=np.int32), np.empty(n, dtype=np.float32)
         if x.dtype == np.float16:
@@ -444,10 +446,11 @@ def quantize_queries(q: np.ndarray, threads: int | None = None) -> QueriesI16:
     return QueriesI16(buf.reshape(len(nhat), -1), e, scale, norm, nhat, nres)
 
 
-def quantize_rows(x: np.ndarray, threads: int | None = None) -> PackedI16:
+def quantize_rows(x: np.ndarray, threads: int | None = None, buf: np.ndarray | None = None) -> PackedI16:
     """Database rows (float16/32/64) -> int16 packed panels plus exponents, norms and radii, in one pass
-    over the rows (float16 read directly); see :class:`PackedI16`."""
-    buf, norm, nhat, nres, e, scale = _quantize(x, 1, threads)
+    over the rows (float16 read directly); see :class:`PackedI16`. ``buf``: an int16 buffer to reuse for
+    the panels when large enough (the result's ``data`` is then a view of it)."""
+    buf, norm, nhat, nres, e, scale = _quantize(x, 1, threads, buf)
     x = np.asarray(x)
     return PackedI16(buf, int(x.shape[0]), int(x.shape[1]), e, scale, norm, nhat, nres)
 

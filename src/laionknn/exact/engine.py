@@ -41,7 +41,8 @@ from laionknn.errors import DataError, UsageError
 from laionknn.exact import checkpoint as ckpt
 from laionknn import native
 from laionknn.exact.blas import describe, resolve_backend, sgemm_nt
-from laionknn.exact.kernels import _CHUNK, chunk_bounds, norms64, rescore_pairs, select_hamming, select_scores, to_float32
+from laionknn.exact.kernels import (_CHUNK, F16_LUT, chunk_bounds, norms64, norms64_f16_rows, rescore_pairs,
+                                    rescore_pairs_f16, select_hamming, select_scores, to_float32)
 from laionknn.exact.merge import Candidates, exact_topk, filled_prefix, kth_keys, merge
 from laionknn.exact.plan import SCORE_TILE, plan_memory, plan_query_batches, plan_row_ranges
 from laionknn.io.vectors import check_vectors, parse_memory
@@ -522,27 +523,26 @@ class _I16Filter(_Bf16Filter):
         self.active = self.usable
         self.switched_at = None
         self.tiles = {}
+        self.buf = None
         self.nhat = self.nres = np.zeros(0)
 
     def pack(self, block: np.ndarray) -> np.ndarray | None:
         """As :meth:`_Bf16Filter.pack`, quantising to int16; None also when a row's exponent leaves
         :data:`laionknn.native.I16_EXP_RANGE` (tiny or huge rows: the float32 filter takes the block)."""
         self.tiles = {}
-        for r0 in range(0, block.shape[0], R_TILE):
-            self.tiles[r0] = native.quantize_rows(block[r0:r0 + R_TILE], threads=self.threads)
-        tiles = list(self.tiles.values())
-        self.nhat = np.concatenate([t.nhat for t in tiles])
-        self.nres = np.concatenate([t.nres for t in tiles])
-        nx = np.concatenate([t.norm for t in tiles])
-        e = np.concatenate([t.e for t in tiles])
+        # the whole block in one call, into a buffer kept across blocks (fresh pages cost more than the
+        # conversion); score tiles are column ranges of it (R_TILE is a multiple of 32)
+        p = native.quantize_rows(block, threads=self.threads, buf=self.buf)
+        self.buf = p.data
+        self.nhat, self.nres, nx = p.nhat, p.nres, p.norm
         lo, hi = native.I16_EXP_RANGE
-        if not (np.isfinite(nx).all() and np.isfinite(self.nres).all() and (e >= lo).all() and (e <= hi).all()):
-            self.tiles = {}
+        if not (np.isfinite(nx).all() and np.isfinite(self.nres).all() and (p.e >= lo).all() and (p.e <= hi).all()):
             return None
+        self.tiles = {0: p}
         return nx
 
     def scores(self, q0: int, q1: int, r0: int, r1: int, out: np.ndarray) -> None:
-        native.gemm_i16(self.q, self.tiles[r0], out, rows=slice(q0, q1), ncols=r1 - r0, threads=self.threads)
+        native.gemm_i16(self.q, self.tiles[0], out, rows=slice(q0, q1), col0=r0, ncols=r1 - r0, threads=self.threads)
 
 
 def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint, fingerprint, every,
@@ -628,7 +628,7 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
             if bf_cols is not None and task.stop < stop:
                 kept = sum(int((p.ids >= 0).sum()) for p in parts) / n_q
                 if kept > BF16_SURVIVORS[0] * kk + BF16_SURVIVORS[1]:
-                    bf.active, bf.switched_at, bf.tiles = False, task.stop, {}
+                    bf.active, bf.switched_at, bf.tiles, bf.buf = False, task.stop, {}, None
                     log.info("%s bound keeps %.0f survivors per query (k+1 = %d): float32 filter from row %d",
                              narrow, kept, kk, task.stop)
                     if info is not None:
@@ -656,15 +656,26 @@ def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_r
     xq = np.ascontiguousarray(q_in, dtype=np.float32 if exact32 else np.float64)
     qn = norms64(xq)
     mode = {Metric.DOT: 0, Metric.COSINE: 1, Metric.L2: 2}[metric]
-    conv = _block_buffer(src, min(block_rows, stop - start))  # float32 block, reused across blocks
+    # float16 blocks are rescored as read (through a lookup table); others through a float32 copy
+    f16 = src.dtype == np.float16
+    conv = None if f16 else _block_buffer(src, min(block_rows, stop - start))  # reused across blocks
     with progress_bar("exact rescoring (float64)", stop - start) as bar:
         for task in plan_row_ranges(stop, block_rows, start=start):
             a0, a1 = np.searchsorted(rid_s, [task.start, task.stop])
             if a1 > a0:
-                xb = to_float32(src.read(task.start, task.stop), out=conv)
-                nx = norms64(xb) if mode == 1 else qn[:1]
+                rows = rid_s[a0:a1] - task.start
                 out = np.empty(a1 - a0)
-                rescore_pairs(xb, xq, rid_s[a0:a1] - task.start, q_s[a0:a1], mode, qn, nx, out)
+                if f16:
+                    xb16 = np.ascontiguousarray(src.read(task.start, task.stop)).view(np.uint16)
+                    nx = qn[:1]
+                    if mode == 1:
+                        nx = np.empty(xb16.shape[0])
+                        norms64_f16_rows(xb16, F16_LUT, np.unique(rows), nx)
+                    rescore_pairs_f16(xb16, F16_LUT, xq, rows, q_s[a0:a1], mode, qn, nx, out)
+                else:
+                    xb = to_float32(src.read(task.start, task.stop), out=conv)
+                    nx = norms64(xb) if mode == 1 else qn[:1]
+                    rescore_pairs(xb, xq, rows, q_s[a0:a1], mode, qn, nx, out)
                 d_s[a0:a1] = out
             bar.advance(task.rows)
     d = np.full(ids.shape, np.inf)

@@ -262,3 +262,50 @@ def rescore_pairs(xb, xq, rows, qs, mode, qnorm, bnorm, out):
             out[p] = 1.0 - _dot8(xq[q], xb[r]) / (qnorm[q] * bnorm[r])
         else:
             out[p] = 1.0 - _dot8(xq[q], xb[r])
+
+
+@nb.njit(nogil=True, cache=True, fastmath=_FM)
+def _dot8_f16(x, y16, lut):
+    """:func:`_dot8` of a float vector ``x`` and a float16 row given as uint16 bits ``y16`` (converted
+    exactly through ``lut``, :data:`F16_LUT`)."""
+    s = 0.0
+    for t in range(x.shape[0]):
+        s += np.float64(x[t]) * np.float64(lut[y16[t]])
+    return s
+
+
+@nb.njit(nogil=True, cache=True, fastmath=_FM)
+def _sqdist8_f16(x, y16, lut):
+    """:func:`_sqdist8` of a float vector and a float16 row given as uint16 bits."""
+    s = 0.0
+    for t in range(x.shape[0]):
+        d = np.float64(x[t]) - np.float64(lut[y16[t]])
+        s += d * d
+    return s
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def norms64_f16_rows(xb16, lut, rows, out):
+    """``out[r] = |xb[r]|`` (float64 sums) for the rows ``rows`` of a float16 block given as uint16 bits."""
+    for p in nb.prange(rows.shape[0]):
+        r = rows[p]
+        s = 0.0
+        for t in range(xb16.shape[1]):
+            v = np.float64(lut[xb16[r, t]])
+            s += v * v
+        out[r] = np.sqrt(s)
+
+
+@nb.njit(parallel=True, nogil=True, cache=True)
+def rescore_pairs_f16(xb16, lut, xq, rows, qs, mode, qnorm, bnorm, out):
+    """:func:`rescore_pairs` on a float16 block given as uint16 bits (no float32 copy of the block: fresh
+    pages for one cost more than the rescoring itself)."""
+    for p in nb.prange(rows.shape[0]):
+        r = rows[p]
+        q = qs[p]
+        if mode == 2:
+            out[p] = _sqdist8_f16(xq[q], xb16[r], lut)
+        elif mode == 1:
+            out[p] = 1.0 - _dot8_f16(xq[q], xb16[r], lut) / (qnorm[q] * bnorm[r])
+        else:
+            out[p] = 1.0 - _dot8_f16(xq[q], xb16[r], lut)
