@@ -1,6 +1,7 @@
 // Portable bf16 x bf16 -> float32 GEMM (no instruction-set flags beyond the compiler's default).
 // Each product of two bf16 values is exact in float32; the sums are float32 roundings, d per entry,
 // so the float32 error bound of docs/exact.md holds as for the vector kernels.
+#include <cmath>
 #include <cstring>
 
 #include "kernels.h"
@@ -69,6 +70,12 @@ void gemm_i16_portable(const GemmI16& g, int64_t r0, int64_t r1) {
                 acc += int32_t(ar[2 * p]) * panel[p * 32 + 2 * c] + int32_t(ar[2 * p + 1]) * panel[p * 32 + 2 * c + 1];
             g.c[r * g.ldc + j] = (float(acc) * g.cs[j]) * g.rs[r];
         }
+        if (g.cmax)
+            for (int64_t j0 = 0; j0 < g.ncols; j0 += 32) {
+                float m = -HUGE_VALF;
+                for (int64_t j = j0; j < j0 + 32 && j < g.ncols; ++j) m = g.c[r * g.ldc + j] > m ? g.c[r * g.ldc + j] : m;
+                g.cmax[r * g.ldm + j0 / 32] = m;
+            }
     }
 }
 

@@ -37,6 +37,8 @@ struct GemmI16 {
     int64_t ldc;
     const float* rs;  // per row of A (m)
     const float* cs;  // per column of C (ncols)
+    float* cmax = nullptr;  // optional: max of each row over each 32 columns, (m, ldm)
+    int64_t ldm = 0;
 };
 
 inline int64_t panel_elems(int64_t dp) { return dp * 16; }  // uint16 per panel of 16 columns

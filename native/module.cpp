@@ -31,7 +31,7 @@ using namespace nb::literals;
 namespace lk {
 namespace {
 
-constexpr int ABI = 3;  // bumped when a signature changes (the wrapper refuses a stale build)
+constexpr int ABI = 4;  // bumped when a signature changes (the wrapper refuses a stale build)
 
 // ---------------------------------------------------------------- CPU and OS features
 struct Features {
@@ -327,12 +327,16 @@ void gemm_i16(const std::string& kernel, nb::ndarray<const int16_t, nb::ndim<2>,
               nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> rs,
               nb::ndarray<const int16_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> b,
               nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> cs, int64_t col0, int64_t ncols,
-              nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> c, int threads) {
+              nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> c, int threads,
+              nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> cmax) {
     const int64_t m = a.shape(0), dp = a.shape(1);
     if (dp % 32) throw std::invalid_argument("A rows must be padded to a multiple of 32 values");
     if (col0 % 32 || col0 < 0) throw std::invalid_argument("col0 must be a non-negative multiple of 32");
     if (int64_t(c.shape(0)) != m || int64_t(c.shape(1)) < ncols)
         throw std::invalid_argument("C must have the rows of A and at least ncols columns");
+    const bool want_max = cmax.shape(1) > 0;
+    if (want_max && (int64_t(cmax.shape(0)) != m || int64_t(cmax.shape(1)) < (ncols + 31) / 32))
+        throw std::invalid_argument("cmax must have the rows of A and one column per 32 columns of C");
     if (int64_t(rs.shape(0)) < m || int64_t(cs.shape(0)) < col0 + ncols)
         throw std::invalid_argument("one scale per row of A and per column of B");
     const int64_t need = (col0 + packed_rows(ncols)) * dp;
@@ -346,7 +350,7 @@ void gemm_i16(const std::string& kernel, nb::ndarray<const int16_t, nb::ndim<2>,
     }
     if (m == 0 || ncols == 0) return;
     GemmI16 g{a.data(), dp, m, b.data() + col0 * dp, ncols, dp, c.data(), int64_t(c.shape(1)), rs.data(),
-              cs.data() + col0};
+              cs.data() + col0, want_max ? cmax.data() : nullptr, want_max ? int64_t(cmax.shape(1)) : 0};
     nb::gil_scoped_release nogil;
     parallel_rows(m, 32, threads, [&](int64_t r0, int64_t r1) { fn(g, r0, r1); });
 }
@@ -428,6 +432,6 @@ NB_MODULE(_native, m) {
     m.def("quantize_f64", [](Mat<double> src, Out16s dst, OutF64 nx, OutF64 nh, OutF64 nr, OutI32 ex, OutF32 sc, int layout, int threads) {
         quantize_any(src, dst, nx, nh, nr, ex, sc, layout, threads, [](double v) { return v; });
     }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "exp"_a, "scale"_a, "layout"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
-    m.def("gemm_i16", &gemm_i16, "kernel"_a, "a"_a, "rs"_a, "b"_a, "cs"_a, "col0"_a, "ncols"_a, "c"_a, "threads"_a);
+    m.def("gemm_i16", &gemm_i16, "kernel"_a, "a"_a, "rs"_a, "b"_a, "cs"_a, "col0"_a, "ncols"_a, "c"_a, "threads"_a, "cmax"_a);
     m.def("gemm_bf16", &gemm, "kernel"_a, "a"_a, "b"_a, "col0"_a, "ncols"_a, "c"_a, "threads"_a);
 }

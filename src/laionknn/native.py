@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 OFF_ENV = "LAIONKNN_NATIVE"
 KERNEL_ENV = "LAIONKNN_NATIVE_KERNEL"
-ABI = 3
+ABI = 4
 KERNELS = ("amx", "avx512bf16", "portable")
 
 
@@ -456,12 +456,15 @@ def quantize_rows(x: np.ndarray, threads: int | None = None, buf: np.ndarray | N
 
 
 def gemm_i16(q: QueriesI16, b: PackedI16, out: np.ndarray | None = None, *, rows: slice = slice(None), col0: int = 0,
-             ncols: int | None = None, threads: int | None = None, kernel_name: str | None = None) -> np.ndarray:
+             ncols: int | None = None, threads: int | None = None, kernel_name: str | None = None,
+             cmax: np.ndarray | None = None) -> np.ndarray:
     """``out = float32(Q[rows] . X[col0:col0 + ncols]^T) * 2^e_q * 2^e_x`` (exact int32 sums rounded once to
     float32; the power-of-two scalings are exact while the exponents stay in :data:`I16_EXP_RANGE`).
 
     q: :class:`QueriesI16` (``rows`` selects a contiguous range); b: :class:`PackedI16`; col0: a multiple
-    of 32; out: float32 C-contiguous (m, >= ncols) or None.
+    of 32; out: float32 C-contiguous (m, >= ncols) or None. cmax: optional float32 C-contiguous
+    (m, >= ceil(ncols / 32)) receiving each row's maximum over each 32 columns of ``out`` (computed in the
+    kernel from the registers: the selection skips chunks without reading the tile).
     """
     ncols = b.n - col0 if ncols is None else int(ncols)
     if col0 % 32 or not 0 <= col0 <= col0 + ncols <= b.n:
@@ -478,9 +481,14 @@ def gemm_i16(q: QueriesI16, b: PackedI16, out: np.ndarray | None = None, *, rows
         # values as the compiled kernels
         exact = a[:, :b.d].astype(np.float64) @ b.rows_i16(col0, ncols).astype(np.float64).T
         out[:, :ncols] = (exact.astype(np.float32) * b.scale[col0:col0 + ncols][None, :]) * rs[:, None]
+        if cmax is not None:
+            nc = -(-ncols // 32)
+            pad = np.full((m, nc * 32), -np.inf, dtype=np.float32)
+            pad[:, :ncols] = out[:, :ncols]
+            cmax[:, :nc] = pad.reshape(m, nc, 32).max(axis=2)
         return out
     _module().gemm_i16(name, np.ascontiguousarray(a), np.ascontiguousarray(rs), b.data, b.scale, col0, ncols, out,
-                       _threads(threads))
+                       _threads(threads), cmax if cmax is not None else np.empty((0, 0), dtype=np.float32))
     return out
 
 

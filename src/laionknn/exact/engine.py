@@ -41,8 +41,7 @@ from laionknn.errors import DataError, UsageError
 from laionknn.exact import checkpoint as ckpt
 from laionknn import native
 from laionknn.exact.blas import describe, resolve_backend, sgemm_nt
-from laionknn.exact.kernels import (_CHUNK, F16_LUT, chunk_bounds, norms64, norms64_f16_rows, rescore_pairs,
-                                    rescore_pairs_f16, select_hamming, select_scores, to_float32)
+from laionknn.exact.kernels import _CHUNK, chunk_bounds, norms64, rescore_pairs, select_hamming, select_scores, to_float32
 from laionknn.exact.merge import Candidates, exact_topk, filled_prefix, kth_keys, merge
 from laionknn.exact.plan import SCORE_TILE, plan_memory, plan_query_batches, plan_row_ranges
 from laionknn.io.vectors import check_vectors, parse_memory
@@ -52,6 +51,7 @@ from laionknn.types import KnnResult, Metric
 log = logging.getLogger(__name__)
 
 U32 = 2.0 ** -24
+RESCORE_ROWS = 32768  # rows converted to float32 at a time by the rescoring pass (a 96 MiB buffer at d = 768)
 SLACK = 1e-6
 SLEEP_ENV = "LAIONKNN_EXACT_TEST_SLEEP"  # test hook: seconds to sleep after each finished row range
 
@@ -413,13 +413,17 @@ def _check_norms(nx: np.ndarray, first_row: int, nonzero: bool) -> None:
                         f"or run without normalisation")
 
 
-def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos):
+_NO_MAX = np.empty((0, 0), dtype=np.float32)
+
+
+def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos, cmax=_NO_MAX):
     """Select from one score tile into ``buf`` (rows of this tile), widening it when a row overflows.
-    Returns the (possibly new) buffer."""
+    ``cmax``: the tile's per-32-column row maxima from the GEMM kernel, or empty. Returns the (possibly
+    new) buffer."""
     rows = np.arange(s.shape[0], dtype=np.int64)
     pos[:] = 0
     while rows.size:
-        select_scores(s, *cols, g, c, th, ti, row0, kk, buf.lo, buf.hi, buf.ids, counts, pos, rows)
+        select_scores(s, *cols, g, c, th, ti, row0, kk, buf.lo, buf.hi, buf.ids, counts, pos, rows, cmax)
         rows = np.flatnonzero(pos < s.shape[1]).astype(np.int64)
         if rows.size:
             buf = buf.padded(buf.width * 4)
@@ -541,8 +545,9 @@ class _I16Filter(_Bf16Filter):
         self.tiles = {0: p}
         return nx
 
-    def scores(self, q0: int, q1: int, r0: int, r1: int, out: np.ndarray) -> None:
-        native.gemm_i16(self.q, self.tiles[0], out, rows=slice(q0, q1), col0=r0, ncols=r1 - r0, threads=self.threads)
+    def scores(self, q0: int, q1: int, r0: int, r1: int, out: np.ndarray, cmax: np.ndarray | None = None) -> None:
+        native.gemm_i16(self.q, self.tiles[0], out, rows=slice(q0, q1), col0=r0, ncols=r1 - r0, threads=self.threads,
+                        cmax=cmax)
 
 
 def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint, fingerprint, every,
@@ -571,6 +576,9 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     qt = min(Q_TILE, max(hi - lo for lo, hi in batches))
     stop, first = (src.n, 0) if stop is None else (stop, start_row)
     scores = np.empty(qt * min(R_TILE, block_rows, stop - start_row), dtype=np.float32)
+    # the int16 kernel also writes each row's maximum per 32 columns (fused into the GEMM)
+    fused = isinstance(bf, _I16Filter)
+    maxima = np.empty(qt * -(-R_TILE // 32), dtype=np.float32) if fused else None
     last = time.monotonic()
     bufs: list[Candidates | None] = [None] * len(batches)  # per-batch selection buffers, kept across blocks
     conv = _block_buffer(src, min(block_rows, stop - start_row))  # float32 block, reused across blocks
@@ -611,14 +619,18 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                     for r0 in range(0, nbk, R_TILE):
                         r1 = min(nbk, r0 + R_TILE)
                         s = scores[: (q1 - q0) * (r1 - r0)].reshape(q1 - q0, r1 - r0)
-                        if bf_cols is not None:
+                        cm = _NO_MAX
+                        if bf_cols is not None and fused:
+                            cm = maxima[: (q1 - q0) * -(-(r1 - r0) // 32)].reshape(q1 - q0, -1)
+                            bf.scores(q0, q1, r0, r1, s, cm)
+                        elif bf_cols is not None:
                             bf.scores(q0, q1, r0, r1, s)
                         else:
                             sgemm_nt(xq[q0:q1], xb[r0:r1], s, f32_backend)
                         part = Candidates(buf.lo[sl], buf.hi[sl], buf.ids[sl])
                         cols = (a[r0:r1], b[r0:r1], w[r0:r1], h[r0:r1])
                         part = _scan_tile(s, cols + (chunk_bounds(*cols, _CHUNK),), gb[q0:q1], cb[q0:q1],
-                                          th[sl], ti[sl], task.start + r0, kk, part, counts[sl], pos[sl])
+                                          th[sl], ti[sl], task.start + r0, kk, part, counts[sl], pos[sl], cm)
                         if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
                             buf = buf.padded(part.width)
                             buf.lo[sl], buf.hi[sl], buf.ids[sl] = part.lo, part.hi, part.ids
@@ -656,27 +668,25 @@ def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_r
     xq = np.ascontiguousarray(q_in, dtype=np.float32 if exact32 else np.float64)
     qn = norms64(xq)
     mode = {Metric.DOT: 0, Metric.COSINE: 1, Metric.L2: 2}[metric]
-    # float16 blocks are rescored as read (through a lookup table); others through a float32 copy
-    f16 = src.dtype == np.float16
-    conv = None if f16 else _block_buffer(src, min(block_rows, stop - start))  # reused across blocks
+    # blocks that are not float32 are converted RESCORE_ROWS rows at a time into one small buffer (fresh
+    # pages for a block-sized copy cost more than the rescoring itself), and only where pairs fall
+    step = RESCORE_ROWS if src.dtype != np.float32 else max(1, stop - start)
+    conv = _block_buffer(src, min(step, block_rows, stop - start))  # reused across blocks
     with progress_bar("exact rescoring (float64)", stop - start) as bar:
         for task in plan_row_ranges(stop, block_rows, start=start):
             a0, a1 = np.searchsorted(rid_s, [task.start, task.stop])
             if a1 > a0:
-                rows = rid_s[a0:a1] - task.start
-                out = np.empty(a1 - a0)
-                if f16:
-                    xb16 = np.ascontiguousarray(src.read(task.start, task.stop)).view(np.uint16)
-                    nx = qn[:1]
-                    if mode == 1:
-                        nx = np.empty(xb16.shape[0])
-                        norms64_f16_rows(xb16, F16_LUT, np.unique(rows), nx)
-                    rescore_pairs_f16(xb16, F16_LUT, xq, rows, q_s[a0:a1], mode, qn, nx, out)
-                else:
-                    xb = to_float32(src.read(task.start, task.stop), out=conv)
+                raw = src.read(task.start, task.stop)
+                for c0 in range(task.start, task.stop, step):
+                    c1 = min(task.stop, c0 + step)
+                    b0, b1 = np.searchsorted(rid_s, [c0, c1])
+                    if b1 == b0:
+                        continue
+                    xb = to_float32(raw[c0 - task.start:c1 - task.start], out=conv)
                     nx = norms64(xb) if mode == 1 else qn[:1]
-                    rescore_pairs(xb, xq, rows, q_s[a0:a1], mode, qn, nx, out)
-                d_s[a0:a1] = out
+                    out = np.empty(b1 - b0)
+                    rescore_pairs(xb, xq, rid_s[b0:b1] - c0, q_s[b0:b1], mode, qn, nx, out)
+                    d_s[b0:b1] = out
             bar.advance(task.rows)
     d = np.full(ids.shape, np.inf)
     d[q_s, pos_s] = d_s

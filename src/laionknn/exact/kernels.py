@@ -121,7 +121,7 @@ def chunk_bounds(a, b, w, h_col, chunk):
 
 @nb.njit(parallel=True, nogil=True, cache=True)
 def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts, pos,
-                  rows):
+                  rows, cmax):
     """Certified candidate selection from a float32 score tile, appending to per-query buffers.
 
     For query ``q`` and tile row ``j`` (global id ``id0 + j``), with ``s = S[q, j]`` the float32 dot
@@ -132,7 +132,10 @@ def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out
     and out. Only queries ``rows`` are processed, each from column ``pos[q]``; ``pos[q]`` ends at the
     tile width, or at the first column not appended when the buffer could not be pruned enough (the
     caller widens the buffers and calls again for those rows). ``bounds`` = :func:`chunk_bounds` of the
-    columns skips whole chunks with one float32 max.
+    columns skips whole chunks with one float32 max. ``cmax`` (float32 (nq, ceil(nbk / 32)), or shape
+    (0, 0)): each row's maximum over every 32 columns of ``S``, computed by the GEMM kernel; the chunk's
+    maximum is then taken from it (the maximum over a whole chunk is at least the one over its columns
+    from ``pos[q]`` on, so a chunk is skipped only when the tile's own maximum would skip it too).
     """
     nbk = S.shape[1]
     for r in nb.prange(rows.shape[0]):
@@ -151,7 +154,14 @@ def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out
             j0 = max(j_first, t * _CHUNK)
             j1 = min(nbk, (t + 1) * _CHUNK)
             # one vectorised float32 max per chunk; most chunks hold no candidate once the bound is tight
-            smax = max(np.float64(_chunk_max(S, q, j0, j1)), 0.0)
+            if cmax.shape[1] > 0:
+                c0 = t * (_CHUNK // 32)
+                m32 = cmax[q, c0]
+                for u in range(c0 + 1, min(c0 + _CHUNK // 32, cmax.shape[1])):
+                    m32 = max(m32, cmax[q, u])
+                smax = max(np.float64(m32), 0.0)
+            else:
+                smax = max(np.float64(_chunk_max(S, q, j0, j1)), 0.0)
             if -smax * bounds[t, 0] + bounds[t, 1] - gq * bounds[t, 2] - bounds[t, 3] - cq > hh:
                 continue
             # branch-free gather of the columns that may pass (few mispredicted branches when ~10% pass)
@@ -263,49 +273,3 @@ def rescore_pairs(xb, xq, rows, qs, mode, qnorm, bnorm, out):
         else:
             out[p] = 1.0 - _dot8(xq[q], xb[r])
 
-
-@nb.njit(nogil=True, cache=True, fastmath=_FM)
-def _dot8_f16(x, y16, lut):
-    """:func:`_dot8` of a float vector ``x`` and a float16 row given as uint16 bits ``y16`` (converted
-    exactly through ``lut``, :data:`F16_LUT`)."""
-    s = 0.0
-    for t in range(x.shape[0]):
-        s += np.float64(x[t]) * np.float64(lut[y16[t]])
-    return s
-
-
-@nb.njit(nogil=True, cache=True, fastmath=_FM)
-def _sqdist8_f16(x, y16, lut):
-    """:func:`_sqdist8` of a float vector and a float16 row given as uint16 bits."""
-    s = 0.0
-    for t in range(x.shape[0]):
-        d = np.float64(x[t]) - np.float64(lut[y16[t]])
-        s += d * d
-    return s
-
-
-@nb.njit(parallel=True, nogil=True, cache=True)
-def norms64_f16_rows(xb16, lut, rows, out):
-    """``out[r] = |xb[r]|`` (float64 sums) for the rows ``rows`` of a float16 block given as uint16 bits."""
-    for p in nb.prange(rows.shape[0]):
-        r = rows[p]
-        s = 0.0
-        for t in range(xb16.shape[1]):
-            v = np.float64(lut[xb16[r, t]])
-            s += v * v
-        out[r] = np.sqrt(s)
-
-
-@nb.njit(parallel=True, nogil=True, cache=True)
-def rescore_pairs_f16(xb16, lut, xq, rows, qs, mode, qnorm, bnorm, out):
-    """:func:`rescore_pairs` on a float16 block given as uint16 bits (no float32 copy of the block: fresh
-    pages for one cost more than the rescoring itself)."""
-    for p in nb.prange(rows.shape[0]):
-        r = rows[p]
-        q = qs[p]
-        if mode == 2:
-            out[p] = _sqdist8_f16(xq[q], xb16[r], lut)
-        elif mode == 1:
-            out[p] = 1.0 - _dot8_f16(xq[q], xb16[r], lut) / (qnorm[q] * bnorm[r])
-        else:
-            out[p] = 1.0 - _dot8_f16(xq[q], xb16[r], lut)
