@@ -98,17 +98,11 @@ inline void micro(const GemmI16& g, int64_t r, int nr, const int32_t* ap, const 
     const __mmask16 m1 = left >= 32 ? __mmask16(0xFFFF) : left <= 16 ? __mmask16(0) : __mmask16((1u << (left - 16)) - 1);
     const __m512 c0 = _mm512_maskz_loadu_ps(m0, g.cs + col0);
     const __m512 c1 = _mm512_maskz_loadu_ps(m1, g.cs + col0 + 16);
-    const __m512 ninf = _mm512_set1_ps(-HUGE_VALF);
     auto put = [&](int i, __m512i u, __m512i v) {
         const __m512 rs = _mm512_set1_ps(g.rs[r + i]);
         float* cr = g.c + (r + i) * g.ldc + col0;
-        const __m512 s0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(u), c0), rs);
-        const __m512 s1 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), c1), rs);
-        _mm512_mask_storeu_ps(cr, m0, s0);
-        _mm512_mask_storeu_ps(cr + 16, m1, s1);
-        if (g.cmax)  // the fused part of the selection: the row's maximum over these 32 columns
-            g.cmax[(r + i) * g.ldm + col0 / 32] =
-                _mm512_reduce_max_ps(_mm512_max_ps(_mm512_mask_blend_ps(m0, ninf, s0), _mm512_mask_blend_ps(m1, ninf, s1)));
+        _mm512_mask_storeu_ps(cr, m0, _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(u), c0), rs));
+        _mm512_mask_storeu_ps(cr + 16, m1, _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), c1), rs));
     };
     if (nr > 0) { put(0, x0, y0); }
     if (nr > 1) { put(1, x1, y1); }
@@ -122,6 +116,15 @@ inline void micro(const GemmI16& g, int64_t r, int nr, const int32_t* ap, const 
     if (nr > 9) { put(9, x9, y9); }
     if (nr > 10) { put(10, x10, y10); }
     if (nr > 11) { put(11, x11, y11); }
+    if (g.cmax) {  // the fused part of the selection: each row's maximum over these 32 columns, read back
+                   // from L1 (computing it on the accumulators made GCC spill them in the main loop)
+        const __m512 ninf = _mm512_set1_ps(-HUGE_VALF);
+        for (int i = 0; i < nr; ++i) {
+            const float* cr = g.c + (r + i) * g.ldc + col0;
+            const __m512 s0 = _mm512_mask_loadu_ps(ninf, m0, cr), s1 = _mm512_mask_loadu_ps(ninf, m1, cr + 16);
+            g.cmax[(r + i) * g.ldm + col0 / 32] = _mm512_reduce_max_ps(_mm512_max_ps(s0, s1));
+        }
+    }
 }
 
 }  // namespace
