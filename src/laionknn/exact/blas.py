@@ -19,7 +19,7 @@ power-of-two scale per row, a tighter bound than bf16's):
 * ``int16``: ``gemm_i16`` of the compiled core (AVX512-VNNI ``vpdpwssd``).
 
 ``auto`` picks ``bf16`` where the compiled core runs AMX; else ``int16`` where it runs the AVX512-VNNI
-kernel (on Intel family 6 model 207 without AMX, ``vpdpwssd`` retires 4x the multiply-adds of
+kernel (on Intel family 6 model 207 without AMX, ``vpdpwssd`` delivers 2.8-4.3x the multiply-adds of
 ``vdpbf16ps`` per cycle: the int16 GEMM ran 1.7-2.0x numpy's sgemm, the bf16 one 0.6-0.7x,
 docs/BENCHMARKS.md); else ``bf16`` where an ``avx512bf16`` kernel runs (self-checked); otherwise faiss's library when it can be loaded **and** threadpoolctl does not report
 it running a fallback kernel (e.g. ``Prescott`` on CPUs its OpenBLAS 0.3.15 does not know, while
