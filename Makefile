@@ -22,6 +22,8 @@ native: $(STAMP)
 	cmake -S native -B build/native -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE=$(abspath $(PY))
 	cmake --build build/native
 	cp build/native/_native*.so src/laionknn/
+	@# the editable install's import hook loads the venv's copy first: refresh it too
+	for d in $(VENV)/lib/python*/site-packages/laionknn; do test -d $$d && cp build/native/_native*.so $$d/ || true; done
 
 demo: $(STAMP)
 	$(VENV)/bin/laionknn run

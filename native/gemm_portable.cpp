@@ -1,6 +1,7 @@
 // Portable bf16 x bf16 -> float32 GEMM (no instruction-set flags beyond the compiler's default).
 // Each product of two bf16 values is exact in float32; the sums are float32 roundings, d per entry,
 // so the float32 error bound of docs/exact.md holds as for the vector kernels.
+#include <cmath>
 #include <cstring>
 
 #include "kernels.h"
@@ -55,6 +56,26 @@ void gemm_portable(const Gemm& g, int64_t r0, int64_t r1) {
             for (; r + 4 <= re; r += 4) micro<4>(g, r, panel, col0, nvalid);
             for (; r < re; ++r) micro<1>(g, r, panel, col0, nvalid);
         }
+    }
+}
+
+void gemm_i16_portable(const GemmI16& g, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+        const int16_t* ar = g.a + r * g.lda;
+        for (int64_t j = 0; j < g.ncols; ++j) {
+            const int16_t* panel = g.b + (j / 16) * panel_elems(g.dp);
+            const int64_t c = j % 16;
+            int64_t acc = 0;  // exact: |sum| < 2^31 (the conversion bounds the norms)
+            for (int64_t p = 0; p < g.dp / 2; ++p)
+                acc += int32_t(ar[2 * p]) * panel[p * 32 + 2 * c] + int32_t(ar[2 * p + 1]) * panel[p * 32 + 2 * c + 1];
+            g.c[r * g.ldc + j] = (float(acc) * g.cs[j]) * g.rs[r];
+        }
+        if (g.cmax)
+            for (int64_t j0 = 0; j0 < g.ncols; j0 += 32) {
+                float m = -HUGE_VALF;
+                for (int64_t j = j0; j < j0 + 32 && j < g.ncols; ++j) m = g.c[r * g.ldc + j] > m ? g.c[r * g.ldc + j] : m;
+                g.cmax[r * g.ldm + j0 / 32] = m;
+            }
     }
 }
 

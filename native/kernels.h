@@ -24,6 +24,23 @@ struct Gemm {
     int64_t ldc;
 };
 
+// int16 GEMM (the certified int16 filter): A and packed B as above with int16 values; C = float32(A . B^T)
+// (exact int32 sums, rounded once) times rs[row] times cs[column] (powers of two).
+struct GemmI16 {
+    const int16_t* a;
+    int64_t lda;
+    int64_t m;
+    const int16_t* b;
+    int64_t ncols;
+    int64_t dp;
+    float* c;
+    int64_t ldc;
+    const float* rs;  // per row of A (m)
+    const float* cs;  // per column of C (ncols)
+    float* cmax = nullptr;  // optional: max of each row over each 32 columns, (m, ldm)
+    int64_t ldm = 0;
+};
+
 inline int64_t panel_elems(int64_t dp) { return dp * 16; }  // uint16 per panel of 16 columns
 
 // rows [r0, r1) of C, all columns
@@ -32,5 +49,8 @@ bool have_avx512bf16_build();
 void gemm_avx512bf16(const Gemm& g, int64_t r0, int64_t r1);
 bool have_amx_build();
 void gemm_amx(const Gemm& g, int64_t r0, int64_t r1);
+void gemm_i16_portable(const GemmI16& g, int64_t r0, int64_t r1);
+bool have_avx512vnni_build();
+void gemm_avx512vnni(const GemmI16& g, int64_t r0, int64_t r1);
 
 }  // namespace lk

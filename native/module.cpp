@@ -32,11 +32,11 @@ using namespace nb::literals;
 namespace lk {
 namespace {
 
-constexpr int ABI = 2;  // bumped when a signature changes (the wrapper refuses a stale build)
+constexpr int ABI = 4;  // bumped when a signature changes (the wrapper refuses a stale build)
 
 // ---------------------------------------------------------------- CPU and OS features
 struct Features {
-    bool avx2 = false, fma = false, avx512f = false, avx512bw = false, avx512vl = false, avx512bf16 = false;
+    bool avx2 = false, fma = false, avx512f = false, avx512bw = false, avx512vl = false, avx512bf16 = false, avx512vnni = false;
     bool amx_tile = false, amx_bf16 = false, os_avx512 = false, os_amx = false;
 };
 
@@ -64,6 +64,7 @@ Features detect() {
         f.avx512f = (b >> 16) & 1;
         f.avx512bw = (b >> 30) & 1;
         f.avx512vl = (b >> 31) & 1;
+        f.avx512vnni = (c >> 11) & 1;
         f.amx_bf16 = (d >> 22) & 1;
         f.amx_tile = (d >> 24) & 1;
         const unsigned max7 = a;
@@ -117,6 +118,16 @@ inline uint16_t f32_to_bf16(float x, bool ftz) {
     if (ftz && (u & 0x7f800000u) == 0) return uint16_t((u >> 16) & 0x8000u);
     u += 0x7fffu + ((u >> 16) & 1u);
     return uint16_t(u >> 16);
+}
+
+// float16 -> float32 for every bit pattern (256 KiB, built on first use)
+const float* half_table() {
+    static const std::vector<float> table = [] {
+        std::vector<float> t(65536);
+        for (uint32_t h = 0; h < 65536; ++h) t[h] = half_to_float(uint16_t(h));
+        return t;
+    }();
+    return table.data();
 }
 
 inline double bf16_to_double(uint16_t h) { return double(bits_f32(uint32_t(h) << 16)); }
@@ -173,6 +184,102 @@ void convert(Get get, int64_t n, int64_t d, int64_t rows, int64_t dp, uint16_t* 
     parallel_rows(rows, 16, threads, body);
 }
 
+// Rows of `src` to int16 with one power-of-two scale per row: X = rint(x / 2^e) with the smallest e such
+// that max_t |x_t| <= 32767 2^e and |x| <= 46000 2^e (so |X| < 46341 after rounding for d < 4.6e5, and
+// |Q.X| <= |Q||X| < 2^31 for every pair and every partial sum: the int32 sums of vpdpwssd are exact).
+// Writes X (layout as convert), e, the scale 2^e (float32), the float64 norms of x, of 2^e X and of the
+// residual x - 2^e X (exact in float64: both are multiples of the same power of two within 53 bits).
+// A row that is not finite gets e = 0, X = 0 and a non-finite norm; an all-zero row e = 0.
+template <class Get>
+void convert_q16(Get get, int64_t n, int64_t d, int64_t rows, int64_t dp, int16_t* dst, int layout, double* nx,
+                 double* nhat, double* nres, int32_t* ex, float* scale, int threads) {
+    auto put = [&](int64_t r, int64_t t, int16_t v) {
+        if (layout == 0)
+            dst[r * dp + t] = v;
+        else
+            dst[(r / 16) * panel_elems(dp) + (t / 2) * 32 + (r % 16) * 2 + (t & 1)] = v;
+    };
+    auto body = [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            if (r >= n) {
+                for (int64_t t = 0; t < dp; ++t) put(r, t, 0);
+                continue;
+            }
+            // eight independent partial sums (the order only moves the last bits of a norm; the engine's
+            // SLACK covers float64 summation in any order)
+            double mx = 0.0, sx = 0.0;
+            {
+                double m8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                int64_t t = 0;
+                for (; t + 8 <= d; t += 8)
+                    for (int u = 0; u < 8; ++u) {
+                        const double v = get(r, t + u);
+                        m8[u] = std::fabs(v) > m8[u] ? std::fabs(v) : m8[u];
+                        s8[u] += v * v;
+                    }
+                for (; t < d; ++t) {
+                    const double v = get(r, t);
+                    m8[0] = std::fabs(v) > m8[0] ? std::fabs(v) : m8[0];
+                    s8[0] += v * v;
+                }
+                for (int u = 0; u < 8; ++u) {
+                    mx = m8[u] > mx ? m8[u] : mx;
+                    sx += s8[u];
+                }
+                if (std::isnan(sx)) mx = NAN;
+            }
+            int e = 0;
+            if (!std::isfinite(sx) || !std::isfinite(mx)) {
+                sx = std::isfinite(sx) ? HUGE_VAL : sx;
+                mx = 0.0;
+            }
+            if (mx > 0.0) {
+                const double nrm = std::sqrt(sx);
+                int e1 = 0, e2 = 0;
+                std::frexp(mx / 32767.0, &e1);  // mx / 32767 < 2^e1
+                std::frexp(nrm / 46000.0, &e2);
+                e = e1 > e2 ? e1 : e2;
+                while (std::ldexp(32767.0, e - 1) >= mx && std::ldexp(46000.0, e - 1) >= nrm) --e;
+                while (std::ldexp(32767.0, e) < mx || std::ldexp(46000.0, e) < nrm) ++e;
+            }
+            // multiplying by 2^-e and 2^e is ldexp (both round the exact value once) where both factors are
+            // normal doubles; ldexp itself outside that range
+            const bool fast = e > -1000 && e < 1000;
+            const double down = fast ? std::ldexp(1.0, -e) : 0.0, up = fast ? std::ldexp(1.0, e) : 0.0;
+            double h8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, r8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            auto one = [&](int64_t t, int u) {
+                const double v = get(r, t);
+                // round to nearest even: |y| <= 32767, so (y + 1.5 2^52) - 1.5 2^52 is rint(y) (no libm call)
+                const double y = fast ? v * down : std::ldexp(v, -e);
+                const double xq = (y + 6755399441055744.0) - 6755399441055744.0;
+                const double xh = fast ? xq * up : std::ldexp(xq, e);
+                const double er = v - xh;
+                h8[u] += xh * xh;
+                r8[u] += er * er;
+                put(r, t, int16_t(xq));
+            };
+            int64_t t = 0;
+            if (mx > 0.0) {
+                for (; t + 8 <= d; t += 8)
+                    for (int u = 0; u < 8; ++u) one(t + u, u);
+                for (; t < d; ++t) one(t, 0);
+            }
+            for (; t < dp; ++t) put(r, t, 0);
+            double sh = 0.0, sr = 0.0;
+            for (int u = 0; u < 8; ++u) {
+                sh += h8[u];
+                sr += r8[u];
+            }
+            nx[r] = std::sqrt(sx);
+            nhat[r] = std::sqrt(sh);
+            nres[r] = std::sqrt(sr);
+            ex[r] = e;
+            scale[r] = float(std::ldexp(1.0, e < -149 ? -149 : e > 127 ? 127 : e));
+        }
+    };
+    parallel_rows(rows, 16, threads, body);
+}
+
 template <class T>
 using Mat = nb::ndarray<const T, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 using Out16 = nb::ndarray<uint16_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
@@ -194,6 +301,59 @@ void convert_any(const Mat<T>& src, Out16 dst, OutF64 nx, OutF64 nhat, OutF64 nr
     const T* p = src.data();
     convert([&](int64_t r, int64_t t) { return get(p[r * d + t]); }, n, d, rows, dp, dst.data(), layout, nx.data(),
             nhat.data(), nres.data(), ftz, threads);
+}
+
+using Out16s = nb::ndarray<int16_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using OutI32 = nb::ndarray<int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using OutF32 = nb::ndarray<float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+template <class T, class Get>
+void quantize_any(const Mat<T>& src, Out16s dst, OutF64 nx, OutF64 nhat, OutF64 nres, OutI32 ex, OutF32 scale,
+                  int layout, int threads, Get get) {
+    const int64_t n = src.shape(0), d = src.shape(1), dp = padded_depth(d);
+    if (layout != 0 && layout != 1) throw std::invalid_argument("layout must be 0 (row-major) or 1 (packed)");
+    if (d > 400000) throw std::invalid_argument("the int16 filter supports at most 400000 dimensions");
+    const int64_t rows = layout == 0 ? n : packed_rows(n);
+    if (int64_t(dst.shape(0)) < rows * dp)
+        throw std::invalid_argument("int16 output buffer too small: need " + std::to_string(rows * dp) + " values");
+    if (int64_t(nx.shape(0)) < n || int64_t(nhat.shape(0)) < n || int64_t(nres.shape(0)) < n ||
+        int64_t(ex.shape(0)) < n || int64_t(scale.shape(0)) < n)
+        throw std::invalid_argument("norm, exponent and scale buffers must hold one value per row");
+    const T* p = src.data();
+    convert_q16([&](int64_t r, int64_t t) { return get(p[r * d + t]); }, n, d, rows, dp, dst.data(), layout, nx.data(),
+                nhat.data(), nres.data(), ex.data(), scale.data(), threads);
+}
+
+void gemm_i16(const std::string& kernel, nb::ndarray<const int16_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> a,
+              nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> rs,
+              nb::ndarray<const int16_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> b,
+              nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> cs, int64_t col0, int64_t ncols,
+              nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> c, int threads,
+              nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> cmax) {
+    const int64_t m = a.shape(0), dp = a.shape(1);
+    if (dp % 32) throw std::invalid_argument("A rows must be padded to a multiple of 32 values");
+    if (col0 % 32 || col0 < 0) throw std::invalid_argument("col0 must be a non-negative multiple of 32");
+    if (int64_t(c.shape(0)) != m || int64_t(c.shape(1)) < ncols)
+        throw std::invalid_argument("C must have the rows of A and at least ncols columns");
+    const bool want_max = cmax.shape(1) > 0;
+    if (want_max && (int64_t(cmax.shape(0)) != m || int64_t(cmax.shape(1)) < (ncols + 31) / 32))
+        throw std::invalid_argument("cmax must have the rows of A and one column per 32 columns of C");
+    if (int64_t(rs.shape(0)) < m || int64_t(cs.shape(0)) < col0 + ncols)
+        throw std::invalid_argument("one scale per row of A and per column of B");
+    const int64_t need = (col0 + packed_rows(ncols)) * dp;
+    if (int64_t(b.shape(0)) < need) throw std::invalid_argument("packed B holds fewer columns than asked for");
+    void (*fn)(const GemmI16&, int64_t, int64_t) = gemm_i16_portable;
+    if (kernel == "avx512vnni") {
+        if (!have_avx512vnni_build()) throw std::invalid_argument("this build has no avx512vnni kernel");
+        fn = gemm_avx512vnni;
+    } else if (kernel != "portable") {
+        throw std::invalid_argument("unknown int16 kernel '" + kernel + "': expected avx512vnni or portable");
+    }
+    if (m == 0 || ncols == 0) return;
+    GemmI16 g{a.data(), dp, m, b.data() + col0 * dp, ncols, dp, c.data(), int64_t(c.shape(1)), rs.data(),
+              cs.data() + col0, want_max ? cmax.data() : nullptr, want_max ? int64_t(cmax.shape(1)) : 0};
+    nb::gil_scoped_release nogil;
+    parallel_rows(m, 32, threads, [&](int64_t r0, int64_t r1) { fn(g, r0, r1); });
 }
 
 // ---------------------------------------------------------------- GEMM
@@ -238,6 +398,7 @@ NB_MODULE(_native, m) {
         d["avx512bw"] = f.avx512bw;
         d["avx512vl"] = f.avx512vl;
         d["avx512bf16"] = f.avx512bf16;
+        d["avx512vnni"] = f.avx512vnni;
         d["amx_tile"] = f.amx_tile;
         d["amx_bf16"] = f.amx_bf16;
         d["os_avx512"] = f.os_avx512;
@@ -248,6 +409,7 @@ NB_MODULE(_native, m) {
         nb::list out;
         if (have_amx_build()) out.append("amx");
         if (have_avx512bf16_build()) out.append("avx512bf16");
+        if (have_avx512vnni_build()) out.append("avx512vnni");
         out.append("portable");
         return out;
     });
@@ -261,6 +423,17 @@ NB_MODULE(_native, m) {
     m.def("convert_f64", [](Mat<double> src, Out16 dst, OutF64 nx, OutF64 nh, OutF64 nr, int layout, bool ftz, int threads) {
         convert_any(src, dst, nx, nh, nr, layout, ftz, threads, [](double v) { return v; });
     }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "layout"_a, "ftz"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
+    m.def("quantize_f16", [](Mat<uint16_t> src, Out16s dst, OutF64 nx, OutF64 nh, OutF64 nr, OutI32 ex, OutF32 sc, int layout, int threads) {
+        const float* lut = half_table();
+        quantize_any(src, dst, nx, nh, nr, ex, sc, layout, threads, [lut](uint16_t v) { return double(lut[v]); });
+    }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "exp"_a, "scale"_a, "layout"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
+    m.def("quantize_f32", [](Mat<float> src, Out16s dst, OutF64 nx, OutF64 nh, OutF64 nr, OutI32 ex, OutF32 sc, int layout, int threads) {
+        quantize_any(src, dst, nx, nh, nr, ex, sc, layout, threads, [](float v) { return double(v); });
+    }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "exp"_a, "scale"_a, "layout"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
+    m.def("quantize_f64", [](Mat<double> src, Out16s dst, OutF64 nx, OutF64 nh, OutF64 nr, OutI32 ex, OutF32 sc, int layout, int threads) {
+        quantize_any(src, dst, nx, nh, nr, ex, sc, layout, threads, [](double v) { return v; });
+    }, "src"_a, "dst"_a, "nx"_a, "nhat"_a, "nres"_a, "exp"_a, "scale"_a, "layout"_a, "threads"_a, nb::call_guard<nb::gil_scoped_release>());
+    m.def("gemm_i16", &gemm_i16, "kernel"_a, "a"_a, "rs"_a, "b"_a, "cs"_a, "col0"_a, "ncols"_a, "c"_a, "threads"_a, "cmax"_a);
     register_ivf(m);  // laionknn-ivfgemm kernels (ivf_module.cpp)
     m.def("gemm_bf16", &gemm, "kernel"_a, "a"_a, "b"_a, "col0"_a, "ncols"_a, "c"_a, "threads"_a);
 }

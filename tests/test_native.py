@@ -146,3 +146,86 @@ def test_kernel_choice_and_fallback(mode, monkeypatch, caplog):
             assert native.kernel() == native.available_kernels()[0]
         assert "not available" in caplog.text
     assert native.self_check("portable")
+
+
+# ---------------------------------------------------------------- int16 quantisation and GEMM
+def test_quantize_rows_int16_definition(mode):
+    """X = rint(x / 2^e), e the smallest exponent with max|x_t| <= 32767 2^e and |x| <= 46000 2^e; norms
+    of x, of 2^e X and of the residual in float64; zero rows stay zero; packed and row-major agree."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((37, 50)) * rng.uniform(1e-3, 1e3, (37, 1))).astype(np.float16)
+    x[5] = 0
+    x[6, 3] = np.float16(65504)
+    for src in (x, x.astype(np.float32), x.astype(np.float64) * (1 + 1e-9)):
+        v = np.asarray(src, dtype=np.float64)
+        p, q = native.quantize_rows(src), native.quantize_queries(src)
+        X = p.rows_i16().astype(np.float64)
+        np.testing.assert_array_equal(q.a[:, :50], p.rows_i16())
+        assert q.a.shape == (37, 64) and not q.a[:, 50:].any()
+        np.testing.assert_array_equal(q.e, p.e)
+        e = p.e.astype(np.float64)
+        mx, nrm = np.abs(v).max(axis=1), np.linalg.norm(v, axis=1)
+        live = mx > 0
+        assert np.all(mx[live] <= 32767 * 2 ** e[live]) and np.all(nrm[live] <= 46000 * 2 ** e[live])
+        assert np.all((mx[live] > 32767 * 2 ** (e[live] - 1)) | (nrm[live] > 46000 * 2 ** (e[live] - 1)))
+        np.testing.assert_array_equal(X[live], np.rint(v[live] / 2 ** e[live, None]))
+        assert not X[~live].any() and np.all(np.linalg.norm(X, axis=1) < 46341)
+        np.testing.assert_array_equal(p.scale, (2.0 ** e).astype(np.float32))
+        xh = X * 2 ** e[:, None]
+        np.testing.assert_allclose(p.norm, nrm, rtol=1e-14)
+        np.testing.assert_allclose(p.nhat, np.linalg.norm(xh, axis=1), rtol=1e-14)
+        np.testing.assert_allclose(p.nres, np.linalg.norm(v - xh, axis=1), rtol=1e-12, atol=0)
+    bad = np.ones((3, 32), np.float32)
+    bad[1, 4] = np.nan
+    p = native.quantize_rows(bad)
+    assert not np.isfinite(p.norm[1]) and np.isfinite(p.norm[[0, 2]]).all()
+
+
+def _i16_kernels():
+    names = ["numpy"]
+    if HAVE_NATIVE:
+        native.reset()
+        names = ["portable", "avx512vnni", "numpy"] if native.int16_kernel() == "avx512vnni" else ["portable", "numpy"]
+    return names
+
+
+@pytest.mark.parametrize("name", _i16_kernels())
+def test_gemm_i16_is_the_rounded_exact_product(name, monkeypatch):
+    """Every kernel returns float32(Q.X) * 2^e_q * 2^e_x bit for bit (the exact integer product from
+    int64 arithmetic here), for ragged shapes, column ranges, 1 and 2 threads."""
+    monkeypatch.delenv(native.OFF_ENV, raising=False)
+    native.reset()
+    rng = np.random.default_rng(8)
+    m, n, d = 45, 77, 100
+    a = rng.standard_normal((m, d)).astype(np.float32) * rng.uniform(0.1, 10, (m, 1)).astype(np.float32)
+    b = rng.standard_normal((n, d)).astype(np.float32) * rng.uniform(1e-3, 1e3, (n, 1)).astype(np.float32)
+    q, p = native.quantize_queries(a), native.quantize_rows(b)
+    exact = q.a[:, :d].astype(np.int64) @ p.rows_i16().astype(np.int64).T
+    assert np.abs(exact).max() < 2 ** 31
+    ref = (exact.astype(np.float32) * p.scale[None, :]) * q.scale[:, None]
+    got = native.gemm_i16(q, p, kernel_name=name, threads=2)
+    np.testing.assert_array_equal(got, ref)
+    out = np.full((20, 50), -7.0, dtype=np.float32)
+    native.gemm_i16(q, p, out, rows=slice(5, 25), col0=32, ncols=40, threads=1, kernel_name=name)
+    np.testing.assert_array_equal(out[:, :40], ref[5:25, 32:72])
+    assert (out[:, 40:] == -7).all()
+    # the fused row maxima: each row's maximum over every 32 columns of the tile (last group ragged)
+    cm = np.full((20, 3), 5.0, dtype=np.float32)
+    native.gemm_i16(q, p, out, rows=slice(5, 25), col0=32, ncols=40, threads=2, kernel_name=name, cmax=cm)
+    np.testing.assert_array_equal(cm[:, 0], ref[5:25, 32:64].max(axis=1))
+    np.testing.assert_array_equal(cm[:, 1], ref[5:25, 64:72].max(axis=1))
+    assert (cm[:, 2] == 5).all()
+    # the certified bound: |s - q.x| <= u |q~||x~| + |q~||dx| + |dq||x| (float64 oracle)
+    err = np.abs(got.astype(np.float64) - a.astype(np.float64) @ b.astype(np.float64).T)
+    bound = 2.0 ** -24 * np.outer(q.nhat, p.nhat) + np.outer(q.nhat, p.nres) + np.outer(q.nres, p.norm)
+    assert np.all(err <= bound)
+    native.reset()
+
+
+def test_gemm_i16_rejects_bad_ranges(mode):
+    p = native.quantize_rows(np.ones((40, 32), np.float32))
+    q = native.quantize_queries(np.ones((2, 32), np.float32))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        native.gemm_i16(q, p, col0=16, ncols=8)
+    with pytest.raises(ValueError, match="must be"):
+        native.gemm_i16(native.quantize_queries(np.ones((2, 64), np.float32)), p)

@@ -53,9 +53,9 @@ def resolve_input(text: str, ctx: click.Context | None = None, role: str = "data
               "default file name into (default: under the workspace gold/).")
 @click.option("--resume", is_flag=True, help="Continue from this output's checkpoint (must match the inputs).")
 @click.option("--threads", type=THREADS, help="Threads for BLAS and kernels (default: all cores).")
-@click.option("--blas", type=click.Choice(["auto", "numpy", "faiss", "bf16"]), default="auto", show_default=True,
+@click.option("--blas", type=click.Choice(["auto", "numpy", "faiss", "bf16", "int16"]), default="auto", show_default=True,
               help="Matrix-multiply backend for the filter stage: float32 BLAS (numpy, faiss) or the certified "
-                   "bf16 filter (bf16; auto picks it where an AMX or AVX512-BF16 kernel runs).")
+                   "bf16 or int16 filter (auto: bf16 with AMX, int16 with AVX512-VNNI, else float32).")
 @click.option("--checkpoint-every", type=number(min=0), default=30.0, show_default=True,
               help="Seconds between checkpoints (0: after every row range).")
 @dask_options("Run on Dask: a local cluster of --workers processes (or --scheduler). Same output file.",

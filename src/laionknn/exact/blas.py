@@ -13,8 +13,15 @@ A third backend replaces the float32 product by a bf16 one (the certified bf16 f
 
 * ``bf16``: ``gemm_bf16`` of the compiled core (:mod:`laionknn.native`: AMX or AVX512-BF16 kernels).
 
-``auto`` picks ``bf16`` where the compiled core runs a fast bf16 kernel (``amx`` or ``avx512bf16``,
-self-checked); otherwise faiss's library when it can be loaded **and** threadpoolctl does not report
+and a fourth by an int16 one (the certified int16 filter: exact int32 sums of int16 images with one
+power-of-two scale per row, a tighter bound than bf16's):
+
+* ``int16``: ``gemm_i16`` of the compiled core (AVX512-VNNI ``vpdpwssd``).
+
+``auto`` picks ``bf16`` where the compiled core runs AMX; else ``int16`` where it runs the AVX512-VNNI
+kernel (on Intel family 6 model 207 without AMX, ``vpdpwssd`` delivers 2.8-4.3x the multiply-adds of
+``vdpbf16ps`` per cycle: the int16 GEMM ran 1.7-2.0x numpy's sgemm, the bf16 one 0.6-0.7x,
+docs/BENCHMARKS.md); else ``bf16`` where an ``avx512bf16`` kernel runs (self-checked); otherwise faiss's library when it can be loaded **and** threadpoolctl does not report
 it running a fallback kernel (e.g. ``Prescott`` on CPUs its OpenBLAS 0.3.15 does not know, while
 numpy's newer OpenBLAS uses a SkylakeX/Haswell kernel); numpy otherwise. ``$LAIONKNN_BLAS``
 overrides. ``OPENBLAS_CORETYPE`` is never changed: the kernel is chosen per call among the loaded
@@ -61,7 +68,7 @@ def _faiss_sgemm():
     return fn
 
 
-BACKENDS = ("auto", "numpy", "faiss", "bf16")
+BACKENDS = ("auto", "numpy", "faiss", "bf16", "int16")
 FAST_BF16 = ("amx", "avx512bf16")
 
 
@@ -104,16 +111,23 @@ def openblas_cores() -> dict[str, dict]:
 
 
 def resolve_backend(name: str | None = None) -> str:
-    """'numpy', 'faiss' or 'bf16' for a requested backend name ('auto', one of those, or None = env/auto)."""
+    """'numpy', 'faiss', 'bf16' or 'int16' for a requested backend name ('auto', one of those, or None =
+    env/auto)."""
     name = (name or os.environ.get("LAIONKNN_BLAS") or "auto").lower()
     if name not in BACKENDS:
         raise UsageError(f"unknown BLAS backend {name!r}: expected one of {', '.join(BACKENDS)}")
     if name == "numpy":
         return "numpy"
-    if name in ("auto", "bf16"):
+    if name in ("bf16", "int16"):
+        return name
+    if name == "auto":
         from laionknn import native
 
-        if name == "bf16" or native.kernel() in FAST_BF16:
+        if native.kernel() == "amx":
+            return "bf16"
+        if native.int16_kernel() == "avx512vnni":
+            return "int16"
+        if native.kernel() in FAST_BF16:
             return "bf16"
     if _faiss_sgemm() is None:
         if name == "faiss":
@@ -133,6 +147,11 @@ def resolve_backend(name: str | None = None) -> str:
 def describe(backend: str) -> str:
     """The kernel a backend runs, for run records: ``"faiss-cpu OpenBLAS 0.3.15 core=Zen"``,
     ``"numpy OpenBLAS 0.3.31 core=Haswell"``, ``"bf16 avx512bf16 (laionknn._native)"``."""
+    if backend == "int16":
+        from laionknn import native
+
+        name = native.int16_kernel()
+        return f"int16 {name} (laionknn._native)" if name != "numpy" else "int16 numpy fallback"
     if backend == "bf16":
         from laionknn import native
 

@@ -51,6 +51,7 @@ from laionknn.types import KnnResult, Metric
 log = logging.getLogger(__name__)
 
 U32 = 2.0 ** -24
+RESCORE_ROWS = 32768  # rows converted to float32 at a time by the rescoring pass (a 96 MiB buffer at d = 768)
 SLACK = 1e-6
 SLEEP_ENV = "LAIONKNN_EXACT_TEST_SLEEP"  # test hook: seconds to sleep after each finished row range
 
@@ -135,8 +136,11 @@ def _thread_count() -> int:
     return int(numba.get_num_threads())
 
 
+NARROW = ("bf16", "int16")  # backends of a certified filter on 16-bit images (bf16 or int16)
+
+
 def _bf16_block_rows(block_rows: int, planned: bool) -> int:
-    """The bf16 filter holds the block packed in bf16 (2 bytes per value beside the read buffer; after a
+    """The bf16 and int16 filters hold the block packed in 16-bit values (2 bytes per value beside the read buffer; after a
     hand-over to float32 the float32 copy too, for one block): a planned block shrinks by a quarter to
     stay inside the memory budget."""
     return max(min(block_rows, R_TILE), block_rows * 3 // 4 // R_TILE * R_TILE) if planned else block_rows
@@ -207,9 +211,9 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     Returns :class:`KnnResult`: ids int64 (n_queries, k) 0-based, dists float32 ascending (the float64
     distance rounded once), ties at equal float64 distance broken by the lower id. ``attrs`` holds
     ``n_rescored`` (pairs recomputed in float64), ``tie_at_k`` (uint8 per query: rank k and k+1 have
-    the same float64 distance), ``block_rows``, ``query_batch``, ``filter`` (``float32`` or ``bf16``, or
-    the hand-over point when the bf16 filter gave way) and ``gemm`` (the kernel that ran, e.g.
-    ``faiss-cpu OpenBLAS 0.3.15 core=Zen`` or ``bf16 amx (laionknn._native)``).
+    the same float64 distance), ``block_rows``, ``query_batch``, ``filter`` (``float32``, ``bf16`` or ``int16``,
+    or the hand-over point when the bf16/int16 filter gave way) and ``gemm`` (the kernel that ran, e.g.
+    ``faiss-cpu OpenBLAS 0.3.15 core=Zen`` or ``int16 avx512vnni (laionknn._native)``).
 
     tie_ranks: extra ranks ``r`` (1 <= r <= k) whose float64 tie with rank ``r + 1`` is reported in
     ``attrs["tie_at"][r]`` (uint8 per query, computed exactly as ``tie_at_k``), so one search for a deep
@@ -240,7 +244,7 @@ def knn(database, queries: np.ndarray, k: int, metric: "str | Metric" = Metric.C
     announce_compilation(metric)
     info: dict = {}
     backend = resolve_backend(blas) if gemm else "numpy"
-    filter_rows = _bf16_block_rows(block_rows, not explicit_rows) if backend == "bf16" else block_rows
+    filter_rows = _bf16_block_rows(block_rows, not explicit_rows) if backend in NARROW else block_rows
     if nq == 0:
         dd = np.zeros((0, k))
         return KnnResult(np.zeros((0, k), np.int64), dd.astype(np.float32),
@@ -319,7 +323,7 @@ def knn_rows(database, queries: np.ndarray, kk: int, metric: "str | Metric", sta
             dd, ii = exact_topk(state.lo, state.ids, kk)
             return Candidates(dd, dd, ii), Candidates.empty(nq)
         backend = resolve_backend(blas)
-        rows = _bf16_block_rows(block_rows, False) if backend == "bf16" else block_rows
+        rows = _bf16_block_rows(block_rows, False) if backend in NARROW else block_rows
         parts = _pass_filter(src, q_in, parts, batches, kk, metric, rows, start, None, None, 0.0, backend, stop=stop)
         state = Candidates.stack(parts)
         dd, ii, _ = _pass_rescore(src, q_in, state, kk, metric, max(block_rows, 4096), start=start, stop=stop)
@@ -409,13 +413,17 @@ def _check_norms(nx: np.ndarray, first_row: int, nonzero: bool) -> None:
                         f"or run without normalisation")
 
 
-def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos):
+_NO_MAX = np.empty((0, 0), dtype=np.float32)
+
+
+def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos, cmax=_NO_MAX):
     """Select from one score tile into ``buf`` (rows of this tile), widening it when a row overflows.
-    Returns the (possibly new) buffer."""
+    ``cmax``: the tile's per-32-column row maxima from the GEMM kernel, or empty. Returns the (possibly
+    new) buffer."""
     rows = np.arange(s.shape[0], dtype=np.int64)
     pos[:] = 0
     while rows.size:
-        select_scores(s, *cols, g, c, th, ti, row0, kk, buf.lo, buf.hi, buf.ids, counts, pos, rows)
+        select_scores(s, *cols, g, c, th, ti, row0, kk, buf.lo, buf.hi, buf.ids, counts, pos, rows, cmax)
         rows = np.flatnonzero(pos < s.shape[1]).astype(np.int64)
         if rows.size:
             buf = buf.padded(buf.width * 4)
@@ -479,10 +487,12 @@ class _Bf16Filter:
             return None
         return nx
 
+    tiny = 3 * TINY  # per product term: what the bf16 instructions may flush
+
     def columns(self, a, nx, h, c):
         """``(w, h, c)`` of the block last packed by :meth:`pack`."""
         w = a * (self.gamma * self.nhat + self.nres + self.rho * nx)
-        h = h + a * (3 * self.dim * TINY * (1 + SLACK))
+        h = h + a * (self.dim * self.tiny * (1 + SLACK))
         c = c + self.zero * float((a * nx).max(initial=0.0))
         return w, h, c
 
@@ -490,21 +500,74 @@ class _Bf16Filter:
         native.gemm_bf16(self.q.a[q0:q1], self.tiles[r0], out, ncols=r1 - r0, threads=self.threads)
 
 
+class _I16Filter(_Bf16Filter):
+    """The certified int16 filter (see docs/exact.md): ``q~ = 2^e_q Q``, ``x~ = 2^e_x X`` with int16 ``Q``,
+    ``X`` (:func:`laionknn.native.quantize_rows`) and residuals ``dq = q - q~``, ``dx = x - x~`` (exact in
+    float64). The int32 sum ``Q.X`` is exact (``|Q||X| < 2^31``), rounded once to float32 and scaled by
+    ``2^(e_q + e_x)`` (exact in the exponent range :data:`laionknn.native.I16_EXP_RANGE`), hence
+    ``|s - q.x| <= u |q~||x~| + |q~||dx| + |dq||x|`` with ``u = 2^-24``: the bf16 filter's form with
+    ``gamma'_d`` replaced by ``u`` and no underflow term.
+    """
+
+    tiny = 0.0
+
+    def __init__(self, q_in: np.ndarray, dim: int, threads: int | None) -> None:
+        q = q_in if q_in.dtype in (np.float16, np.float32, np.float64) else q_in.astype(np.float64)
+        self.threads = threads
+        self.q = native.quantize_queries(q, threads=threads)
+        self.gamma = U32
+        self.dim = dim
+        nz = self.q.nhat > 0
+        self.rho = float((self.q.nres[nz] / self.q.nhat[nz]).max()) if nz.any() else 0.0
+        self.zero = np.where(nz, 0.0, self.q.nres) * (1 + SLACK)
+        self.g = self.q.nhat * (1 + SLACK)
+        lo, hi = native.I16_EXP_RANGE
+        self.usable = bool(np.isfinite(self.q.norm).all() and np.isfinite(self.q.nres).all()
+                           and (self.q.e >= lo).all() and (self.q.e <= hi).all())
+        self.active = self.usable
+        self.switched_at = None
+        self.tiles = {}
+        self.buf = None
+        self.nhat = self.nres = np.zeros(0)
+
+    def pack(self, block: np.ndarray) -> np.ndarray | None:
+        """As :meth:`_Bf16Filter.pack`, quantising to int16; None also when a row's exponent leaves
+        :data:`laionknn.native.I16_EXP_RANGE` (tiny or huge rows: the float32 filter takes the block)."""
+        self.tiles = {}
+        # the whole block in one call, into a buffer kept across blocks (fresh pages cost more than the
+        # conversion); score tiles are column ranges of it (R_TILE is a multiple of 32)
+        p = native.quantize_rows(block, threads=self.threads, buf=self.buf)
+        self.buf = p.data
+        self.nhat, self.nres, nx = p.nhat, p.nres, p.norm
+        lo, hi = native.I16_EXP_RANGE
+        if not (np.isfinite(nx).all() and np.isfinite(self.nres).all() and (p.e >= lo).all() and (p.e <= hi).all()):
+            return None
+        self.tiles = {0: p}
+        return nx
+
+    def scores(self, q0: int, q1: int, r0: int, r1: int, out: np.ndarray, cmax: np.ndarray | None = None) -> None:
+        native.gemm_i16(self.q, self.tiles[0], out, rows=slice(q0, q1), col0=r0, ncols=r1 - r0, threads=self.threads,
+                        cmax=cmax)
+
+
 def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, checkpoint, fingerprint, every,
                  backend, *, stop=None, info: dict | None = None):
     """Pass 1 over rows ``[start_row, stop)`` (default: to the end; progress counts from row 0 then).
 
-    backend ``bf16``: the certified bf16 filter (:class:`_Bf16Filter`); it hands over to the float32
-    filter (numpy's sgemm) for the remaining blocks when its bound keeps too many survivors. Returns the
-    parts; ``info`` (a dict, optional) receives ``filter`` and ``gemm`` for the run record."""
-    bf = _Bf16Filter(q_in, src.dim, _thread_count()) if backend == "bf16" else None
+    backend ``bf16`` / ``int16``: the certified bf16 / int16 filter (:class:`_Bf16Filter`,
+    :class:`_I16Filter`); it hands over to the float32 filter (numpy's sgemm) for the remaining blocks
+    when its bound keeps too many survivors. Returns the parts; ``info`` (a dict, optional) receives
+    ``filter`` and ``gemm`` for the run record."""
+    kinds = {"bf16": _Bf16Filter, "int16": _I16Filter}
+    bf = kinds[backend](q_in, src.dim, _thread_count()) if backend in kinds else None
     if bf is not None and not bf.usable:
-        log.info("queries overflow bf16: using the float32 filter")
+        log.info("queries do not fit the %s filter (overflow or exponent range): using the float32 filter", backend)
         bf, backend = None, "numpy"
+    narrow = backend if bf is not None else None
     if info is not None:
-        info["filter"] = "bf16" if bf is not None else "float32"
+        info["filter"] = narrow or "float32"
         info["gemm"] = describe(backend)
-    f32_backend = "numpy" if backend == "bf16" else backend
+    f32_backend = "numpy" if backend in NARROW else backend
     xq = np.ascontiguousarray(q_in, dtype=np.float32)
     qn = np.linalg.norm(np.asarray(q_in, dtype=np.float64), axis=1)
     g = gamma(src.dim) * qn
@@ -513,13 +576,16 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     qt = min(Q_TILE, max(hi - lo for lo, hi in batches))
     stop, first = (src.n, 0) if stop is None else (stop, start_row)
     scores = np.empty(qt * min(R_TILE, block_rows, stop - start_row), dtype=np.float32)
+    # the int16 kernel also writes each row's maximum per 32 columns (fused into the GEMM)
+    fused = isinstance(bf, _I16Filter)
+    maxima = np.empty(qt * -(-R_TILE // 32), dtype=np.float32) if fused else None
     last = time.monotonic()
     bufs: list[Candidates | None] = [None] * len(batches)  # per-batch selection buffers, kept across blocks
     conv = _block_buffer(src, min(block_rows, stop - start_row))  # float32 block, reused across blocks
     n_q = xq.shape[0]
     # one unit = one database row scored against one query: the bar moves with every query tile of
     # every block, not once per row range (a single 100K block of 10k queries is minutes of work)
-    what = "bf16" if bf is not None else "float32"
+    what = narrow or "float32"
     with progress_bar(f"exact {metric.value} ({what} filter)", (stop - first) * n_q, unit="row·query") as bar:
         bar.update((start_row - first) * n_q)
         for task in plan_row_ranges(stop, block_rows, start=start_row):
@@ -553,14 +619,18 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                     for r0 in range(0, nbk, R_TILE):
                         r1 = min(nbk, r0 + R_TILE)
                         s = scores[: (q1 - q0) * (r1 - r0)].reshape(q1 - q0, r1 - r0)
-                        if bf_cols is not None:
+                        cm = _NO_MAX
+                        if bf_cols is not None and fused:
+                            cm = maxima[: (q1 - q0) * -(-(r1 - r0) // 32)].reshape(q1 - q0, -1)
+                            bf.scores(q0, q1, r0, r1, s, cm)
+                        elif bf_cols is not None:
                             bf.scores(q0, q1, r0, r1, s)
                         else:
                             sgemm_nt(xq[q0:q1], xb[r0:r1], s, f32_backend)
                         part = Candidates(buf.lo[sl], buf.hi[sl], buf.ids[sl])
                         cols = (a[r0:r1], b[r0:r1], w[r0:r1], h[r0:r1])
                         part = _scan_tile(s, cols + (chunk_bounds(*cols, _CHUNK),), gb[q0:q1], cb[q0:q1],
-                                          th[sl], ti[sl], task.start + r0, kk, part, counts[sl], pos[sl])
+                                          th[sl], ti[sl], task.start + r0, kk, part, counts[sl], pos[sl], cm)
                         if part.width > buf.width:  # a row overflowed: widen the whole batch buffer
                             buf = buf.padded(part.width)
                             buf.lo[sl], buf.hi[sl], buf.ids[sl] = part.lo, part.hi, part.ids
@@ -570,11 +640,11 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
             if bf_cols is not None and task.stop < stop:
                 kept = sum(int((p.ids >= 0).sum()) for p in parts) / n_q
                 if kept > BF16_SURVIVORS[0] * kk + BF16_SURVIVORS[1]:
-                    bf.active, bf.switched_at, bf.tiles = False, task.stop, {}
-                    log.info("bf16 bound keeps %.0f survivors per query (k+1 = %d): float32 filter from row %d",
-                             kept, kk, task.stop)
+                    bf.active, bf.switched_at, bf.tiles, bf.buf = False, task.stop, {}, None
+                    log.info("%s bound keeps %.0f survivors per query (k+1 = %d): float32 filter from row %d",
+                             narrow, kept, kk, task.stop)
                     if info is not None:
-                        info["filter"] = f"bf16 to row {task.stop}, then float32"
+                        info["filter"] = f"{narrow} to row {task.stop}, then float32"
                         info["gemm"] += f"; then {describe(f32_backend)}"
             # the state after the last block is always saved: a failed final write resumes without a pass
             last = _after_block(checkpoint, parts, fingerprint, task.stop, last, every if task.stop < stop else 0.0)
@@ -598,16 +668,25 @@ def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_r
     xq = np.ascontiguousarray(q_in, dtype=np.float32 if exact32 else np.float64)
     qn = norms64(xq)
     mode = {Metric.DOT: 0, Metric.COSINE: 1, Metric.L2: 2}[metric]
-    conv = _block_buffer(src, min(block_rows, stop - start))  # float32 block, reused across blocks
+    # blocks that are not float32 are converted RESCORE_ROWS rows at a time into one small buffer (fresh
+    # pages for a block-sized copy cost more than the rescoring itself), and only where pairs fall
+    step = RESCORE_ROWS if src.dtype != np.float32 else max(1, stop - start)
+    conv = _block_buffer(src, min(step, block_rows, stop - start))  # reused across blocks
     with progress_bar("exact rescoring (float64)", stop - start) as bar:
         for task in plan_row_ranges(stop, block_rows, start=start):
             a0, a1 = np.searchsorted(rid_s, [task.start, task.stop])
             if a1 > a0:
-                xb = to_float32(src.read(task.start, task.stop), out=conv)
-                nx = norms64(xb) if mode == 1 else qn[:1]
-                out = np.empty(a1 - a0)
-                rescore_pairs(xb, xq, rid_s[a0:a1] - task.start, q_s[a0:a1], mode, qn, nx, out)
-                d_s[a0:a1] = out
+                raw = src.read(task.start, task.stop)
+                for c0 in range(task.start, task.stop, step):
+                    c1 = min(task.stop, c0 + step)
+                    b0, b1 = np.searchsorted(rid_s, [c0, c1])
+                    if b1 == b0:
+                        continue
+                    xb = to_float32(raw[c0 - task.start:c1 - task.start], out=conv)
+                    nx = norms64(xb) if mode == 1 else qn[:1]
+                    out = np.empty(b1 - b0)
+                    rescore_pairs(xb, xq, rid_s[b0:b1] - c0, q_s[b0:b1], mode, qn, nx, out)
+                    d_s[b0:b1] = out
             bar.advance(task.rows)
     d = np.full(ids.shape, np.inf)
     d[q_s, pos_s] = d_s

@@ -104,7 +104,8 @@ def write_gold_standard(out: Path, res: KnnResult, database_path: Path, queries_
     attrs = {"metric": metric.value, "normalize": int(metric is Metric.COSINE), "k": int(k),
              "n_rescored": int(res.attrs["n_rescored"]), "n_tie_at_k": int(tie.sum()),
              "database": Path(database_path).name, "queries": Path(queries_path).name,
-             "engine": "laionknn.exact: certified float32 or bf16 filter (rigorous error bound) + float64 rescoring"}
+             "engine": "laionknn.exact: certified filter (float32, bf16 or int16) with a rigorous error bound + float64 "
+                       "rescoring"}
     write_gold(out, KnnResult(res.ids, res.dists), attrs=attrs, datasets={"tie_at_k": tie})
     log.info("wrote %s (%d queries, k=%d, %d pairs rescored, %d ties at k)", out, len(tie), k,
              attrs["n_rescored"], attrs["n_tie_at_k"])

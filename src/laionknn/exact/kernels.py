@@ -121,7 +121,7 @@ def chunk_bounds(a, b, w, h_col, chunk):
 
 @nb.njit(parallel=True, nogil=True, cache=True)
 def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts, pos,
-                  rows):
+                  rows, cmax):
     """Certified candidate selection from a float32 score tile, appending to per-query buffers.
 
     For query ``q`` and tile row ``j`` (global id ``id0 + j``), with ``s = S[q, j]`` the float32 dot
@@ -132,7 +132,10 @@ def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out
     and out. Only queries ``rows`` are processed, each from column ``pos[q]``; ``pos[q]`` ends at the
     tile width, or at the first column not appended when the buffer could not be pruned enough (the
     caller widens the buffers and calls again for those rows). ``bounds`` = :func:`chunk_bounds` of the
-    columns skips whole chunks with one float32 max.
+    columns skips whole chunks with one float32 max. ``cmax`` (float32 (nq, ceil(nbk / 32)), or shape
+    (0, 0)): each row's maximum over every 32 columns of ``S``, computed by the GEMM kernel; the chunk's
+    maximum is then taken from it (the maximum over a whole chunk is at least the one over its columns
+    from ``pos[q]`` on, so a chunk is skipped only when the tile's own maximum would skip it too).
     """
     nbk = S.shape[1]
     for r in nb.prange(rows.shape[0]):
@@ -151,7 +154,14 @@ def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out
             j0 = max(j_first, t * _CHUNK)
             j1 = min(nbk, (t + 1) * _CHUNK)
             # one vectorised float32 max per chunk; most chunks hold no candidate once the bound is tight
-            smax = max(np.float64(_chunk_max(S, q, j0, j1)), 0.0)
+            if cmax.shape[1] > 0:
+                c0 = t * (_CHUNK // 32)
+                m32 = cmax[q, c0]
+                for u in range(c0 + 1, min(c0 + _CHUNK // 32, cmax.shape[1])):
+                    m32 = max(m32, cmax[q, u])
+                smax = max(np.float64(m32), 0.0)
+            else:
+                smax = max(np.float64(_chunk_max(S, q, j0, j1)), 0.0)
             if -smax * bounds[t, 0] + bounds[t, 1] - gq * bounds[t, 2] - bounds[t, 3] - cq > hh:
                 continue
             # branch-free gather of the columns that may pass (few mispredicted branches when ~10% pass)
@@ -262,3 +272,4 @@ def rescore_pairs(xb, xq, rows, qs, mode, qnorm, bnorm, out):
             out[p] = 1.0 - _dot8(xq[q], xb[r]) / (qnorm[q] * bnorm[r])
         else:
             out[p] = 1.0 - _dot8(xq[q], xb[r])
+
