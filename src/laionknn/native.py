@@ -214,6 +214,15 @@ class Queries:
     nres: np.ndarray
 
 
+def _unpack_panels(data: np.ndarray, n: int, d: int, col0: int, ncols: int | None) -> np.ndarray:
+    """Rows ``[col0, col0 + ncols)`` (all to ``n`` when None) of a 16-row-panel, pair-interleaved packing
+    (the layout :func:`gemm_bf16` and :func:`gemm_i16` read), as a (ncols, d) view of 16-bit values."""
+    ncols = n - col0 if ncols is None else ncols
+    dp = padded_depth(d)
+    panels = data.reshape(-1, dp // 2, 16, 2)[col0 // 16: col0 // 16 + -(-ncols // 16)]
+    return panels.transpose(0, 2, 1, 3).reshape(-1, dp)[col0 % 16: col0 % 16 + ncols, :d]
+
+
 @dataclass
 class Packed:
     """Database rows packed for :func:`gemm_bf16` (``n`` rows of dim ``d``), with ``nhat``/``nres`` as in
@@ -232,11 +241,7 @@ class Packed:
 
     def rows_f32(self, col0: int = 0, ncols: int | None = None) -> np.ndarray:
         """The bf16 rows ``[col0, col0 + ncols)`` unpacked to float32 (n, d)."""
-        ncols = self.n - col0 if ncols is None else ncols
-        dp = self.dp
-        panels = self.data.reshape(-1, dp // 2, 16, 2)[col0 // 16: col0 // 16 + -(-ncols // 16)]
-        h = panels.transpose(0, 2, 1, 3).reshape(-1, dp)[col0 % 16: col0 % 16 + ncols, :self.d]
-        return bf16_to_f32(h)
+        return bf16_to_f32(_unpack_panels(self.data, self.n, self.d, col0, ncols))
 
 
 def prepare_queries(q: np.ndarray, ftz: bool = True, threads: int | None = None) -> Queries:
@@ -433,11 +438,7 @@ class PackedI16:
 
     def rows_i16(self, col0: int = 0, ncols: int | None = None) -> np.ndarray:
         """The int16 rows ``[col0, col0 + ncols)`` unpacked (ncols, d)."""
-        ncols = self.n - col0 if ncols is None else ncols
-        dp = self.dp
-        panels = self.data.reshape(-1, dp // 2, 16, 2)[col0 // 16: col0 // 16 + -(-ncols // 16)]
-        h = panels.transpose(0, 2, 1, 3).reshape(-1, dp)[col0 % 16: col0 % 16 + ncols, :self.d]
-        return h
+        return _unpack_panels(self.data, self.n, self.d, col0, ncols)
 
 
 def quantize_queries(q: np.ndarray, threads: int | None = None) -> QueriesI16:
