@@ -14,6 +14,7 @@ from laionknn.indexes.base import dir_size
 from laionknn.indexes.ivfgemm_index import kmeans, nearest_centroid, residual_rotation
 from test_memory_limit import _run
 from test_indexes_runner import DB, NQ, tiny  # noqa: F401 -- the tiny catalog dataset fixture
+from ivfgemmhelpers import assert_rerank_matches_float64, rerank_case
 
 
 @pytest.fixture(scope="module")
@@ -65,27 +66,11 @@ def test_scan_list_keeps_each_querys_top_c_of_base_plus_score():
 
 def test_rerank_f16_matches_numpy_on_float16_rows():
     rng = np.random.default_rng(1)
-    rows = (rng.standard_normal((300, 40)) * 0.05).astype(np.float16)
-    rows[0, :5] = np.float16(3e-6)  # subnormal float16 values
-    rows[1, :] = 0
-    inv = (1.0 / np.maximum(np.linalg.norm(rows.astype(np.float32), axis=1), 1e-3)).astype(np.float32)
-    q = rng.standard_normal((6, 40)).astype(np.float32)
-    cand = np.stack([rng.choice(np.arange(2, 300), 25, replace=False) for _ in range(6)]).astype(np.int64)
-    cand[:, 0], cand[:, 1] = 0, 1  # the rows with subnormal values and with zeros
-    cand[2, 3:] = -1  # a query with fewer candidates than k
-    k = 4
+    rows, inv, q, cand, k = rerank_case(rng, 40)
     pos = np.empty((6, k), dtype=np.int64)
     sim = np.empty((6, k), dtype=np.float32)
     kern.rerank_f16(rows.view(np.uint16), inv, q * kern.F16_SCALE, cand, 0, 6, k, pos, sim)
-    exact = (q.astype(np.float64) @ rows.astype(np.float64).T) * inv[None, :]
-    for i in range(6):
-        c = np.unique(cand[i][cand[i] >= 0])
-        order = c[np.argsort(-exact[i, c], kind="stable")][:k]
-        found = pos[i] >= 0
-        assert found.sum() == len(order) and np.all(sim[i][~found] == -np.inf)
-        np.testing.assert_array_equal(np.sort(pos[i][found]), np.sort(order))
-        np.testing.assert_allclose(sim[i][found], exact[i, pos[i][found]], atol=1e-5)
-        assert np.all(np.diff(sim[i]) <= 0)
+    assert_rerank_matches_float64(pos, sim, rows, inv, q, cand, k)
 
 
 def test_accumulate_matches_numpy():

@@ -10,6 +10,7 @@ import pytest
 from laionknn import native
 from laionknn.indexes import create
 from laionknn.indexes import ivfgemm_native as nat
+from ivfgemmhelpers import assert_rerank_matches_float64, rerank_case
 
 
 def _kernels():
@@ -117,25 +118,9 @@ def test_scan_refuses_bad_arrays_with_one_clear_message(kernel):
 @pytest.mark.parametrize("dim", [40, 64, 77])
 def test_rerank_matches_numpy_on_float16_rows(kernel, dim):
     rng = np.random.default_rng(dim)
-    rows = (rng.standard_normal((300, dim)) * 0.05).astype(np.float16)
-    rows[0, :5] = np.float16(3e-6)  # subnormal float16 values
-    rows[1, :] = 0
-    inv = (1.0 / np.maximum(np.linalg.norm(rows.astype(np.float32), axis=1), 1e-3)).astype(np.float32)
-    q = rng.standard_normal((6, dim)).astype(np.float32)
-    cand = np.stack([rng.choice(np.arange(2, 300), 25, replace=False) for _ in range(6)]).astype(np.int64)
-    cand[:, 0], cand[:, 1] = 0, 1
-    cand[2, 3:] = -1  # a query with fewer candidates than k
-    k = 4
+    rows, inv, q, cand, k = rerank_case(rng, dim)
     pos, sim = nat.rerank(kernel, rows.view(np.uint16), inv, q, cand, k, 2)
-    exact = (q.astype(np.float64) @ rows.astype(np.float64).T) * inv[None, :]
-    for i in range(6):
-        c = np.unique(cand[i][cand[i] >= 0])
-        order = c[np.argsort(-exact[i, c], kind="stable")][:k]
-        found = pos[i] >= 0
-        assert found.sum() == len(order) and np.all(sim[i][~found] == -np.inf)
-        np.testing.assert_array_equal(np.sort(pos[i][found]), np.sort(order))
-        np.testing.assert_allclose(sim[i][found], exact[i, pos[i][found]], atol=1e-5)
-        assert np.all(np.diff(sim[i]) <= 0)
+    assert_rerank_matches_float64(pos, sim, rows, inv, q, cand, k)
     with pytest.raises(ValueError, match="out of range"):
         nat.rerank(kernel, rows.view(np.uint16), inv, q, np.full((6, 3), 300), k, 1)
 
