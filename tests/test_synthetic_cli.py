@@ -56,7 +56,7 @@ def test_stats_on_a_plain_file_uses_held_out_rows(tmp_path, rng):
     (["synth", "--size", "12X"], "cannot read size '12X'"),
     (["synth", "--size", "1K", "--seed", "-3"], "--seed must be a non-negative integer"),
     (["synth", "--size", "1K", "--seed", "abc"], "--seed must be a non-negative integer"),
-    (["synth", "--size", "2K", "--generator", "v7"], "unknown synthetic generator version 'v7'; known versions: v2, v3"),
+    (["synth", "--size", "2K", "--generator", "v7"], "unknown synthetic generator version 'v7'; known versions: v2, v3, v4"),
     (["synth", "--size", "500"], "--size must be at least 768 rows (the number of dimensions)"),
     (["stats", "synthetic-v9-clip768v2-n=100K"], "unknown synthetic generator version 'v9'"),
     (["stats", "no-such-dataset"], "no catalog entry named"),

@@ -16,7 +16,7 @@ REAL_MEAN_COS, REAL_NORM_OF_MEAN = 0.384, 0.62
 REAL_PCA = {32: 0.38, 96: 0.60}
 
 
-@pytest.fixture(scope="module", params=["v3", "v2"])
+@pytest.fixture(scope="module", params=["v3", "v2", "v4"])
 def gen(request):
     return request.param
 
@@ -174,7 +174,7 @@ def test_names_carry_the_generator_version():
 def test_unknown_generator_version_is_refused():
     from laionknn.errors import CatalogError
 
-    with pytest.raises(CatalogError, match="unknown synthetic generator version 'v7'; known versions: v2, v3"):
+    with pytest.raises(CatalogError, match="unknown synthetic generator version 'v7'; known versions: v2, v3, v4"):
         resolve("synthetic-v7-clip768v2-n=100K")
     with pytest.raises(CatalogError, match="unknown synthetic generator version"):
         generate_database(10, generator="v1")
@@ -226,3 +226,28 @@ def test_streamed_writing_uses_bounded_memory(tmp_path):
         tracemalloc.stop()
     one_chunk = CHUNK_ROWS * 768 * 2  # a float16 chunk; the 6-chunk database would need 6 of them
     assert peaks[1] < peaks[0] + one_chunk / 2, peaks  # three times the rows, (almost) the same peak
+
+
+def test_v4_is_named_apart_from_v3():
+    from laionknn.catalog import synthetic_database_name
+
+    assert synthetic_database_name("100K", generator="v4") == "synthetic-v4-clip768v2-n=100K"
+    assert resolve("synthetic-v4-clip768v2-n=100K").generator == "v4"
+    assert resolve("synthetic-v4-clip768v2-n=100K").name != resolve("synthetic-v3-clip768v2-n=100K").name
+
+
+def test_rank_bottom_narrows_the_deep_levels():
+    """rank_bottom: level l below the explicit ones spans rank + (rank_bottom - rank) * t dimensions
+    (t from 0 at the first deep level to 1 at the deepest); the noise keeps noise_rank."""
+    from laionknn.synthetic.model_v3 import ParamsV3, UniverseV3
+
+    p = ParamsV3(levels=6, explicit_levels=2, rank=20, rank_bottom=4, noise_rank=8, n_families=2)
+    fam = UniverseV3(3, p).families[1].astype(np.float64)  # (4 deep levels * 20 + 8, 768)
+    ranks = [np.linalg.matrix_rank(fam[j * 20:(j + 1) * 20], tol=1e-6) for j in range(4)]
+    assert ranks == [20, 15, 9, 4]
+    assert np.linalg.matrix_rank(fam[80:], tol=1e-6) == 8
+    # each level keeps its variance: the rows of a level have the same total energy with or without it
+    full = UniverseV3(3, ParamsV3(levels=6, explicit_levels=2, rank=20, noise_rank=8, n_families=2))
+    e_full = [(full.families[1][j * 20:(j + 1) * 20].astype(np.float64) ** 2).sum() for j in range(4)]
+    e_cut = [(fam[j * 20:(j + 1) * 20] ** 2).sum() for j in range(4)]
+    np.testing.assert_allclose(e_cut, e_full, rtol=0.2)

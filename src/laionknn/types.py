@@ -108,7 +108,7 @@ def format_size(n: int) -> str:
 #: Versions of the synthetic generator. The version is part of a synthetic dataset's identity: v3 names
 #: carry it (``synthetic-v3-clip768v2-n=100K``); v2 names are the original ones without a version token
 #: (``synthetic-clip768v2-n=100K``), kept so earlier figures can be reproduced.
-SYNTHETIC_GENERATORS = ("v2", "v3")
+SYNTHETIC_GENERATORS = ("v2", "v3", "v4")
 DEFAULT_GENERATOR = "v3"
 
 #: backends that search exhaustively (float and Hamming): the main job sweeps them only when named, and

@@ -182,7 +182,7 @@ def _seed_suffix(seed: int) -> str:
 
 
 def check_generator(version: str) -> str:
-    """A known generator version ('v2', 'v3'), else CatalogError."""
+    """A known generator version ('v2', 'v3', 'v4'), else CatalogError."""
     if version not in SYNTHETIC_GENERATORS:
         raise CatalogError(f"unknown synthetic generator version {version!r}; known versions: "
                            f"{', '.join(SYNTHETIC_GENERATORS)} (default {DEFAULT_GENERATOR})")

@@ -1,6 +1,7 @@
 """Generator v2 (and the shared frame): a hierarchical cluster model anchored in the real LAION frame.
 
-v3, the default, lives in :mod:`laionknn.synthetic.model_v3` and shares this module's frame and chunking.
+v3, the default, and the v4 candidate (v3's model with other parameters) live in
+:mod:`laionknn.synthetic.model_v3` and share this module's frame and chunking.
 
 Frame. ``data/laion1024-frame.npz`` holds parameters derived from the 1024 real LAION vectors of the
 organisers' BinWalk model: the mean vector (norm 0.62) and the leading real principal directions.
@@ -206,11 +207,11 @@ def _universe_for(seed: int, params, generator: str):
         if params is not None and not isinstance(params, Params):
             raise UsageError(f"generator v2 takes laionknn.synthetic.Params, got {type(params).__name__}")
         return universe(check_seed(seed), params or DEFAULT_PARAMS)
-    from laionknn.synthetic.model_v3 import DEFAULT_PARAMS_V3, ParamsV3, universe_v3
+    from laionknn.synthetic.model_v3 import DEFAULT_PARAMS_V3, DEFAULT_PARAMS_V4, ParamsV3, universe_v3
 
     if params is not None and not isinstance(params, ParamsV3):
-        raise UsageError(f"generator v3 takes laionknn.synthetic.ParamsV3, got {type(params).__name__}")
-    return universe_v3(check_seed(seed), params or DEFAULT_PARAMS_V3)
+        raise UsageError(f"generator {generator} takes laionknn.synthetic.ParamsV3, got {type(params).__name__}")
+    return universe_v3(check_seed(seed), params or (DEFAULT_PARAMS_V4 if generator == "v4" else DEFAULT_PARAMS_V3))
 
 
 def iter_chunks(n: int, seed: int = 0, *, queries: bool = False, params=None, generator: str | None = None):

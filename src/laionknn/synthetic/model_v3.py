@@ -68,6 +68,7 @@ class ParamsV3:
     i0: float = 8.0  # spectrum offset
     gamma: float = 0.0  # decay of the variance over the rank components of a basis (j^-gamma)
     rho: float = 0.8  # variance ratio between consecutive levels
+    rank_bottom: int = 0  # rank used by the deepest level (linear from ``rank``; 0: ``rank`` at every level)
     f_tree: float = 0.5  # share of the total variance 1 - |mean|^2 carried by the tree (rest: noise)
     white_share: float = 0.0  # share of the noise that is isotropic (rest inside the family's noise basis)
     mean_loading_sd: float = 0.25
@@ -79,6 +80,11 @@ class ParamsV3:
 
 
 DEFAULT_PARAMS_V3 = ParamsV3()
+#: Generator v4 (a candidate, not the default): the v3 model with a deeper tree (10 levels) whose deep levels
+#: use fewer components the deeper they are (rank 96 down to ``rank_bottom``), a slower variance decay and
+#: less, lower-rank per-row noise, so that near neighbours keep tightening past 1M rows instead of meeting
+#: v3's noise floor. Calibration path and figures: docs/synthetic.md ("Towards generator v4").
+DEFAULT_PARAMS_V4 = ParamsV3(levels=10, rho=0.87, f_tree=0.6, noise_rank=36, rank_bottom=16)
 TABLE_BITS = 24  # 16M shared standard normals: node coefficients are windows of this table
 
 
@@ -185,14 +191,21 @@ class UniverseV3:
             cum += self.level_sd[lev] * _frame_gaussian(rng, (n_nodes,), alphas[lev], p.i0, basis)
         self.explicit = cum.astype(np.float32)  # (k1 * branching^(explicit_levels-1), 768)
         # low-rank levels and the noise: per family, a stacked basis ((levels - explicit + 1) * rank, 768)
-        comp = np.arange(1, p.rank + 1, dtype=np.float64) ** -p.gamma
-        comp = np.sqrt(comp / comp.sum())[:, None]
         deep = list(range(p.explicit_levels, p.levels)) + [p.levels]  # the last one is the noise
         ncomp = np.arange(1, p.noise_rank + 1, dtype=np.float64) ** -p.gamma
         ncomp = np.sqrt(ncomp / ncomp.sum())[:, None]
+        level_comp = {}
+        for lev in deep[:-1]:  # levels below the first deep one may use fewer components (rank_bottom)
+            r = p.rank
+            if p.rank_bottom and len(deep) > 2:
+                t = (lev - p.explicit_levels) / (p.levels - 1 - p.explicit_levels)
+                r = max(1, int(round(p.rank + (p.rank_bottom - p.rank) * t)))
+            cl = np.arange(1, p.rank + 1, dtype=np.float64) ** -p.gamma
+            cl[r:] = 0.0
+            level_comp[lev] = np.sqrt(cl / cl.sum())[:, None]
         fam = []
         for _ in range(p.n_families):
-            fam.append(np.vstack([_frame_gaussian(rng, (p.rank,), alphas[lev], p.i0, basis) * comp
+            fam.append(np.vstack([_frame_gaussian(rng, (p.rank,), alphas[lev], p.i0, basis) * level_comp[lev]
                                   for lev in deep[:-1]]
                                  + [_frame_gaussian(rng, (p.noise_rank,), alphas[-1], p.i0, basis) * ncomp]))
         self.families = np.stack(fam).astype(np.float32)

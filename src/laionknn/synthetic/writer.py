@@ -28,7 +28,7 @@ def generate_database(n: "int | str", seed: int = 0, *, generator: str | None = 
     """The first ``n`` synthetic database rows of ``seed``: float16 (n, 768), one vector per row.
 
     Row i is the same for every n > i (the prefix property of the official subsets). ``generator``:
-    'v3' (default) or 'v2' (the earlier generator, to reproduce earlier figures)."""
+    'v3' (default), 'v2' (the earlier generator, to reproduce earlier figures) or 'v4' (candidate)."""
     n = parse_size(n)
     out = np.empty((n, DIM), np.float16)
     for lo, block in iter_chunks(n, seed, generator=generator):
