@@ -23,7 +23,8 @@ def _seed(value: "str | int") -> int:
 @click.option("--queries", "n_queries", default="10000", show_default=True, help="Number of queries (10000 = 10k).")
 @click.option("--seed", default="0", show_default=True, help="Dataset seed (non-negative); 0 gives the standard names.")
 @click.option("--generator", default=None, metavar="VERSION",
-              help="Generator version: v3 (default) or v2 (the earlier one, to reproduce earlier figures).")
+              help="Generator version: v3 (default), v2 (the earlier one, to reproduce earlier figures) "
+                   "or v4 (a calibration candidate; docs/synthetic.md).")
 @click.option("--force", is_flag=True, help="Rewrite files that are already present.")
 @click.pass_context
 def synth(ctx: click.Context, size: str, n_queries: str, seed: str, generator: str | None, force: bool) -> None:
