@@ -194,14 +194,14 @@ class UniverseV3:
         deep = list(range(p.explicit_levels, p.levels)) + [p.levels]  # the last one is the noise
         ncomp = np.arange(1, p.noise_rank + 1, dtype=np.float64) ** -p.gamma
         ncomp = np.sqrt(ncomp / ncomp.sum())[:, None]
+        comp = np.arange(1, p.rank + 1, dtype=np.float64) ** -p.gamma
         level_comp = {}
         for lev in deep[:-1]:  # levels below the first deep one may use fewer components (rank_bottom)
             r = p.rank
             if p.rank_bottom and len(deep) > 2:
                 t = (lev - p.explicit_levels) / (p.levels - 1 - p.explicit_levels)
                 r = max(1, int(round(p.rank + (p.rank_bottom - p.rank) * t)))
-            cl = np.arange(1, p.rank + 1, dtype=np.float64) ** -p.gamma
-            cl[r:] = 0.0
+            cl = np.where(np.arange(p.rank) < r, comp, 0.0)
             level_comp[lev] = np.sqrt(cl / cl.sum())[:, None]
         fam = []
         for _ in range(p.n_families):
