@@ -48,7 +48,13 @@ def test_select_hamming_popcount_matches_numpy():
         np.testing.assert_array_equal(out.lo[q], expect[q])
 
 
-def test_select_scores_keeps_every_row_the_bound_cannot_exclude():
+import pytest
+
+
+@pytest.mark.parametrize("tile,with_max", [(128, False), (100, False), (100, True), (128, True)])
+def test_select_scores_keeps_every_row_the_bound_cannot_exclude(tile, with_max):
+    """Tiles of 100 columns end in a partial chunk, and overflowing buffers resume mid-chunk; with_max
+    feeds the per-32-column row maxima the int16 GEMM kernel writes."""
     rng = np.random.default_rng(33)
     nq, nbk, k = 6, 400, 5
     S = rng.standard_normal((nq, nbk)).astype(np.float32)
@@ -60,10 +66,13 @@ def test_select_scores_keeps_every_row_the_bound_cannot_exclude():
         buf = Candidates.empty(nq, width)
         th, ti = np.full(nq, np.inf), np.full(nq, INT64_MAX)
         counts, pos = np.zeros(nq, dtype=np.int64), np.zeros(nq, dtype=np.int64)
-        for t0 in range(0, nbk, 128):  # several tiles feeding one buffer
-            tc = tuple(x[t0:t0 + 128] for x in cols)
-            buf = _scan_tile(np.ascontiguousarray(S[:, t0:t0 + 128]), tc + (chunk_bounds(*tc, _CHUNK),), g, c,
-                             th, ti, t0, k, buf, counts, pos)
+        for t0 in range(0, nbk, tile):  # several tiles feeding one buffer
+            tc = tuple(x[t0:t0 + tile] for x in cols)
+            st = np.ascontiguousarray(S[:, t0:t0 + tile])
+            cm = np.empty((0, 0), dtype=np.float32)
+            if with_max:
+                cm = np.stack([st[:, j:j + 32].max(axis=1) for j in range(0, st.shape[1], 32)], axis=1)
+            buf = _scan_tile(st, tc + (chunk_bounds(*tc, _CHUNK),), g, c, th, ti, t0, k, buf, counts, pos, cm)
         assert (counts == (buf.ids >= 0).sum(axis=1)).all()
         pruned = merge(Candidates.empty(nq), buf, k)
         for q in range(nq):

@@ -608,7 +608,7 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                 th, ti = kth_keys(parts[bi], kk)
                 buf = bufs[bi]
                 if buf is None:  # uninitialised: the kernels only read each row's first counts[q] slots
-                    width = min(nbk, 4 * kk + 256)
+                    width = min(nbk, 2 * kk + 256)
                     buf = Candidates(np.empty((hi - lo, width)), np.empty((hi - lo, width)),
                                      np.empty((hi - lo, width), dtype=np.int64))
                 counts = np.zeros(hi - lo, dtype=np.int64)

@@ -19,6 +19,7 @@ from laionknn.exact.merge import compact_row, keep
 # skips more chunks once the bound is tight; cut the selection time by 16-26 % at k = 10...1000
 # (300K x 2000 queries, docs/BENCHMARKS.md)
 _CHUNK = 64
+assert _CHUNK == 64  # select_scores's masks are one uint64 per chunk, and it reads two 32-column maxima
 
 
 @nb.njit(parallel=True, nogil=True, cache=True)
@@ -70,6 +71,18 @@ def _popcount64(typingctx, x):
     return sig, codegen
 
 
+@intrinsic
+def _cttz64(typingctx, x):
+    """index of the lowest set bit of a non-zero uint64 (LLVM ``cttz``; one TZCNT instruction)."""
+    sig = nb.types.uint64(nb.types.uint64)
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.cttz", [ir.IntType(64), ir.IntType(1)])
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+
+    return sig, codegen
+
+
 @nb.njit(nogil=True, cache=True)
 def _push(out_lo, out_hi, out_id, cnt, lo, hi, idx, k, h, i):
     """Append one entry to a row buffer, pruning the buffer with the merge rule when full.
@@ -97,6 +110,30 @@ def _chunk_max(S, q, j0, j1):
     for j in range(j0, j1):
         m = max(m, S[q, j])
     return m
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _lo_mask_full(S, q, j0, a, b, w, h_col, gq, cq, hh, tmp):
+    """For the ``_CHUNK`` columns from ``j0``: ``tmp[e]`` = the lower bound of column ``j0 + e`` (see
+    :func:`select_scores`), and the mask with bit ``e`` set iff ``tmp[e] <= hh``."""
+    for e in range(_CHUNK):
+        j = j0 + e
+        tmp[e] = -(np.float64(S[q, j]) * a[j] - b[j]) - (gq * w[j] + h_col[j] + cq)
+    bits = np.uint64(0)
+    for e in range(_CHUNK):
+        bits |= np.uint64(tmp[e] <= hh) << np.uint64(e)
+    return bits
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _lo_mask_part(S, q, j0, j1, a, b, w, h_col, gq, cq, hh, tmp):
+    """:func:`_lo_mask_full` for columns ``[j0, j1)``, ``j1 - j0 <= _CHUNK`` (bit ``e`` is column ``j0 + e``)."""
+    bits = np.uint64(0)
+    for j in range(j0, j1):
+        lo = -(np.float64(S[q, j]) * a[j] - b[j]) - (gq * w[j] + h_col[j] + cq)
+        tmp[j - j0] = lo
+        bits |= np.uint64(lo <= hh) << np.uint64(j - j0)
+    return bits
 
 
 @nb.njit(nogil=True, cache=True)
@@ -138,9 +175,9 @@ def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out
     from ``pos[q]`` on, so a chunk is skipped only when the tile's own maximum would skip it too).
     """
     nbk = S.shape[1]
+    width = out_lo.shape[1]
     for r in nb.prange(rows.shape[0]):
         tmp_lo = np.empty(_CHUNK)
-        tmp_j = np.empty(_CHUNK, dtype=np.int64)
         q = rows[r]
         hh = thr_h[q]
         ii = thr_i[q]
@@ -153,31 +190,38 @@ def select_scores(S, a, b, w, h_col, bounds, g, c_row, thr_h, thr_i, id0, k, out
         for t in range(j_first // _CHUNK, (nbk + _CHUNK - 1) // _CHUNK):
             j0 = max(j_first, t * _CHUNK)
             j1 = min(nbk, (t + 1) * _CHUNK)
-            # one vectorised float32 max per chunk; most chunks hold no candidate once the bound is tight
+            # one float32 max per chunk; most chunks hold no candidate once the bound is tight
             if cmax.shape[1] > 0:
-                c0 = t * (_CHUNK // 32)
+                c0 = t * (_CHUNK // 32)  # _CHUNK = 64: two maxima per chunk
                 m32 = cmax[q, c0]
-                for u in range(c0 + 1, min(c0 + _CHUNK // 32, cmax.shape[1])):
-                    m32 = max(m32, cmax[q, u])
+                if c0 + 1 < cmax.shape[1]:
+                    m32 = max(m32, cmax[q, c0 + 1])
                 smax = max(np.float64(m32), 0.0)
             else:
                 smax = max(np.float64(_chunk_max(S, q, j0, j1)), 0.0)
             if -smax * bounds[t, 0] + bounds[t, 1] - gq * bounds[t, 2] - bounds[t, 3] - cq > hh:
                 continue
-            # branch-free gather of the columns that may pass (few mispredicted branches when ~10% pass)
-            m = 0
-            for j in range(j0, j1):
-                lo = -(np.float64(S[q, j]) * a[j] - b[j]) - (gq * w[j] + h_col[j] + cq)
-                tmp_lo[m] = lo
-                tmp_j[m] = j
-                m += lo <= hh
-            for e in range(m):
-                j = tmp_j[e]
+            # every column's lower bound, vectorised (the push's own expression), then one bit per column
+            # that may pass; only the set bits are visited (no branch per column). Full chunks take the
+            # constant-length loops (vectorised without a remainder)
+            if j0 == t * _CHUNK and j1 - j0 == _CHUNK:
+                bits = _lo_mask_full(S, q, j0, a, b, w, h_col, gq, cq, hh, tmp_lo)
+            else:
+                bits = _lo_mask_part(S, q, j0, j1, a, b, w, h_col, gq, cq, hh, tmp_lo)
+            while bits:
+                j = j0 + np.int64(_cttz64(bits))
+                bits &= bits - np.uint64(1)
                 key = np.float64(S[q, j]) * a[j] - b[j]
                 err = gq * w[j] + h_col[j] + cq
                 lo = -key - err
                 idx = id0 + j
                 if lo > hh or (lo == hh and idx > ii):
+                    continue
+                if cnt < width:  # the common case inline: a call with row views costs reference counting
+                    out_lo[q, cnt] = lo
+                    out_hi[q, cnt] = -key + err
+                    out_id[q, cnt] = idx
+                    cnt += 1
                     continue
                 cnt, hh, ii, ok = _push(out_lo[q], out_hi[q], out_id[q], cnt, lo, -key + err, idx, k, hh, ii)
                 if not ok:
@@ -212,6 +256,12 @@ def select_hamming(xq, xb, thr_h, thr_i, id0, k, out_lo, out_hi, out_id, counts)
             dist = np.float64(d)
             idx = id0 + j
             if dist > hh or (dist == hh and idx > ii):
+                continue
+            if cnt < out_lo.shape[1]:
+                out_lo[q, cnt] = dist
+                out_hi[q, cnt] = dist
+                out_id[q, cnt] = idx
+                cnt += 1
                 continue
             cnt, hh, ii, ok = _push(out_lo[q], out_hi[q], out_id[q], cnt, dist, dist, idx, k, hh, ii)
             if not ok:
