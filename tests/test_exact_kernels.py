@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from laionknn.exact import gamma
-from laionknn.exact.kernels import norms64, rescore_pairs, select_hamming, select_scores
+from laionknn.exact.kernels import norms64, pairs_by_row, rescore_into, select_hamming, select_scores
 from laionknn.exact.engine import _scan_tile
 from laionknn.exact.merge import INT64_MAX, Candidates, merge
 
@@ -17,7 +18,7 @@ def test_norms64_matches_numpy():
     np.testing.assert_allclose(norms64(x), np.linalg.norm(x.astype(np.float64), axis=1), rtol=1e-15)
 
 
-def test_rescore_pairs_matches_numpy_for_each_mode():
+def test_rescore_into_matches_numpy_for_each_mode():
     rng = np.random.default_rng(31)
     xb = rng.standard_normal((50, 23)).astype(np.float16).astype(np.float32)
     xq = rng.standard_normal((4, 23))
@@ -28,9 +29,25 @@ def test_rescore_pairs_matches_numpy_for_each_mode():
     for mode, expect in ((0, 1 - (x64[rows] * xq[qs]).sum(1)),
                          (1, 1 - (x64[rows] * xq[qs]).sum(1) / (qn[qs] * bn[rows])),
                          (2, ((x64[rows] - xq[qs]) ** 2).sum(1))):
-        out = np.empty(40)
-        rescore_pairs(xb, xq, rows.astype(np.int64), qs.astype(np.int64), mode, qn, bn, out)
-        np.testing.assert_allclose(out, expect, rtol=1e-14, atol=1e-14)
+        out = np.full((4, 40), np.nan)
+        rescore_into(xb, xq, rows.astype(np.int64), qs.astype(np.int64), np.arange(40), mode, qn, bn, out)
+        np.testing.assert_allclose(out[qs, np.arange(40)], expect, rtol=1e-14, atol=1e-14)
+        assert np.isnan(out).sum() == 3 * 40  # nothing written outside the pairs' own slots
+
+
+def test_pairs_by_row_is_a_stable_grouping_by_row():
+    rng = np.random.default_rng(35)
+    ids = rng.integers(100, 160, size=(7, 9)).astype(np.int64)
+    ids[rng.random((7, 9)) < 0.25] = -1
+    qidx, pos = np.nonzero(ids >= 0)
+    rid = ids[qidx, pos]
+    order = np.argsort(rid, kind="stable")  # the numpy oracle it replaces
+    rows, qs, slots = pairs_by_row(ids, 100, 160)
+    np.testing.assert_array_equal(rows, rid[order])
+    np.testing.assert_array_equal(qs, qidx[order])
+    np.testing.assert_array_equal(slots, pos[order])
+    with pytest.raises(ValueError, match="outside the row range"):
+        pairs_by_row(ids, 120, 160)
 
 
 def test_select_hamming_popcount_matches_numpy():
@@ -46,9 +63,6 @@ def test_select_hamming_popcount_matches_numpy():
     for q in range(5):
         np.testing.assert_array_equal(out.ids[q], 1000 + np.arange(300))
         np.testing.assert_array_equal(out.lo[q], expect[q])
-
-
-import pytest
 
 
 @pytest.mark.parametrize("tile,with_max", [(128, False), (100, False), (100, True), (128, True)])

@@ -90,3 +90,23 @@ def test_merge_does_not_modify_inputs_and_kth_keys_rows():
     for q in range(5):
         keys = sorted((float(hh), int(ii)) for hh, ii in zip(a.hi[q], a.ids[q]) if ii >= 0)
         assert (h[q], i[q]) == (keys[1] if len(keys) >= 2 else (np.inf, np.iinfo(np.int64).max))
+
+
+def test_exact_topk_against_lexsort_with_ties_and_empty_slots():
+    rng = np.random.default_rng(5)
+    nq, w, k = 40, 30, 12
+    d = rng.integers(0, 6, size=(nq, w)).astype(np.float64)  # many equal distances
+    ids = np.stack([rng.permutation(1000)[:w] for _ in range(nq)]).astype(np.int64)
+    ids[rng.random((nq, w)) < 0.3] = -1  # empty slots anywhere
+    ids[0, 5:] = -1  # a row with fewer than k entries
+    ids[0, :5] = [7, 3, 900, 11, 5]
+    d[ids < 0] = rng.random(int((ids < 0).sum()))  # junk under empty slots must not matter
+    dd, ii = exact_topk(d, ids, k)
+    for q in range(nq):
+        sel = ids[q] >= 0
+        order = np.lexsort((ids[q][sel], d[q][sel]))[:k]
+        m = order.size
+        np.testing.assert_array_equal(ii[q, :m], ids[q][sel][order])
+        np.testing.assert_array_equal(dd[q, :m], d[q][sel][order])
+        assert (ii[q, m:] == -1).all() and np.isinf(dd[q, m:]).all()
+    assert (ii[0, 5:] == -1).all() and (ii[0, :5] >= 0).all()

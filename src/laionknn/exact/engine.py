@@ -41,7 +41,8 @@ from laionknn.errors import DataError, UsageError
 from laionknn.exact import checkpoint as ckpt
 from laionknn import native
 from laionknn.exact.blas import describe, resolve_backend, sgemm_nt
-from laionknn.exact.kernels import _CHUNK, chunk_bounds, norms64, rescore_pairs, select_hamming, select_scores, to_float32
+from laionknn.exact.kernels import (_CHUNK, chunk_bounds, norms64, pairs_by_row, rescore_into, select_hamming,
+                                    select_scores, to_float32)
 from laionknn.exact.merge import Candidates, exact_topk, filled_prefix, kth_keys, merge
 from laionknn.exact.plan import SCORE_TILE, plan_memory, plan_query_batches, plan_row_ranges
 from laionknn.io.vectors import check_vectors, parse_memory
@@ -656,12 +657,9 @@ def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_r
     """float64 distances of every surviving pair (all in rows ``[start, stop)``), then the exact top-kk
     by (distance, id)."""
     stop = src.n if stop is None else stop
-    ids = state.ids
-    qidx, pos = np.nonzero(ids >= 0)
-    rid = ids[qidx, pos]
-    order = np.argsort(rid, kind="stable")
-    rid_s, q_s, pos_s = rid[order], qidx[order].astype(np.int64), pos[order]
-    d_s = np.empty(rid_s.size)
+    ids = np.ascontiguousarray(state.ids, dtype=np.int64)
+    rid_s, q_s, pos_s = pairs_by_row(ids, int(start), int(stop))
+    d = np.full(ids.shape, np.inf)
     # float16/float32 queries stay float32 (their products with the database are exact in float64
     # either way) so that all queries fit in cache while pairs stream by database row
     exact32 = q_in.dtype in (np.float16, np.float32) or (q_in.dtype.kind in "iu" and q_in.dtype.itemsize <= 2)
@@ -684,11 +682,7 @@ def _pass_rescore(src, q_in, state: Candidates, kk: int, metric: Metric, block_r
                         continue
                     xb = to_float32(raw[c0 - task.start:c1 - task.start], out=conv)
                     nx = norms64(xb) if mode == 1 else qn[:1]
-                    out = np.empty(b1 - b0)
-                    rescore_pairs(xb, xq, rid_s[b0:b1] - c0, q_s[b0:b1], mode, qn, nx, out)
-                    d_s[b0:b1] = out
+                    rescore_into(xb, xq, rid_s[b0:b1] - c0, q_s[b0:b1], pos_s[b0:b1], mode, qn, nx, d)
             bar.advance(task.rows)
-    d = np.full(ids.shape, np.inf)
-    d[q_s, pos_s] = d_s
     dd, ii = exact_topk(d, ids, kk)
     return dd, ii, int(rid_s.size)

@@ -305,9 +305,41 @@ def norms64(x):
     return out
 
 
+@nb.njit(nogil=True, cache=True)
+def pairs_by_row(ids, start, stop):
+    """The used slots ``(q, e)`` of ``ids`` (int64 (nq, W), -1 = empty, others in ``[start, stop)``) grouped by
+    database row: ``(rows, qs, slots)``, rows ascending, and within a row by query (the order of a stable
+    argsort of the row-major entries, by a counting sort: O(pairs + rows) instead of a sort)."""
+    n = stop - start
+    off = np.zeros(n + 1, dtype=np.int64)
+    for q in range(ids.shape[0]):
+        for e in range(ids.shape[1]):
+            r = ids[q, e]
+            if r >= 0:
+                if r < start or r >= stop:
+                    raise ValueError("pairs_by_row: a candidate id lies outside the row range")
+                off[r - start + 1] += 1
+    for r in range(n):
+        off[r + 1] += off[r]
+    total = off[n]
+    rows = np.empty(total, dtype=np.int64)
+    qs = np.empty(total, dtype=np.int64)
+    slots = np.empty(total, dtype=np.int64)
+    for q in range(ids.shape[0]):
+        for e in range(ids.shape[1]):
+            r = ids[q, e]
+            if r >= 0:
+                p = off[r - start]
+                off[r - start] = p + 1
+                rows[p] = r
+                qs[p] = q
+                slots[p] = e
+    return rows, qs, slots
+
+
 @nb.njit(parallel=True, nogil=True, cache=True)
-def rescore_pairs(xb, xq, rows, qs, mode, qnorm, bnorm, out):
-    """float64 distance of pairs ``(xq[qs[p]], xb[rows[p]])`` into ``out[p]``.
+def rescore_into(xb, xq, rows, qs, slots, mode, qnorm, bnorm, out):
+    """float64 distance of pairs ``(xq[qs[p]], xb[rows[p]])`` into ``out[qs[p], slots[p]]`` (distinct slots).
 
     mode 0 (dot): ``1 - <q, x>``; mode 1 (cosine): ``1 - <q, x> / (qnorm[q] * bnorm[row])``;
     mode 2 (l2): ``sum_t (q_t - x_t)^2``. Products of float16/float32 values are exact in float64;
@@ -317,9 +349,9 @@ def rescore_pairs(xb, xq, rows, qs, mode, qnorm, bnorm, out):
         r = rows[p]
         q = qs[p]
         if mode == 2:
-            out[p] = _sqdist8(xq[q], xb[r])
+            v = _sqdist8(xq[q], xb[r])
         elif mode == 1:
-            out[p] = 1.0 - _dot8(xq[q], xb[r]) / (qnorm[q] * bnorm[r])
+            v = 1.0 - _dot8(xq[q], xb[r]) / (qnorm[q] * bnorm[r])
         else:
-            out[p] = 1.0 - _dot8(xq[q], xb[r])
-
+            v = 1.0 - _dot8(xq[q], xb[r])
+        out[q, slots[p]] = v

@@ -259,12 +259,45 @@ def kth_keys(c: Candidates, k: int) -> tuple[np.ndarray, np.ndarray]:
     return h, i
 
 
-def exact_topk(dists: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sort exact candidates by ``(distance, id)`` and keep ``k`` per row (ids -1 are empty slots).
+@nb.njit(parallel=True, nogil=True, cache=True)
+def _exact_topk_kernel(dists, ids, k, out_d, out_i):
+    for q in nb.prange(ids.shape[0]):
+        n = 0
+        for e in range(ids.shape[1]):
+            n += ids[q, e] >= 0
+        d = np.empty(n)
+        i = np.empty(n, dtype=np.int64)
+        c = 0
+        for e in range(ids.shape[1]):
+            if ids[q, e] >= 0:
+                d[c] = dists[q, e]
+                i[c] = ids[q, e]
+                c += 1
+        # (distance, id) order: sort by id, then a stable sort by distance
+        o1 = np.argsort(i, kind="mergesort")
+        d1 = d[o1]
+        o2 = np.argsort(d1, kind="mergesort")
+        m = min(k, n)
+        for r in range(m):
+            out_d[q, r] = d1[o2[r]]
+            out_i[q, r] = i[o1[o2[r]]]
+        for r in range(m, k):
+            out_d[q, r] = np.inf
+            out_i[q, r] = -1
 
-    dists: float64 (nq, W); ids: int64 (nq, W). Returns float64 (nq, k), int64 (nq, k).
+
+def exact_topk(dists: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sort exact candidates by ``(distance, id)`` and keep ``k`` per row (ids -1 are empty slots; rows
+    with fewer than ``k`` entries end in distance inf and id -1).
+
+    dists: float64 (nq, W); ids: int64 (nq, W). Returns float64 (nq, k), int64 (nq, k). One numba pass per
+    row, in parallel (a numpy lexsort over the whole array took 1.8 s at 10k queries x 1,100 here).
     """
-    d = np.where(ids >= 0, dists, np.inf)
-    key_ids = np.where(ids >= 0, ids, INT64_MAX)
-    order = np.lexsort((key_ids, d), axis=1)[:, :k]
-    return np.take_along_axis(d, order, 1), np.take_along_axis(ids, order, 1)
+    dists = np.asarray(dists, dtype=np.float64)
+    ids = np.asarray(ids, dtype=np.int64)
+    k = int(k)
+    out_d = np.empty((ids.shape[0], k))
+    out_i = np.empty((ids.shape[0], k), dtype=np.int64)
+    if ids.shape[0]:
+        _exact_topk_kernel(dists, ids, k, out_d, out_i)
+    return out_d, out_i
