@@ -217,11 +217,17 @@ def filled_prefix(buf: Candidates, counts: np.ndarray) -> Candidates:
     return out
 
 
-def merge(a: Candidates, b: Candidates, k: int) -> Candidates:
+def merge(a: Candidates, b: Candidates, k: int, out: "Candidates | None" = None) -> Candidates:
     """Union of two candidate sets for the same queries, pruned by the rule above (see module doc).
 
     Associative and commutative as a set; the output lists a's survivors, then b's. Inputs are not
     modified. Both must have the same number of query rows and disjoint ids per row.
+
+    out: optional buffer (C-contiguous, as many rows, sharing no memory with ``a`` or ``b``) that the
+    result is written into when it is wide enough, as a view of its first columns: a caller merging once
+    per block reuses two buffers instead of paying fresh pages for a new result each time. When it is
+    too narrow the result is a view of a fresh buffer a quarter wider than needed (:func:`base_buffer`
+    gives that buffer back for the next call).
     """
     if a.n_queries != b.n_queries:
         raise ValueError(f"merge needs the same queries on both sides, got {a.n_queries} and {b.n_queries} rows")
@@ -235,9 +241,21 @@ def merge(a: Candidates, b: Candidates, k: int) -> Candidates:
     counts = np.empty(nq, dtype=np.int64)
     _merge_bounds(a.hi, a.ids, a.lo, b.hi, b.ids, b.lo, int(k), h, i, counts)
     w = int(counts.max())
-    out = Candidates(np.empty((nq, w)), np.empty((nq, w)), np.empty((nq, w), dtype=np.int64))
+    if out is not None and out.n_queries == nq and out.width >= w and out.ids.flags.c_contiguous:
+        out = Candidates(out.lo[:, :w], out.hi[:, :w], out.ids[:, :w])
+    else:  # a caller that reuses buffers gets a quarter of slack, so that the next merges fit
+        wa = w + w // 4 if out is not None else w
+        out = Candidates(np.empty((nq, wa)), np.empty((nq, wa)), np.empty((nq, wa), dtype=np.int64))
+        out = Candidates(out.lo[:, :w], out.hi[:, :w], out.ids[:, :w]) if wa > w else out
     _merge_fill(a.lo, a.hi, a.ids, b.lo, b.hi, b.ids, h, i, out.lo, out.hi, out.ids)
     return out
+
+
+def base_buffer(c: Candidates) -> Candidates:
+    """The whole buffer a :func:`merge` result is a column view of (itself when it is not a view)."""
+    if c.ids.base is not None and c.lo.base is not None and c.hi.base is not None and c.ids.base.ndim == 2:
+        return Candidates(c.lo.base, c.hi.base, c.ids.base)
+    return c
 
 
 @nb.njit(parallel=True, nogil=True, cache=True)
