@@ -4,7 +4,7 @@
 
 A warm-up on the first ``--warm-rows`` rows with the same k, queries and options runs first, so that
 numba's compilation (and its cache load) stays out of the profile. Prints the wall time of the profiled
-call, the filter and GEMM that ran, and the functions with the largest cumulative time.
+call, the filter and GEMM that ran, and the functions with the largest own time (cProfile's tottime).
 """
 
 from __future__ import annotations

@@ -415,7 +415,6 @@ def _check_norms(nx: np.ndarray, first_row: int, nonzero: bool) -> None:
 
 
 _NO_MAX = np.empty((0, 0), dtype=np.float32)
-_NO_BUFFER = Candidates.empty(0)  # "no buffer to reuse yet" for merge(out=...): it then allocates with slack
 
 
 def _scan_tile(s, cols, g, c, th, ti, row0, kk, buf: Candidates, counts, pos, cmax=_NO_MAX):
@@ -583,8 +582,9 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
     maxima = np.empty(qt * -(-R_TILE // 32), dtype=np.float32) if fused else None
     last = time.monotonic()
     bufs: list[Candidates | None] = [None] * len(batches)  # per-batch selection buffers, kept across blocks
-    owned: list[Candidates | None] = [None] * len(batches)  # the buffer each batch's state is a view of
-    spares: list[Candidates | None] = [None] * len(batches)  # the other buffer, written by the next merge
+    # per batch, the buffer the next merge writes into (the one the state lived in before the last merge;
+    # empty at first, so that merge allocates one with slack)
+    spares = [Candidates.empty(0)] * len(batches)
     conv = _block_buffer(src, min(block_rows, stop - start_row))  # float32 block, reused across blocks
     n_q = xq.shape[0]
     # one unit = one database row scored against one query: the bar moves with every query tile of
@@ -641,10 +641,8 @@ def _pass_filter(src, q_in, parts, batches, kk, metric, block_rows, start_row, c
                     bar.advance((q1 - q0) * nbk)
                 # the merged state alternates between two buffers kept across blocks (fresh pages for each
                 # block's result cost about 1 s per 250 MB on the project's VMs)
-                merged = merge(parts[bi], filled_prefix(buf, counts), kk, out=spares[bi] or _NO_BUFFER)
-                # the buffer parts[bi] lived in (None for the initial state) is written by the next merge
-                spares[bi], owned[bi] = owned[bi], base_buffer(merged)
-                parts[bi] = merged
+                merged = merge(parts[bi], filled_prefix(buf, counts), kk, out=spares[bi])
+                spares[bi], parts[bi] = base_buffer(parts[bi]), merged
                 bufs[bi] = buf  # reused by the next block (counts start again at 0)
             if bf_cols is not None and task.stop < stop:
                 kept = sum(int((p.ids >= 0).sum()) for p in parts) / n_q
