@@ -21,9 +21,12 @@ native: $(STAMP)
 	$(PY) -m pip install -q "nanobind>=2.2"
 	cmake -S native -B build/native -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE=$(abspath $(PY))
 	cmake --build build/native
-	cp build/native/_native*.so src/laionknn/
+	@# copied beside, then renamed over: a running process keeps the file it mapped (cp over it in place
+	@# would change the code under a running benchmark)
+	for f in build/native/_native*.so; do cp $$f src/laionknn/.$$(basename $$f).tmp && mv src/laionknn/.$$(basename $$f).tmp src/laionknn/$$(basename $$f); done
 	@# the editable install's import hook loads the venv's copy first: refresh it too
-	for d in $(VENV)/lib/python*/site-packages/laionknn; do test -d $$d && cp build/native/_native*.so $$d/ || true; done
+	for d in $(VENV)/lib/python*/site-packages/laionknn; do test -d $$d || continue; \
+	  for f in build/native/_native*.so; do cp $$f $$d/.$$(basename $$f).tmp && mv $$d/.$$(basename $$f).tmp $$d/$$(basename $$f); done; done
 
 demo: $(STAMP)
 	$(VENV)/bin/laionknn run

@@ -59,7 +59,7 @@ def main() -> None:
         for name in native.available_kernels():
             s = median_time(lambda name=name: native.gemm_bf16(q.a, p, out, threads=t, kernel_name=name), args.repeats)
             print(f"{'bf16:' + name:<17} {t:>7} {s:>9.4f} {flop / s / 1e9:>8.1f} {base / s:>8.2f}")
-        for name in (["avx512vnni"] if native.int16_kernel() == "avx512vnni" else []) + ["portable"]:
+        for name in native.int16_kernels():
             s = median_time(lambda name=name: native.gemm_i16(qi, pi, out, threads=t, kernel_name=name), args.repeats)
             print(f"{'int16:' + name:<17} {t:>7} {s:>9.4f} {flop / s / 1e9:>8.1f} {base / s:>8.2f}")
 

@@ -12,27 +12,14 @@
 #include <immintrin.h>
 
 #include <cmath>
-#include <cstring>
-#include <vector>
+
+#include "gemm_common.h"
 
 namespace lk {
 namespace {
 
 constexpr int MR = 12;     // rows per register block
 constexpr int64_t MC = 96;  // rows of A packed together and kept in L2 while all panels of B stream by
-
-// pack rows [r, r + nr) of A (nr <= MR) into ap[p][MR] k-pairs (int32 each), zero rows past nr
-inline void pack_a(const GemmI16& g, int64_t r, int nr, int32_t* ap) {
-    const int64_t d2 = g.dp / 2;
-    for (int i = 0; i < MR; ++i) {
-        if (i < nr) {
-            const int16_t* arow = g.a + (r + i) * g.lda;
-            for (int64_t p = 0; p < d2; ++p) std::memcpy(ap + p * MR + i, arow + 2 * p, 4);
-        } else {
-            for (int64_t p = 0; p < d2; ++p) ap[p * MR + i] = 0;
-        }
-    }
-}
 
 // C rows [r, r + nr) x columns [col0, col0 + 32) from packed A (ap) and the panel pair p0/p1; the 24
 // accumulators are named variables (GCC spills an array of them)
@@ -132,23 +119,8 @@ inline void micro(const GemmI16& g, int64_t r, int nr, const int32_t* ap, const 
 bool have_avx512vnni_build() { return true; }
 
 void gemm_avx512vnni(const GemmI16& g, int64_t r0, int64_t r1) {
-    const int64_t npair = (g.ncols + 31) / 32;
-    const int64_t d2 = g.dp / 2;
-    constexpr int64_t NB = (MC + MR - 1) / MR;
-    std::vector<int32_t> abuf(size_t(NB * d2 * MR));
-    for (int64_t rb = r0; rb < r1; rb += MC) {
-        const int64_t re = rb + MC < r1 ? rb + MC : r1;
-        int64_t nblk = 0;
-        for (int64_t r = rb; r < re; r += MR, ++nblk)
-            pack_a(g, r, int(re - r < MR ? re - r : MR), abuf.data() + nblk * d2 * MR);
-        for (int64_t q = 0; q < npair; ++q) {
-            const int16_t* p0 = g.b + (2 * q) * panel_elems(g.dp);
-            const int16_t* p1 = p0 + panel_elems(g.dp);
-            int64_t blk = 0;
-            for (int64_t r = rb; r < re; r += MR, ++blk)
-                micro(g, r, int(re - r < MR ? re - r : MR), abuf.data() + blk * d2 * MR, p0, p1, q * 32);
-        }
-    }
+    i16_blocks<MR, MC>(g, r0, r1, [&](int64_t r, int nr, const int32_t* ap, const int16_t* p0, const int16_t* p1,
+                                      int64_t col0) { micro(g, r, nr, ap, p0, p1, col0); });
 }
 
 }  // namespace lk

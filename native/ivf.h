@@ -1,6 +1,7 @@
 // Kernels of laionknn's own index (laionknn-ivfgemm): fused IVF list scoring with per-query top-C
-// selection, and the exact float16 re-rank. Two builds of each: ivf_portable.cpp (plain C++) and
-// ivf_avx512.cpp (AVX-512 F/BW/VL + VNNI), chosen at run time (ivf_module.cpp).
+// selection, and the exact float16 re-rank. Three builds of each: ivf_portable.cpp (plain C++),
+// ivf_avx2.cpp (AVX2 + FMA + F16C) and ivf_avx512.cpp (AVX-512 F/BW/VL + VNNI), chosen at run time
+// (ivf_module.cpp).
 //
 // Code layout ("panels", as the bf16 GEMM's but for bytes): the rows of each inverted list are cut in
 // panels of 16 rows (the last one zero padded) and every list starts on a new panel.
@@ -59,6 +60,9 @@ void ivf_rerank_portable(const IvfRerank& r, int64_t q0, int64_t q1);
 bool have_ivf_avx512_build();
 void ivf_scan_avx512(const IvfScan& s, int64_t q0, int64_t q1);
 void ivf_rerank_avx512(const IvfRerank& r, int64_t q0, int64_t q1);
+bool have_ivf_avx2_build();
+void ivf_scan_avx2(const IvfScan& s, int64_t q0, int64_t q1);
+void ivf_rerank_avx2(const IvfRerank& r, int64_t q0, int64_t q1);
 
 void register_ivf(nanobind::module_& m);
 

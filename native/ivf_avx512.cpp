@@ -227,19 +227,7 @@ void ivf_scan_avx512(const IvfScan& s, int64_t q0, int64_t q1) {
 }
 
 void ivf_rerank_avx512(const IvfRerank& r, int64_t q0, int64_t q1) {
-    Vec<int64_t> mine;
-    const int64_t bytes = r.dim * 2;
-    for (int64_t q = q0; q < q1; ++q) {
-        TopK top(r.k, r.out_sim + q * r.k, r.out_pos + q * r.k);
-        const float* qv = r.queries + q * r.dim;
-        const int64_t nc = sorted_cands(r, q, mine);
-        for (int64_t c = 0; c < std::min<int64_t>(PREFETCH, nc); ++c) prefetch_row(r.orig + mine[c] * r.dim, bytes);
-        for (int64_t c = 0; c < nc; ++c) {
-            if (c + PREFETCH < nc) prefetch_row(r.orig + mine[c + PREFETCH] * r.dim, bytes);
-            top.add(dot_f16(qv, r.orig + mine[c] * r.dim, r.dim) * r.inv_norm[mine[c]], mine[c]);
-        }
-        top.finish();
-    }
+    rerank_rows(r, q0, q1, PREFETCH, dot_f16, prefetch_row);
 }
 
 }  // namespace lk

@@ -150,5 +150,25 @@ inline int64_t sorted_cands(const IvfRerank& r, int64_t q, Vec<int64_t>& out) {
     return int64_t(out.size());
 }
 
+// the exact re-rank of queries [q0, q1): each query's candidates in ascending position, scored by
+// dot(query, row) * inv_norm, the rows `ahead` candidates further on handed to prefetch(row, bytes)
+// while the current one is scored (the SIMD builds pass their own dot product and prefetch)
+template <class Dot, class Prefetch>
+inline void rerank_rows(const IvfRerank& r, int64_t q0, int64_t q1, int64_t ahead, Dot&& dot, Prefetch&& prefetch) {
+    Vec<int64_t> mine;
+    const int64_t bytes = r.dim * 2;
+    for (int64_t q = q0; q < q1; ++q) {
+        TopK top(r.k, r.out_sim + q * r.k, r.out_pos + q * r.k);
+        const float* qv = r.queries + q * r.dim;
+        const int64_t nc = sorted_cands(r, q, mine);
+        for (int64_t c = 0; c < std::min<int64_t>(ahead, nc); ++c) prefetch(r.orig + mine[c] * r.dim, bytes);
+        for (int64_t c = 0; c < nc; ++c) {
+            if (c + ahead < nc) prefetch(r.orig + mine[c + ahead] * r.dim, bytes);
+            top.add(dot(qv, r.orig + mine[c] * r.dim, r.dim) * r.inv_norm[mine[c]], mine[c]);
+        }
+        top.finish();
+    }
+}
+
 }  // namespace
 }  // namespace lk

@@ -1,5 +1,5 @@
 // Python bindings of the ivf kernels (ivf.h) for laionknn's own index, registered into laionknn._native
-// by module.cpp (register_ivf). The kernel is named by the caller ("avx512" or "portable"), who asks
+// by module.cpp (register_ivf). The kernel is named by the caller ("avx512", "avx2" or "portable"), who asks
 // ivf_cpu() what the CPU and OS offer (laionknn/indexes/ivfgemm_native.py); queries are split into
 // `threads` contiguous ranges, one std::thread each, with the GIL released.
 #include <nanobind/nanobind.h>
@@ -29,14 +29,19 @@ using Arr = nb::ndarray<T, nb::ndim<D>, nb::c_contig, nb::device::cpu>;
 
 nb::dict ivf_cpu() {
     bool f = false, bw = false, vl = false, vnni = false, os = false;
+    bool avx2 = false, fma = false, f16c = false, os_avx = false;
 #if LK_IVF_X86
     unsigned a, b, c, d;
     if (__get_cpuid(1, &a, &b, &c, &d) && ((c >> 27) & 1)) {
+        fma = (c >> 12) & 1;
+        f16c = (c >> 29) & 1;
         uint32_t lo, hi;
         __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        os_avx = (lo & 0x6) == 0x6;  // SSE, AVX (ymm) state
         os = (lo & 0xE6) == 0xE6;  // SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM state
     }
     if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        avx2 = (b >> 5) & 1;
         f = (b >> 16) & 1;
         bw = (b >> 30) & 1;
         vl = (b >> 31) & 1;
@@ -49,6 +54,10 @@ nb::dict ivf_cpu() {
     out["avx512vl"] = vl;
     out["avx512vnni"] = vnni;
     out["os_avx512"] = os;
+    out["avx2"] = avx2;
+    out["fma"] = fma;
+    out["f16c"] = f16c;
+    out["os_avx"] = os_avx;
     return out;
 }
 
@@ -65,13 +74,20 @@ void split(int64_t n, int threads, F&& body) {
     for (auto& th : pool) th.join();
 }
 
-bool use_avx512(const std::string& kernel) {
+enum class Kind { portable, avx2, avx512 };
+
+Kind kind_of(const std::string& kernel) {
     if (kernel == "avx512") {
         if (!have_ivf_avx512_build()) throw std::invalid_argument("this build has no avx512 ivf kernel");
-        return true;
+        return Kind::avx512;
     }
-    if (kernel != "portable") throw std::invalid_argument("unknown ivf kernel '" + kernel + "': expected avx512 or portable");
-    return false;
+    if (kernel == "avx2") {
+        if (!have_ivf_avx2_build()) throw std::invalid_argument("this build has no avx2 ivf kernel");
+        return Kind::avx2;
+    }
+    if (kernel != "portable")
+        throw std::invalid_argument("unknown ivf kernel '" + kernel + "': expected avx512, avx2 or portable");
+    return Kind::portable;
 }
 
 void scan(const std::string& kernel, Arr<const uint8_t, 1> codes, int64_t steps, bool four_bit,
@@ -79,7 +95,7 @@ void scan(const std::string& kernel, Arr<const uint8_t, 1> codes, int64_t steps,
           Arr<const float, 1> qscale, Arr<const int64_t, 1> visit_list, Arr<const int64_t, 1> visit_ptr,
           Arr<const int32_t, 1> pair_q, Arr<const float, 1> pair_base, int64_t cands, Arr<int64_t, 2> out_pos,
           Arr<float, 2> out_est, int threads) {
-    const bool fast = use_avx512(kernel);
+    const Kind kind = kind_of(kernel);
     const int64_t nlist = list_panel.shape(0), nq = qcodes.shape(0), nvisit = visit_list.shape(0);
     const int64_t dims = four_bit ? steps * 8 : steps * 4;
     if (steps < 1 || int64_t(qcodes.shape(1)) < dims)
@@ -116,8 +132,10 @@ void scan(const std::string& kernel, Arr<const uint8_t, 1> codes, int64_t steps,
               out_pos.data(), out_est.data()};
     nb::gil_scoped_release nogil;
     split(nq, threads, [&](int64_t q0, int64_t q1) {
-        if (fast)
+        if (kind == Kind::avx512)
             ivf_scan_avx512(s, q0, q1);
+        else if (kind == Kind::avx2)
+            ivf_scan_avx2(s, q0, q1);
         else
             ivf_scan_portable(s, q0, q1);
     });
@@ -126,7 +144,7 @@ void scan(const std::string& kernel, Arr<const uint8_t, 1> codes, int64_t steps,
 void rerank(const std::string& kernel, Arr<const uint16_t, 2> orig, Arr<const float, 1> inv_norm,
             Arr<const float, 2> queries, Arr<const int64_t, 2> cand, int64_t k, Arr<int64_t, 2> out_pos,
             Arr<float, 2> out_sim, int threads) {
-    const bool fast = use_avx512(kernel);
+    const Kind kind = kind_of(kernel);
     const int64_t n = orig.shape(0), dim = orig.shape(1), nq = queries.shape(0), C = cand.shape(1);
     if (int64_t(queries.shape(1)) != dim) throw std::invalid_argument("queries and originals differ in dimension");
     if (int64_t(inv_norm.shape(0)) != n) throw std::invalid_argument("inv_norm must hold one value per row");
@@ -140,8 +158,10 @@ void rerank(const std::string& kernel, Arr<const uint16_t, 2> orig, Arr<const fl
     IvfRerank r{orig.data(), inv_norm.data(), queries.data(), dim, c, C, k, out_pos.data(), out_sim.data()};
     nb::gil_scoped_release nogil;
     split(nq, threads, [&](int64_t q0, int64_t q1) {
-        if (fast)
+        if (kind == Kind::avx512)
             ivf_rerank_avx512(r, q0, q1);
+        else if (kind == Kind::avx2)
+            ivf_rerank_avx2(r, q0, q1);
         else
             ivf_rerank_portable(r, q0, q1);
     });
@@ -150,10 +170,11 @@ void rerank(const std::string& kernel, Arr<const uint16_t, 2> orig, Arr<const fl
 }  // namespace
 
 void register_ivf(nb::module_& m) {
-    m.def("ivf_cpu", &ivf_cpu, "AVX-512 F/BW/VL/VNNI flags (CPUID) and whether the OS saves the zmm state");
+    m.def("ivf_cpu", &ivf_cpu, "AVX-512 F/BW/VL/VNNI and AVX2/FMA/F16C flags (CPUID) and whether the OS saves the zmm / ymm state");
     m.def("ivf_kernels", []() {
         nb::list out;
         if (have_ivf_avx512_build()) out.append("avx512");
+        if (have_ivf_avx2_build()) out.append("avx2");
         out.append("portable");
         return out;
     });

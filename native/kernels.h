@@ -52,5 +52,7 @@ void gemm_amx(const Gemm& g, int64_t r0, int64_t r1);
 void gemm_i16_portable(const GemmI16& g, int64_t r0, int64_t r1);
 bool have_avx512vnni_build();
 void gemm_avx512vnni(const GemmI16& g, int64_t r0, int64_t r1);
+bool have_avx2_build();
+void gemm_i16_avx2(const GemmI16& g, int64_t r0, int64_t r1);
 
 }  // namespace lk

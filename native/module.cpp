@@ -346,8 +346,11 @@ void gemm_i16(const std::string& kernel, nb::ndarray<const int16_t, nb::ndim<2>,
     if (kernel == "avx512vnni") {
         if (!have_avx512vnni_build()) throw std::invalid_argument("this build has no avx512vnni kernel");
         fn = gemm_avx512vnni;
+    } else if (kernel == "avx2") {
+        if (!have_avx2_build()) throw std::invalid_argument("this build has no avx2 kernel");
+        fn = gemm_i16_avx2;
     } else if (kernel != "portable") {
-        throw std::invalid_argument("unknown int16 kernel '" + kernel + "': expected avx512vnni or portable");
+        throw std::invalid_argument("unknown int16 kernel '" + kernel + "': expected avx512vnni, avx2 or portable");
     }
     if (m == 0 || ncols == 0) return;
     GemmI16 g{a.data(), dp, m, b.data() + col0 * dp, ncols, dp, c.data(), int64_t(c.shape(1)), rs.data(),
@@ -410,6 +413,7 @@ NB_MODULE(_native, m) {
         if (have_amx_build()) out.append("amx");
         if (have_avx512bf16_build()) out.append("avx512bf16");
         if (have_avx512vnni_build()) out.append("avx512vnni");
+        if (have_avx2_build()) out.append("avx2");
         out.append("portable");
         return out;
     });

@@ -219,7 +219,7 @@ def test_auto_picks_a_narrow_filter_only_with_a_fast_kernel(monkeypatch):
     monkeypatch.delenv("LAIONKNN_BLAS", raising=False)
     for bf, i16, expect in (("avx512bf16", "portable", "bf16"), ("amx", "avx512vnni", "bf16"),
                             ("avx512bf16", "avx512vnni", "int16"), ("portable", "avx512vnni", "int16"),
-                            ("portable", "portable", None), ("numpy", "numpy", None)):
+                            ("portable", "avx2", "int16"), ("portable", "portable", None), ("numpy", "numpy", None)):
         monkeypatch.setattr(native, "kernel", lambda bf=bf: bf)
         monkeypatch.setattr(native, "int16_kernel", lambda i16=i16: i16)
         got = blas.resolve_backend("auto")

@@ -185,7 +185,7 @@ def _i16_kernels():
     names = ["numpy"]
     if HAVE_NATIVE:
         native.reset()
-        names = ["portable", "avx512vnni", "numpy"] if native.int16_kernel() == "avx512vnni" else ["portable", "numpy"]
+        names = native.int16_kernels() + ["numpy"]
     return names
 
 

@@ -13,7 +13,8 @@ bf16 conversion (round to nearest even), packing of database rows into the GEMM'
 and, for the certified int16 filter, int16 quantisation with one power-of-two scale per row
 (:func:`quantize_queries`, :func:`quantize_rows`) and ``gemm_i16`` (exact int32 sums rounded once to
 float32, times the scales) with the kernel ``avx512vnni`` (``vpdpwssd``, 12 x 32 register blocks; where
-CPUID and the OS report AVX512-VNNI) or ``portable``; :func:`int16_kernel` says which runs.
+CPUID and the OS report AVX512-VNNI), ``avx2`` (``vpmaddwd`` + ``vpaddd``, 6 x 16 register blocks; AVX2
+CPUs without AVX512-VNNI, e.g. AMD Zen 2/3) or ``portable``; :func:`int16_kernel` says which runs.
 
 Without the module (not built, or ``LAIONKNN_NATIVE=off``) every function runs in numpy with the same
 results up to float32 summation order (kernel name ``numpy``). ``LAIONKNN_NATIVE_KERNEL`` picks a
@@ -313,26 +314,39 @@ I16_MAX, I16_NORM = 32767.0, 46000.0
 I16_EXP_RANGE = (-60, 60)
 
 
-@functools.lru_cache(maxsize=None)
-def int16_kernel() -> str:
-    """The kernel :func:`gemm_i16` runs by default: ``avx512vnni`` where available and self-checked,
-    ``portable`` with the module otherwise, ``numpy`` without it (``$LAIONKNN_NATIVE_KERNEL`` may name
-    ``portable`` or ``numpy``-free choices among those)."""
+def int16_kernels() -> list[str]:
+    """int16 kernels this build has and this CPU/OS can run, fastest first: ``avx512vnni``, ``avx2``,
+    ``portable``; ``['numpy']`` without the compiled module."""
     mod = _module()
     if mod is None:
-        return "numpy"
+        return ["numpy"]
     f = mod.cpu_features()
-    avail = ["portable"]
-    if "avx512vnni" in mod.compiled_kernels() and f.get("avx512vnni") and f["avx512f"] and f["avx512bw"] \
+    built = set(mod.compiled_kernels())
+    avail = []
+    if "avx512vnni" in built and f.get("avx512vnni") and f["avx512f"] and f["avx512bw"] \
             and f["avx512vl"] and f["os_avx512"]:
-        avail.insert(0, "avx512vnni")
+        avail.append("avx512vnni")
+    if "avx2" in built and f.get("avx2"):  # cpu_features' avx2 includes the OS's ymm state
+        avail.append("avx2")
+    return avail + ["portable"]
+
+
+@functools.lru_cache(maxsize=None)
+def int16_kernel() -> str:
+    """The kernel :func:`gemm_i16` runs by default: the fastest of :func:`int16_kernels` that passes
+    :func:`self_check_i16` (``portable`` with the module otherwise, ``numpy`` without it);
+    ``$LAIONKNN_NATIVE_KERNEL`` may name any of them."""
+    avail = int16_kernels()
+    if avail == ["numpy"]:
+        return "numpy"
     want = os.environ.get(KERNEL_ENV, "").strip().lower()
     if want in avail:
         return want
-    if avail[0] == "avx512vnni" and not self_check_i16("avx512vnni"):
-        log.warning("the avx512vnni int16 kernel failed its self-check; not using it")
-        return "portable"
-    return avail[0]
+    for name in avail:
+        if name == "portable" or self_check_i16(name):
+            return name
+        log.warning("the %s int16 kernel failed its self-check; not using it", name)
+    return "portable"
 
 
 def _np_quantize(x: np.ndarray):

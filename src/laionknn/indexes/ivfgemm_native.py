@@ -10,12 +10,16 @@ Kernels (``laionknn._native``, native/ivf_*.cpp), chosen by :func:`kernel`:
 * ``avx512`` -- fused scan (vpdpbusd over 64 rows x 6 queries in registers, threshold compare and
   compress-store into per-query candidate buffers) and float16 re-rank (vcvtph2ps, prefetch), where
   CPUID and the OS report AVX-512 F/BW/VL/VNNI;
+* ``avx2`` -- the same scan on CPUs with AVX2, FMA and F16C but without AVX-512 VNNI (AMD Zen 2/3, Intel
+  before Ice Lake): each 16-byte quarter of a panel step widened to int16 (vpmovzxbw) and multiplied
+  with up to 3 queries' int16 codes (vpmaddwd, exact int32 pair sums), hits appended in row order (so
+  the same candidates as ``portable`` and ``avx512``); the re-rank with vcvtph2ps on 8 lanes;
 * ``portable`` -- the same in plain C++ (the reference of the tests; chosen only by name);
-* ``numba`` -- no compiled module (or ``LAIONKNN_NATIVE=off``, or a CPU without AVX-512 VNNI): the
+* ``numba`` -- no compiled module (or ``LAIONKNN_NATIVE=off``, or a CPU without AVX2): the
   panels of each list are unpacked to float32 and scored by numpy's sgemm, the top-C kept by numba
   heaps (:mod:`laionknn.indexes.ivfgemm_kernels`).
 
-``LAIONKNN_IVF_KERNEL`` (``avx512``, ``portable`` or ``numba``) forces one where it is available.
+``LAIONKNN_IVF_KERNEL`` (``avx512``, ``avx2``, ``portable`` or ``numba``) forces one where it is available.
 """
 
 from __future__ import annotations
@@ -106,6 +110,8 @@ def _available() -> tuple[str, ...]:
     if "avx512" in mod.ivf_kernels() and all(f[x] for x in ("avx512f", "avx512bw", "avx512vl", "avx512vnni",
                                                              "os_avx512")):
         out.append("avx512")
+    if "avx2" in mod.ivf_kernels() and all(f.get(x) for x in ("avx2", "fma", "f16c", "os_avx")):
+        out.append("avx2")
     return (*out, "portable", "numba")
 
 
@@ -115,14 +121,15 @@ def available_kernels() -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def kernel() -> str:
-    """``$LAIONKNN_IVF_KERNEL`` where available, else ``avx512`` where available, else ``numba``."""
+    """``$LAIONKNN_IVF_KERNEL`` where available, else ``avx512`` or ``avx2`` where available (in that
+    order), else ``numba``."""
     avail = _available()
     want = os.environ.get(KERNEL_ENV, "").strip().lower()
     if want:
         if want in avail:
             return want
         log.warning("%s=%s is not available here (available: %s)", KERNEL_ENV, want, ", ".join(avail))
-    return "avx512" if "avx512" in avail else "numba"
+    return next((k for k in ("avx512", "avx2") if k in avail), "numba")
 
 
 def reset() -> None:
