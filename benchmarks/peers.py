@@ -19,6 +19,9 @@ CPU (the Intel kind picks "Prescott", which made IVF-PQ fast-scan 1.5-1.7x slowe
 ``OPENBLAS_CORETYPE`` is not set, the workers run with ``OPENBLAS_CORETYPE=SkylakeX`` (AVX-512 CPUs) or
 ``Haswell`` (AVX2 only) and the table says so; a kernel that is still slow is reported, not hidden.
 
+A named backend this machine cannot run (an Intel-only library on an AMD CPU, a library that does not
+import) starts no worker: one line on stderr and the reason under the table ("Not measured").
+
 Brute force (``faiss-flat``) is skipped above ``--brute-max-rows`` (default 300K): at 1M rows one
 pass of 10k queries takes minutes, and its speed against our exact engine is measured by
 ``benchmarks/exact.py``. The exact engine is left out for the same reason unless named.
@@ -297,7 +300,7 @@ def main() -> None:
 
     from laionknn.catalog.manifest import synthetic_database_name
     from laionknn.indexes.datasets import gold_for, open_target
-    from laionknn.indexes.registry import available_backends
+    from laionknn.indexes.registry import available_backends, why_unavailable
 
     env, coretype_note = blas_environment()
     sections = []
@@ -320,6 +323,12 @@ def main() -> None:
                 continue
             if not args.backend and backend in BRUTE_FORCE and n_rows > args.brute_max_rows:
                 skipped.append(backend)
+                continue
+            # a named backend this machine cannot run: one line and a note under the table, no worker
+            why = why_unavailable(backend)
+            if why:
+                print(f"{size} {backend}: not run here: {why}", file=sys.stderr)
+                failed.append(f"{backend} (not available here: {why[:160]})")
                 continue
             cmd = [sys.executable, __file__, "--worker", "--data", name, "--backend", backend,
                    "--queries", str(args.queries)] + [x for t in args.threads for x in ("--threads", str(t))]

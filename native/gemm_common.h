@@ -10,6 +10,23 @@
 namespace lk {
 namespace {
 
+// a file-local allocator, so that the std::vector below is a type of this file's own (an std::vector of
+// std types only would be one COMDAT symbol shared by the kernel files, and the linker could hand the
+// AVX2 kernel the AVX-512 copy)
+template <class T>
+struct GemmAlloc {
+    using value_type = T;
+    GemmAlloc() = default;
+    template <class U>
+    GemmAlloc(const GemmAlloc<U>&) {}
+    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+    void deallocate(T* p, size_t) { ::operator delete(p); }
+    template <class U>
+    bool operator==(const GemmAlloc<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const GemmAlloc<U>&) const { return false; }
+};
+
 // pack rows [r, r + nr) of A (nr <= MR) into ap[p][MR] k-pairs (int32 each), zero rows past nr: the MR
 // broadcasts of one k-pair then come from one cache line
 template <int MR>
@@ -33,7 +50,7 @@ inline void i16_blocks(const GemmI16& g, int64_t r0, int64_t r1, Block&& block) 
     const int64_t npair = (g.ncols + 31) / 32;
     const int64_t d2 = g.dp / 2;
     constexpr int64_t NB = (MC + MR - 1) / MR;
-    std::vector<int32_t> abuf(size_t(NB * d2 * MR));
+    std::vector<int32_t, GemmAlloc<int32_t>> abuf(size_t(NB * d2 * MR));
     for (int64_t rb = r0; rb < r1; rb += MC) {
         const int64_t re = rb + MC < r1 ? rb + MC : r1;
         int64_t nblk = 0;

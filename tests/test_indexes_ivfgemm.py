@@ -85,6 +85,45 @@ def test_accumulate_matches_numpy():
     np.testing.assert_array_equal(counts, np.bincount(labels, minlength=4))
 
 
+@pytest.mark.parametrize("nprobe", [1, 3, 7, 16])
+def test_probe_lists_are_the_nearest_sorted_with_their_base(nprobe):
+    rng = np.random.default_rng(nprobe)
+    nq, nlist = 30, 16
+    both = rng.standard_normal((nq, nlist + 5)).astype(np.float32)
+    both[3, :nlist] = 0.25  # ties everywhere: the lower lists win, in list order
+    half_sq = rng.uniform(0, 0.5, nlist).astype(np.float32)
+    if nprobe == 7:
+        half_sq[:] = 0.0  # equal centroid norms: query 3 ties on every list
+    qconst = rng.standard_normal(nq).astype(np.float32)
+    probes = np.full((nq, nprobe), -9, dtype=np.int64)
+    base = np.zeros((nq, nprobe), dtype=np.float32)
+    kern.probe_lists(both, nlist, half_sq, qconst, nprobe, 0, 17, probes, base)
+    kern.probe_lists(both, nlist, half_sq, qconst, nprobe, 17, nq, probes, base)
+    near = both[:, :nlist] - half_sq  # float32, as the kernel
+    for q in range(nq):
+        want = sorted(range(nlist), key=lambda j: (-near[q, j], j))[:nprobe]  # nearest first, ties to the lower list
+        assert probes[q].tolist() == want, q
+        np.testing.assert_array_equal(base[q], both[q, want] + qconst[q])
+
+
+def test_quantize_weights_matches_the_numpy_quantisation():
+    from laionknn.indexes import ivfgemm_native as nat
+
+    rng = np.random.default_rng(5)
+    qh = rng.standard_normal((25, 37)).astype(np.float32)
+    qh[4] = 0  # a zero query: scale 1, codes 0
+    step = rng.uniform(0.01, 0.2, 37).astype(np.float32)
+    lo = rng.standard_normal(37).astype(np.float32)
+    dq = nat.padded_dims(37, 8)
+    qcodes = np.full((25, dq), 99, dtype=np.int8)
+    qscale, qconst = np.zeros(25, np.float32), np.zeros(25, np.float32)
+    kern.quantize_weights(qh, step, lo, 0, 25, qcodes, qscale, qconst)
+    want_codes, want_scale = nat.quantize_queries(qh * step, dq)
+    np.testing.assert_array_equal(qcodes, want_codes)
+    np.testing.assert_array_equal(qscale, want_scale)
+    np.testing.assert_allclose(qconst, qh.astype(np.float64) @ lo.astype(np.float64), rtol=1e-6, atol=1e-6)
+
+
 def test_kmeans_is_seeded_and_assigns_to_the_nearest_centroid(data):
     x = np.asarray(data[0], dtype=np.float32)
     a, b = kmeans(x, 16, 5, seed=3), kmeans(x, 16, 5, seed=3)

@@ -42,6 +42,18 @@ def test_intel_only_backends_unavailable_on_amd(fake_cpu):
     assert registry.cpu_error("svs-vamana") is None and registry.cpu_error("hnswlib") is None
 
 
+def test_why_unavailable_names_the_cpu_the_library_or_the_name(fake_cpu, monkeypatch):
+    """The peer benchmark asks this before starting a worker, so a backend this machine cannot run gets
+    one line and a note under the table instead of a worker's traceback."""
+    fake_cpu(AMD)
+    assert "needs an Intel CPU" in registry.why_unavailable("svs-leanvec")
+    assert registry.why_unavailable("no-such-index") == "unknown backend 'no-such-index'"
+    monkeypatch.setitem(registry.BACKENDS, "hnswlib", (registry.BACKENDS["hnswlib"][0], "no_such_module_xyz"))
+    assert registry.why_unavailable("hnswlib").startswith("ModuleNotFoundError")
+    fake_cpu(INTEL)
+    assert "needs an Intel CPU" not in (registry.why_unavailable("svs-leanvec") or "")  # at most its library
+
+
 def test_intel_only_backends_pass_the_cpu_check_on_intel(fake_cpu):
     fake_cpu(INTEL)
     assert registry.cpu_error("svs-lvq") is None and registry.cpu_error("svs-leanvec") is None

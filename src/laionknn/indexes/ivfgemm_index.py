@@ -257,39 +257,44 @@ class IvfGemm(Index):
         nq = len(queries)
         if getattr(self, "_proj", None) is None:  # centroids and rotation side by side: one product for both
             self._proj = np.ascontiguousarray(np.concatenate([self.centroids.T, self.rot], axis=1))
+            self._half_sq = (0.5 * np.einsum("ij,ij->i", self.centroids, self.centroids)).astype(np.float32)
         with threadpool_limits(limits=self.threads):
             both = queries @ self._proj
         coarse, qh = both[:, :nlist], both[:, nlist:]
-        # q . r ~ q_head . (lo + step * code) = q_head . lo + (q_head * step) . code
-        weights = np.ascontiguousarray(qh * self.step)
-        qconst = (qh @ self.lo).astype(np.float32)
-        # (query, list) pairs to scan: each query's nprobe nearest lists in L2, as the rows were assigned
-        # (unit queries: argmax q.c - |c|^2/2; q.c alone would favour tight lists with long centroids)
-        near = coarse - (0.5 * np.einsum("ij,ij->i", self.centroids, self.centroids))[None, :]
-        if nprobe < nlist:
-            probes = np.argpartition(-near, nprobe - 1, axis=1)[:, :nprobe]
-        else:
-            probes = np.broadcast_to(np.arange(nlist), (nq, nlist))
-        pair_q = np.repeat(np.arange(nq), probes.shape[1])
+        # q . r ~ q_head . (lo + step * code) = q_head . lo + (q_head * step) . code; the query weights
+        # (q_head * step) in int8 for the compiled scan. (query, list) pairs to scan: each query's nprobe
+        # nearest lists in L2, as the rows were assigned (unit queries: argmax q.c - |c|^2/2; q.c alone
+        # would favour tight lists with long centroids), nearest first. Both in numba over query ranges.
+        qcodes = np.empty((nq, nat.padded_dims(self.head, self.bits)), dtype=np.int8)
+        qscale = np.empty(nq, dtype=np.float32)
+        qconst = np.empty(nq, dtype=np.float32)
+        probes = np.empty((nq, nprobe), dtype=np.int64)
+        base = np.empty((nq, nprobe), dtype=np.float32)
+
+        def setup(lo: int, hi: int) -> None:
+            kern.quantize_weights(qh, self.step, self.lo, lo, hi, qcodes, qscale, qconst)
+            kern.probe_lists(both, nlist, self._half_sq, qconst, nprobe, lo, hi, probes, base)
+
+        self._on_ranges(nq, setup)
+        pair_q = np.repeat(np.arange(nq), nprobe)
         pair_l = probes.ravel()
+        pair_base = base.ravel()
         # the compiled scan's passes: each query's nearest list, its second nearest, then the rest (the
         # thresholds are high early, so few rows of the farther lists enter the candidate buffers)
-        rank = np.minimum(np.argsort(np.argsort(-np.take_along_axis(near, probes, 1), axis=1), axis=1), 2)
-        rank = rank.astype(np.int8).ravel()
-        extra_q, extra_l = self._extra_probes(near, probes, k)
-        del near
+        rank = np.tile(np.minimum(np.arange(nprobe), 2).astype(np.int8), nq)
+        extra_q, extra_l = self._extra_probes(coarse, probes, k)
         if extra_q.size:
             pair_q = np.concatenate([pair_q, extra_q])
             pair_l = np.concatenate([pair_l, extra_l])
+            pair_base = np.concatenate([pair_base, coarse[extra_q, extra_l] + qconst[extra_q]])
             rank = np.concatenate([rank, np.full(len(extra_q), 2, dtype=np.int8)])
             by_query = np.argsort(pair_q, kind="stable")
-            pair_q, pair_l, rank = pair_q[by_query], pair_l[by_query], rank[by_query]
-        pair_base = coarse[pair_q, pair_l] + qconst[pair_q]
+            pair_q, pair_l, pair_base, rank = pair_q[by_query], pair_l[by_query], pair_base[by_query], rank[by_query]
         name = nat.kernel()
         if name == "numba":
+            weights = np.ascontiguousarray(qh * self.step)
             out_pos, out_sim = self._search_numba(queries, k, cands, coarse, weights, qconst, pair_q, pair_l)
         else:
-            qcodes, qscale = nat.quantize_queries(weights, nat.padded_dims(self.head, self.bits))
             pos, est = nat.scan(name, self.codes, self.head, self.bits, self.list_panel, self.offsets, qcodes, qscale,
                                 pair_q, pair_l, pair_base, nlist, cands, self.threads, rank=rank)
             if self.keeps_originals:
@@ -340,17 +345,21 @@ class IvfGemm(Index):
             else:
                 kern.heaps_to_topk(heap_v, heap_i, 0, hi - lo, out_pos[lo:hi], out_sim[lo:hi])
 
-        parts = _ranges(nq, self.threads)
         with threadpool_limits(limits=1):
-            if len(parts) == 1:
-                work(*parts[0])
-            else:
-                with ThreadPoolExecutor(max_workers=len(parts)) as pool:
-                    for f in [pool.submit(work, lo, hi) for lo, hi in parts]:
-                        f.result()
+            self._on_ranges(nq, work)
         return out_pos, out_sim
 
-    def _extra_probes(self, near: np.ndarray, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _on_ranges(self, n: int, fn) -> None:
+        """fn(lo, hi) over ``threads`` contiguous ranges of [0, n) on the index's threads (nogil kernels)."""
+        parts = _ranges(n, self.threads)
+        if len(parts) == 1:
+            fn(*parts[0])
+            return
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            for f in [pool.submit(fn, lo, hi) for lo, hi in parts]:
+                f.result()
+
+    def _extra_probes(self, coarse: np.ndarray, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(query, list) pairs beyond the nprobe nearest for the few queries whose probed lists hold
         fewer than k rows in all: the next nearest lists until they reach k (so every query gets k
         answers without raising nprobe for all of them)."""
@@ -358,7 +367,7 @@ class IvfGemm(Index):
         short = np.flatnonzero(sizes[probes].sum(axis=1) < k)
         eq, el = [], []
         for q in short:
-            order = np.argsort(-near[q], kind="stable")
+            order = np.argsort(-(coarse[q] - self._half_sq), kind="stable")
             order = order[~np.isin(order, probes[q])]
             need = k - int(sizes[probes[q]].sum())
             take = int(np.searchsorted(np.cumsum(sizes[order]), need)) + 1

@@ -8,7 +8,10 @@ and keeps numpy's BLAS at one thread meanwhile. Scores are similarities (higher 
 * :func:`rerank_f16` re-scores each query's candidates exactly on float16 originals (stored as
   their uint16 bit patterns: numba has no float16 type) and keeps the top k;
 * :func:`heaps_to_topk` turns the heaps into sorted answers when there is no re-rank;
-* :func:`accumulate` sums rows per cluster for k-means.
+* :func:`accumulate` sums rows per cluster for k-means;
+* :func:`probe_lists` picks each query's ``nprobe`` nearest lists (sorted, nearest first) and the exact
+  part of their estimates, and :func:`quantize_weights` turns the query head weights into int8 codes
+  (both for every kernel: the search's set-up, run over query ranges on the index's threads).
 
 These are the fallback path (``numba`` kernel of :mod:`laionknn.indexes.ivfgemm_native`); the compiled
 kernels replace :func:`scan_list` and :func:`rerank_f16` where AVX-512 VNNI is available.
@@ -169,3 +172,59 @@ def accumulate(x, labels, sums, counts):
         counts[c] += 1
         for t in range(x.shape[1]):
             sums[c, t] += x[i, t]
+
+
+@nb.njit(nogil=True, cache=True)
+def probe_lists(both, nlist, half_sq, qconst, nprobe, lo, hi, probes, base):
+    """For queries [lo, hi): the ``nprobe`` lists with the largest ``q.c - |c|^2/2`` (the L2-nearest
+    centroids of a unit query, as rows were assigned), nearest first, ties to the lower list, into
+    ``probes[q]``; ``base[q, j] = q.c + qconst[q]`` of each (the exact part of the estimate).
+    ``both[q, :nlist]`` holds q.c. One sorted insertion buffer per query: nprobe is small."""
+    vals = np.empty(nprobe, dtype=np.float32)
+    ids = np.empty(nprobe, dtype=np.int64)
+    for q in range(lo, hi):
+        cnt = 0
+        for lst in range(nlist):
+            v = both[q, lst] - half_sq[lst]
+            if cnt == nprobe:
+                if not v > vals[nprobe - 1]:
+                    continue
+                j = nprobe - 1
+            else:
+                j = cnt
+                cnt += 1
+            while j > 0 and vals[j - 1] < v:
+                vals[j] = vals[j - 1]
+                ids[j] = ids[j - 1]
+                j -= 1
+            vals[j] = v
+            ids[j] = lst
+        for j in range(nprobe):
+            probes[q, j] = ids[j]
+            base[q, j] = both[q, ids[j]] + qconst[q]
+
+
+@nb.njit(nogil=True, cache=True)
+def quantize_weights(qh, step, lo_vals, lo, hi, qcodes, qscale, qconst):
+    """For queries [lo, hi): the head weights ``w = qh * step`` (float32) as int8 codes with one scale
+    per query (``scale = max|w| / 127``, 1 where w is zero; ``code = clip(rint(w / scale), -127, 127)``:
+    the float32 arithmetic of :func:`laionknn.indexes.ivfgemm_native.quantize_queries`) and
+    ``qconst = qh . lo``. ``qcodes`` is zero beyond the head."""
+    head = qh.shape[1]
+    w = np.empty(head, dtype=np.float32)
+    for q in range(lo, hi):
+        m = np.float32(0.0)
+        c = 0.0
+        for t in range(head):
+            w[t] = qh[q, t] * step[t]
+            m = max(m, abs(w[t]))
+            c += np.float64(qh[q, t]) * np.float64(lo_vals[t])
+        sc = m / np.float32(127.0)
+        if sc == 0:
+            sc = np.float32(1.0)
+        qscale[q] = sc
+        qconst[q] = np.float32(c)
+        for t in range(head):
+            qcodes[q, t] = np.int8(min(max(np.rint(w[t] / sc), -127.0), 127.0))
+        for t in range(head, qcodes.shape[1]):
+            qcodes[q, t] = 0

@@ -220,6 +220,14 @@ def cpu_error(name: str) -> str | None:
             f"machine has {found}; use svs-vamana or another backend on this machine")
 
 
+def why_unavailable(name: str) -> str | None:
+    """Why backend ``name`` cannot run here (not registered, a CPU it does not support, its library does
+    not import), in one line; None when it can."""
+    if name not in BACKENDS:
+        return f"unknown backend {name!r}"
+    return cpu_error(name) or _library_error(BACKENDS[name][1])
+
+
 def is_available(name: str) -> bool:
     """True when ``name`` is registered, its library imports and this CPU can run it."""
     return name in BACKENDS and cpu_error(name) is None and _library_error(BACKENDS[name][1]) is None
