@@ -178,11 +178,6 @@ inline float dot_f16(const float* q, const uint16_t* x, int64_t dim) {
     return acc;
 }
 
-inline void prefetch_row(const uint16_t* x, int64_t bytes) {
-    const char* c = reinterpret_cast<const char*>(x);
-    for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
-}
-
 }  // namespace
 
 bool have_ivf_avx2_build() { return true; }

@@ -210,11 +210,6 @@ inline float dot_f16(const float* q, const uint16_t* x, int64_t dim) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-inline void prefetch_row(const uint16_t* x, int64_t bytes) {
-    const char* c = reinterpret_cast<const char*>(x);
-    for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
-}
-
 }  // namespace
 
 bool have_ivf_avx512_build() { return true; }

@@ -150,6 +150,12 @@ inline int64_t sorted_cands(const IvfRerank& r, int64_t q, Vec<int64_t>& out) {
     return int64_t(out.size());
 }
 
+// the cache lines of one float16 row, asked for ahead of use (a GCC/Clang builtin: every build has it)
+inline void prefetch_row(const uint16_t* x, int64_t bytes) {
+    const char* c = reinterpret_cast<const char*>(x);
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+}
+
 // the exact re-rank of queries [q0, q1): each query's candidates in ascending position, scored by
 // dot(query, row) * inv_norm, the rows `ahead` candidates further on handed to prefetch(row, bytes)
 // while the current one is scored (the SIMD builds pass their own dot product and prefetch)
