@@ -9,6 +9,7 @@ import pytest
 
 from laionknn import native
 from laionknn.indexes import create
+from laionknn.indexes import ivfgemm_kernels as kern
 from laionknn.indexes import ivfgemm_native as nat
 from ivfgemmhelpers import assert_rerank_matches_float64, rerank_case
 
@@ -129,7 +130,9 @@ def test_quantized_query_weights_are_within_half_a_step():
     rng = np.random.default_rng(3)
     w = rng.standard_normal((20, 30)).astype(np.float32)
     w[3] = 0
-    codes, scale = nat.quantize_queries(w, 32)
+    codes = np.full((20, 32), 99, dtype=np.int8)
+    scale, qconst = np.zeros(20, np.float32), np.zeros(20, np.float32)
+    kern.quantize_weights(w, np.ones(30, np.float32), np.zeros(30, np.float32), 0, 20, codes, scale, qconst)
     assert codes.shape == (20, 32) and not codes[:, 30:].any()
     assert np.all(np.abs(codes[:, :30] * scale[:, None] - w) <= 0.5001 * scale[:, None])
     assert np.abs(codes).max() <= 127 and not codes[3].any()

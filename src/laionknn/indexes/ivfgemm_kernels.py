@@ -207,9 +207,8 @@ def probe_lists(both, nlist, half_sq, qconst, nprobe, lo, hi, probes, base):
 @nb.njit(nogil=True, cache=True)
 def quantize_weights(qh, step, lo_vals, lo, hi, qcodes, qscale, qconst):
     """For queries [lo, hi): the head weights ``w = qh * step`` (float32) as int8 codes with one scale
-    per query (``scale = max|w| / 127``, 1 where w is zero; ``code = clip(rint(w / scale), -127, 127)``:
-    the float32 arithmetic of :func:`laionknn.indexes.ivfgemm_native.quantize_queries`) and
-    ``qconst = qh . lo``. ``qcodes`` is zero beyond the head."""
+    per query (``scale = max|w| / 127``, 1 where w is zero; ``code = clip(rint(w / scale), -127, 127)``,
+    all in float32) and ``qconst = qh . lo``. ``qcodes`` is zero beyond the head."""
     head = qh.shape[1]
     w = np.empty(head, dtype=np.float32)
     for q in range(lo, hi):

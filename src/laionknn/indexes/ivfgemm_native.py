@@ -91,15 +91,6 @@ def unpack(panels: np.ndarray, first_panel: int, rows: int, head: int, bits: int
     return p.reshape(npan * PANEL_ROWS, padded_dims(head, bits))[:rows]
 
 
-def quantize_queries(w: np.ndarray, dq: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-query int8 codes (nq, dq) and scales of the weights ``w`` (nq, head): w ~ scale * code."""
-    scale = (np.abs(w).max(axis=1) / 127.0).astype(np.float32)
-    scale[scale == 0] = 1.0
-    codes = np.zeros((len(w), dq), dtype=np.int8)
-    codes[:, :w.shape[1]] = np.clip(np.rint(w / scale[:, None]), -127, 127)
-    return codes, scale
-
-
 @functools.lru_cache(maxsize=None)
 def _available() -> tuple[str, ...]:
     mod = native._module()
