@@ -120,7 +120,9 @@ def test_hamming_data_refused_by_every_float_peer(home):
 def test_bad_build_values_are_usage_errors():
     checks = [("deglib", {"edges_per_vertex": 7}, "even degree"), ("rabitq-symqg", {"max_degree": 48}, "multiple of 32"),
               ("rabitq-ivf", {"nlist": 8, "nbits": 12}, "1 to 9 bits"), ("vsag-hgraph", {"base_quantization_type": "pq9"}, "choose one of"),
-              ("faiss-ivfrabitqfs", {"nlist": 8, "nb_bits": 11}, "1 to 9 bits")]
+              ("faiss-ivfrabitqfs", {"nlist": 8, "nb_bits": 11}, "1 to 9 bits"),
+              ("faiss-ivfrabitqfs", {"nlist": 8, "refine": "bf16"}, "refine='bf16'; choose 'flat' or 'fp16'"),
+              ("faiss-ivfpqfs", {"nlist": 8, "m": 16, "refine": "sq8"}, "refine='sq8'; choose 'flat' or 'fp16'")]
     db = np.random.default_rng(1).standard_normal((200, 64)).astype(np.float32)
     ran = 0
     for name, params, needle in checks:
@@ -131,6 +133,70 @@ def test_bad_build_values_are_usage_errors():
         ran += 1
     if not ran:
         pytest.skip("no peer library installed")
+
+
+@pytest.mark.parametrize("name", ["faiss-ivfpqfs", "faiss-ivfrabitqfs"])
+def test_fp16_refine_reranks_from_a_float16_copy(name):
+    """``refine="fp16"`` (the 10M grids): the refinement layer is a float16 scalar quantiser of half the
+    float32 copy's bytes, and on float16 data a search of every list with many candidates is as exact
+    as with the float32 copy."""
+    if not registry.is_available(name):
+        pytest.skip(f"{name} is not installed")
+    import faiss
+
+    rng = np.random.default_rng(3)
+    db = rng.standard_normal((3000, 64)).astype(np.float16).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    q = db[:50] + 0.05 * rng.standard_normal((50, 64)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    exact = np.argsort(-(q.astype(np.float64) @ db.T.astype(np.float64)), axis=1)[:, :10]
+    sizes = {}
+    for refine in ("flat", "fp16"):
+        index = registry.create(name, "dot", threads=1, nlist=8, train_size=3000, refine=refine,
+                                **({"m": 16} if name == "faiss-ivfpqfs" else {}))
+        index.build(db)
+        refine_layer = faiss.downcast_index(index.index.refine_index)
+        assert isinstance(refine_layer, faiss.IndexScalarQuantizer if refine == "fp16" else faiss.IndexFlat)
+        sizes[refine] = refine_layer.sa_code_size()
+        index.set_query_params(nprobe=8, k_factor=150)  # every list, half the rows: the refine decides
+        got = index.search(q, 10)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.ids, exact)])
+        assert recall >= 0.99, (refine, recall)
+    assert sizes == {"flat": 64 * 4, "fp16": 64 * 2}
+
+
+@pytest.mark.parametrize("refine", ["flat", "fp16"])
+def test_refine_copy_is_sized_once_before_the_adds(refine):
+    """``reserve_refine``: the refinement layer's buffer gets its room before the block adds, so the
+    adds never move it (a move copies the whole buffer: 2x its size at once), and the index answers
+    as one built by faiss without the reservation."""
+    if not registry.is_available("faiss-ivfpqfs"):
+        pytest.skip("faiss is not installed")
+    import faiss
+
+    rng = np.random.default_rng(5)
+    db = rng.standard_normal((4000, 32)).astype(np.float32)
+    index = registry.create("faiss-ivfpqfs", "dot", threads=1, nlist=8, m=8, train_size=4000, refine=refine)
+    index.n, index.dim = len(db), db.shape[1]
+    index.train_empty(db)
+    index.reserve_refine(len(db))
+    layer = faiss.downcast_index(index.index.refine_index)
+    assert layer.ntotal == 0 and layer.codes.size() == 0
+    where = layer.codes.data()
+    for lo in range(0, len(db), 500):
+        index.index.add(db[lo:lo + 500])
+        assert layer.codes.data() == where
+    assert layer.codes.size() == len(db) * layer.code_size
+
+    plain = faiss.index_factory(32, f"IVF8,PQ8x4fs,{'RFlat' if refine == 'flat' else 'Refine(SQfp16)'}",
+                                faiss.METRIC_INNER_PRODUCT)
+    faiss.extract_index_ivf(plain).cp.seed = 0
+    plain.train(db)  # the whole sample: train_size = n, so the same rows in the same order
+    plain.add(db)
+    for built in (index.index, plain):
+        faiss.extract_index_ivf(built).nprobe = 8
+        built.k_factor = 8
+    assert np.array_equal(index.index.search(db[:20], 5)[1], plain.search(db[:20], 5)[1])
 
 
 def test_run_records_carry_machine_library_and_search_mode(home, tmp_path):

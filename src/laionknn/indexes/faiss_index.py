@@ -26,6 +26,15 @@ def _faiss():
     return faiss
 
 
+# the ``refine`` build knob of the IVF fast-scan indexes: the refinement layer's copy of the vectors
+REFINE_FACTORY = {"flat": "RFlat", "fp16": "Refine(SQfp16)"}
+REFINE_BYTES = {"flat": 4, "fp16": 2}
+
+
+def _refine_bytes(build_params) -> int:
+    return REFINE_BYTES.get(str(build_params.get("refine", "flat")), 4)
+
+
 class FaissIndex(Index):
     """Common machinery; subclasses give the factory string and push their knobs."""
 
@@ -50,8 +59,24 @@ class FaissIndex(Index):
 
     def _build(self, database) -> None:
         self.train_empty(database)
+        self.reserve_refine(self.n)
         for _, block in float_blocks(database, self.metric):
             self.index.add(block)
+
+    def reserve_refine(self, n: int) -> None:
+        """Give the refinement layer's vector copy (IndexRefineFlat's float32 rows, Refine(SQfp16)'s
+        float16 codes) room for ``n`` rows before the block-by-block adds. faiss grows it by resizing a
+        std::vector, which doubles its capacity and copies: with a 15 GB copy that moment holds the old
+        and the new buffer (about 2x the final size) and does not fit a 24 GB machine at 10M rows. The
+        vector is sized once, then emptied: its capacity stays, so the adds never reallocate."""
+        refine = getattr(self.index, "refine_index", None)
+        if refine is None:
+            return
+        codes = _faiss().downcast_index(refine)
+        if getattr(codes, "ntotal", 1) or not hasattr(codes, "codes"):
+            return  # not an empty flat-codes layer: leave it to faiss
+        codes.codes.resize(int(n) * int(codes.code_size))
+        codes.codes.resize(0)
 
     def train_empty(self, database) -> None:
         """Make ``self.index`` and train it (codebooks, coarse quantizer) on a sample of ``database``,
@@ -88,6 +113,14 @@ class FaissIndex(Index):
         faiss = _faiss()
         base = self.index.base_index if hasattr(self.index, "base_index") else self.index
         return faiss.downcast_index(base)
+
+    def _refine_factory(self) -> str:
+        """The factory suffix of the refinement layer the ``refine`` build knob names."""
+        refine = str(self.build_params["refine"])
+        if refine not in REFINE_FACTORY:
+            raise UsageError(f"backend {self.name!r}: refine={refine!r}; choose {' or '.join(map(repr, REFINE_FACTORY))} "
+                             f"(float32 or float16 copy of the vectors for the exact re-rank)")
+        return REFINE_FACTORY[refine]
 
     def _check_nlist(self) -> None:
         nlist = int(self.build_params["nlist"])
@@ -166,22 +199,26 @@ class FaissIVFSQ8(FaissIVFFlat):
 
 class FaissIVFPQFastScan(FaissIVFFlat):
     """IVF with 4-bit fast-scan PQ (``m`` sub-quantisers) and exact float refinement of the
-    ``k * k_factor`` best candidates (IndexRefineFlat keeps a float32 copy of the vectors)."""
+    ``k * k_factor`` best candidates. ``refine`` says what the refinement layer keeps: ``flat`` a float32
+    copy of the vectors (IndexRefineFlat, faiss's usual pairing), ``fp16`` a float16 copy
+    (``Refine(SQfp16)``: half the memory, and exact for float16 data such as LAION's; the 10M grids use
+    it, because a float32 copy of 10M × 768 rows, 30.7 GB, does not fit a 24 GB machine)."""
 
     name = "faiss-ivfpqfs"
-    build_defaults = {"nlist": 1024, "m": 192, "train_size": 100_000, "seed": 0}
+    build_defaults = {"nlist": 1024, "m": 192, "train_size": 100_000, "seed": 0, "refine": "flat"}
     query_defaults = {"nprobe": 16, "k_factor": 4}
 
     @classmethod
     def min_index_bytes(cls, n, dim, build_params):
-        return n * (int(build_params.get("m", 192)) // 2 + 8 + dim * 4)  # 4-bit codes, ids, refine copy
+        # 4-bit codes, ids, refine copy
+        return n * (int(build_params.get("m", 192)) // 2 + 8 + dim * _refine_bytes(build_params))
 
     def _factory(self) -> str:
         self._check_nlist()
         m = int(self.build_params["m"])
         if m < 1 or self.dim % m:
             raise UsageError(f"backend {self.name!r}: m={m} must divide the dimension {self.dim}")
-        return f"IVF{self.build_params['nlist']},PQ{m}x4fs,RFlat"
+        return f"IVF{self.build_params['nlist']},PQ{m}x4fs,{self._refine_factory()}"
 
     def _apply_query_params(self) -> None:
         if getattr(self, "index", None) is not None:
@@ -191,20 +228,27 @@ class FaissIVFPQFastScan(FaissIVFFlat):
 
 class FaissIVFRaBitQFastScan(FaissIVFFlat):
     """IVF + RaBitQ codes scanned 32 at a time (faiss >= 1.13 ``RaBitQfs``), then exact float refinement
-    of ``k * k_factor`` candidates (``RFlat``). ``nb_bits`` = 1 is the sign bit alone (the configuration
-    the RaBitQ authors pair with refinement); 2-9 add extra bits per dimension. ``qb`` is the number of
-    bits the query is quantised to for the fast-scan lookup tables (faiss's default 8)."""
+    of ``k * k_factor`` candidates (``refine`` as for faiss-ivfpqfs: ``flat`` = ``RFlat``, ``fp16`` =
+    ``Refine(SQfp16)``). ``nb_bits`` = 1 is the sign bit alone (the configuration the RaBitQ authors pair
+    with refinement); 2-9 add extra bits per dimension. ``qb`` is the number of bits the query is
+    quantised to for the fast-scan lookup tables (faiss's default 8)."""
 
     name = "faiss-ivfrabitqfs"
-    build_defaults = {"nlist": 1024, "nb_bits": 1, "train_size": 100_000, "seed": 0}
+    build_defaults = {"nlist": 1024, "nb_bits": 1, "train_size": 100_000, "seed": 0, "refine": "flat"}
     query_defaults = {"nprobe": 16, "k_factor": 4, "qb": 8}
+
+    @classmethod
+    def min_index_bytes(cls, n, dim, build_params):
+        bits = int(build_params.get("nb_bits", 1))
+        # codes and per-row factors, ids, refine copy
+        return n * (math.ceil(dim * bits / 8) + 8 + dim * _refine_bytes(build_params))
 
     def _factory(self) -> str:
         self._check_nlist()
         bits = int(self.build_params["nb_bits"])
         if not 1 <= bits <= 9:
             raise UsageError(f"backend {self.name!r}: nb_bits={bits}; faiss RaBitQ takes 1 to 9 bits per dimension")
-        return f"IVF{self.build_params['nlist']},RaBitQfs{bits},RFlat"
+        return f"IVF{self.build_params['nlist']},RaBitQfs{bits},{self._refine_factory()}"
 
     def _apply_query_params(self) -> None:
         if getattr(self, "index", None) is not None:
