@@ -126,6 +126,22 @@ def test_rerank_matches_numpy_on_float16_rows(kernel, dim):
         nat.rerank(kernel, rows.view(np.uint16), inv, q, np.full((6, 3), 300), k, 1)
 
 
+@needs_native
+def test_rerank_in_nearest_list_order_puts_each_answer_back_in_place():
+    """The backend re-ranks its queries sorted by nearest list (for the cache) and un-permutes: every
+    query gets its own answer, equal to the batch-order re-rank's and to the float64 oracle."""
+    rng = np.random.default_rng(12)
+    rows, inv, q, cand, k = rerank_case(rng, 48)
+    ix = create("laionknn-ivfgemm", "dot", threads=2)
+    ix.orig, ix.inv_norm = rows.view(np.uint16), inv
+    nearest = np.array([5, 1, 5, 0, 3, 1])  # ties keep the batch order among themselves
+    pos, sim = ix._rerank(COMPILED[0], q, cand, nearest, k)
+    want_pos, want_sim = nat.rerank(COMPILED[0], rows.view(np.uint16), inv, q, cand, k, 1)
+    np.testing.assert_array_equal(pos, want_pos)
+    np.testing.assert_array_equal(sim, want_sim)
+    assert_rerank_matches_float64(pos, sim, rows, inv, q, cand, k)
+
+
 def test_quantized_query_weights_are_within_half_a_step():
     rng = np.random.default_rng(3)
     w = rng.standard_normal((20, 30)).astype(np.float32)

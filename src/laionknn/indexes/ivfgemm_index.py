@@ -298,13 +298,24 @@ class IvfGemm(Index):
             pos, est = nat.scan(name, self.codes, self.head, self.bits, self.list_panel, self.offsets, qcodes, qscale,
                                 pair_q, pair_l, pair_base, nlist, cands, self.threads, rank=rank)
             if self.keeps_originals:
-                out_pos, out_sim = nat.rerank(name, self.orig, self.inv_norm, queries, pos, k, self.threads)
+                out_pos, out_sim = self._rerank(name, queries, pos, probes[:, 0], k)
             else:
                 best = np.argsort(-est, axis=1, kind="stable")[:, :k]
                 out_pos = np.take_along_axis(pos, best, 1)
                 out_sim = np.take_along_axis(est, best, 1)
         ids = np.where(out_pos >= 0, self.ids[np.maximum(out_pos, 0)], -1)
         return finish(ids, out_sim, similarity=True)
+
+    def _rerank(self, name: str, queries: np.ndarray, pos: np.ndarray, nearest: np.ndarray, k: int):
+        """The compiled exact re-rank with the queries taken in the order of their nearest list: most
+        candidates of a query lie in that list, so consecutive queries fetch many of the same float16
+        rows, which the previous ones left in the cache (in query order every row comes from memory).
+        Each query's answer does not depend on the order; it is put back in place."""
+        order = np.argsort(nearest, kind="stable")
+        got_pos, got_sim = nat.rerank(name, self.orig, self.inv_norm, queries[order], pos[order], k, self.threads)
+        out_pos, out_sim = np.empty_like(got_pos), np.empty_like(got_sim)
+        out_pos[order], out_sim[order] = got_pos, got_sim
+        return out_pos, out_sim
 
     def _search_numba(self, queries, k, cands, coarse, weights, qconst, pair_q, pair_l):
         """The fallback scan: per list, the codes unpacked to float32 and one sgemm, numba heaps."""
