@@ -26,13 +26,13 @@ def _faiss():
     return faiss
 
 
-# the ``refine`` build knob of the IVF fast-scan indexes: the refinement layer's copy of the vectors
-REFINE_FACTORY = {"flat": "RFlat", "fp16": "Refine(SQfp16)"}
-REFINE_BYTES = {"flat": 4, "fp16": 2}
+# the ``refine`` build knob of the IVF fast-scan indexes: the refinement layer's copy of the vectors,
+# as (faiss factory suffix, bytes per dimension)
+REFINE = {"flat": ("RFlat", 4), "fp16": ("Refine(SQfp16)", 2)}
 
 
 def _refine_bytes(build_params) -> int:
-    return REFINE_BYTES.get(str(build_params.get("refine", "flat")), 4)
+    return REFINE.get(str(build_params.get("refine", "flat")), REFINE["flat"])[1]
 
 
 class FaissIndex(Index):
@@ -73,7 +73,7 @@ class FaissIndex(Index):
         if refine is None:
             return
         codes = _faiss().downcast_index(refine)
-        if getattr(codes, "ntotal", 1) or not hasattr(codes, "codes"):
+        if codes.ntotal or not hasattr(codes, "codes"):
             return  # not an empty flat-codes layer: leave it to faiss
         codes.codes.resize(int(n) * int(codes.code_size))
         codes.codes.resize(0)
@@ -117,10 +117,10 @@ class FaissIndex(Index):
     def _refine_factory(self) -> str:
         """The factory suffix of the refinement layer the ``refine`` build knob names."""
         refine = str(self.build_params["refine"])
-        if refine not in REFINE_FACTORY:
-            raise UsageError(f"backend {self.name!r}: refine={refine!r}; choose {' or '.join(map(repr, REFINE_FACTORY))} "
+        if refine not in REFINE:
+            raise UsageError(f"backend {self.name!r}: refine={refine!r}; choose {' or '.join(map(repr, REFINE))} "
                              f"(float32 or float16 copy of the vectors for the exact re-rank)")
-        return REFINE_FACTORY[refine]
+        return REFINE[refine][0]
 
     def _check_nlist(self) -> None:
         nlist = int(self.build_params["nlist"])
